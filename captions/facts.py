@@ -1,0 +1,162 @@
+"""Facts: what a caption asserts about its image, one value per aspect.
+
+`facts_from_prompt` reads a generation prompt (for build); `facts_from_caption`
+reads a caption back (so hand-written captions can be verified and fixed).
+Both go through the policy's vocabulary, never through free text matching
+of our own invention.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, replace
+
+from captions.caption import Caption, TextLine
+from captions.policy import ASPECTS, RATINGS, Policy
+from captions.tags import prompt_tags
+
+
+@dataclass(frozen=True)
+class Facts:
+    framing: str | None = None
+    view: str | None = None
+    facing: str | None = None
+    expression: str | None = None
+    outfit: str | None = None
+    rating: str | None = None
+
+    def get(self, aspect: str) -> str | None:
+        return getattr(self, aspect)
+
+    def with_value(self, aspect: str, value: str | None) -> Facts:
+        return replace(self, **{aspect: value})
+
+    def as_dict(self) -> dict[str, str | None]:
+        return asdict(self)
+
+
+def _evidence(policy: Policy, aspect: str, tags: list[str]) -> list[str]:
+    """Values of `aspect` whose tags or keywords appear in `tags`, by priority."""
+    spec = policy.aspect(aspect)
+    return spec.matching(tags) if spec else []
+
+
+def _apply_implications(policy: Policy, found: dict[str, str | None]) -> None:
+    """Fill aspects without evidence from what the others imply (`from behind` -> back)."""
+    for aspect in ASPECTS:
+        value = found.get(aspect)
+        spec = policy.aspect(aspect)
+        if value is None or spec is None:
+            continue
+        for other, target in spec.values[value].implies.items():
+            if found.get(other) is None:
+                found[other] = target
+
+
+def visible_outfit(policy: Policy, outfit: str | None, framing: str | None) -> str | None:
+    """The outfit as the image shows it: a nude bust-up shows bare shoulders, not nudity."""
+    spec = policy.aspect("outfit")
+    if outfit is None or spec is None:
+        return outfit
+    shown = spec.values[outfit].visible_in
+    return outfit if shown is None or framing in shown else None
+
+
+def prompt_outfit(tags: list[str], policy: Policy) -> str | None:
+    """The outfit the prompt asked for, before the framing hides it."""
+    spec = policy.aspect("outfit")
+    matches = _evidence(policy, "outfit", tags)
+    return matches[0] if matches else (spec.default if spec else None)
+
+
+def facts_from_prompt(prompt: str | list[str], policy: Policy) -> Facts:
+    tags = prompt_tags(prompt) if isinstance(prompt, str) else list(prompt)
+    found: dict[str, str | None] = {}
+    for aspect, _spec in policy.aspects.items():
+        matches = _evidence(policy, aspect, tags)
+        found[aspect] = matches[0] if matches else None
+    _apply_implications(policy, found)
+    for aspect, spec in policy.aspects.items():
+        if found.get(aspect) is None:
+            found[aspect] = spec.default
+    found["outfit"] = visible_outfit(policy, found.get("outfit"), found.get("framing"))
+    found["rating"] = policy.rating_for(found.get("outfit"))
+    return Facts(**{k: found.get(k) for k in (*ASPECTS, "rating")})
+
+
+@dataclass(frozen=True)
+class NLFact:
+    """Where an NL template placed a fact: line index and character span."""
+
+    aspect: str
+    value: str
+    line: int
+    start: int
+    end: int
+
+
+def _template_regex(text: str, policy: Policy) -> re.Pattern[str] | None:
+    parts = re.split(r"(\{[a-z]+\})", text)
+    seen: set[str] = set()
+    out = []
+    for part in parts:
+        m = re.fullmatch(r"\{([a-z]+)\}", part)
+        if not m:
+            out.append(re.escape(part))
+            continue
+        name = m.group(1)
+        if name in seen:
+            out.append(f"(?P={name})")
+            continue
+        seen.add(name)
+        if name == "trigger":
+            out.append(re.escape(policy.trigger))
+            continue
+        spec = policy.aspect(name)
+        if spec is None:
+            return None
+        phrases = sorted({v.phrase or k for k, v in spec.values.items()}, key=len, reverse=True)
+        out.append(f"(?P<{name}>" + "|".join(re.escape(p) for p in phrases) + ")")
+    return re.compile("".join(out))
+
+
+def nl_facts(caption: Caption, policy: Policy) -> list[NLFact]:
+    """Facts stated by the policy's own NL templates, with their spans."""
+    regexes = [r for slot in policy.nl for t in slot if "{" in t.text and (r := _template_regex(t.text, policy))]
+    out: list[NLFact] = []
+    for index, line in enumerate(caption.lines):
+        if not isinstance(line, TextLine):
+            continue
+        for regex in regexes:
+            for match in regex.finditer(line.value):
+                for name, phrase in match.groupdict().items():
+                    value = policy.aspect(name).value_for_phrase(phrase)  # type: ignore[union-attr]
+                    if value is not None:
+                        out.append(NLFact(name, value, index, match.start(name), match.end(name)))
+    return out
+
+
+def facts_from_caption(caption: Caption, policy: Policy) -> Facts:
+    """What the caption claims: its tags first, then its NL sentences."""
+    tags = caption.tags
+    found: dict[str, str | None] = {}
+    for aspect, _spec in policy.aspects.items():
+        matches = _evidence(policy, aspect, tags)
+        found[aspect] = matches[0] if matches else None
+    from_nl = nl_facts(caption, policy)
+    nl = caption.nl_text
+    for aspect, spec in policy.aspects.items():
+        if found[aspect] is not None:
+            continue
+        stated = [f.value for f in from_nl if f.aspect == aspect]
+        if stated:
+            found[aspect] = stated[0]
+            continue
+        for name in spec.ordered():
+            if any(re.search(p, nl, re.IGNORECASE) for p in spec.values[name].nl_keywords):
+                found[aspect] = name
+                break
+    _apply_implications(policy, found)
+    ratings = [t for t in tags if t in RATINGS]
+    found["rating"] = ratings[0] if ratings else None
+    return Facts(**{k: found.get(k) for k in (*ASPECTS, "rating")})

@@ -1,0 +1,68 @@
+"""Atomic, journaled caption writes.
+
+A caption is written by temp file + fsync + rename, so a crash leaves either
+the old text or the new, never half of each; and the before/after text is
+recorded in a journal *before* the rename, so every write can be undone.
+The journal itself lives outside this package (the verifier keeps it in
+SQLite); anything with a `record` method will do.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+from captions.errors import CaptionWriteError
+
+_UNSET = object()
+
+
+class Journal(Protocol):
+    def record(self, path: Path, before: str | None, after: str, reason: str) -> None: ...
+
+
+def read_caption(path: Path) -> str | None:
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CaptionWriteError(path, f"cannot read caption: {exc}") from None
+
+
+def atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        else:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise CaptionWriteError(path, f"cannot write caption: {exc}") from None
+
+
+def write_caption(path: Path, text: str, journal: Journal | None, reason: str, expect: object = _UNSET) -> bool:
+    """Write `text` to `path` unless it already holds it; journal first.
+
+    `expect`, when given, is the text the caller last read: if the file
+    changed since, nothing is written (someone edited it by hand).
+    Returns True when the file changed.
+    """
+    before = read_caption(path)
+    if expect is not _UNSET and before != expect:
+        raise CaptionWriteError(path, "caption changed on disk since it was read; not overwritten")
+    if before == text:
+        return False
+    if journal is not None:
+        journal.record(path, before, text, reason)
+    atomic_write(path, text)
+    return True

@@ -1,0 +1,110 @@
+"""The Danbooru vocabulary, from the a1111 tag-autocomplete CSV.
+
+Format, one tag per line, no header: `name,type,postCount,"alias1,alias2"`.
+Types: 0 general, 1 artist, 3 copyright, 4 character, 5 meta. Names use
+underscores on Danbooru; captions use spaces, so both are stored with spaces.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import re
+from functools import cached_property, lru_cache
+from pathlib import Path
+
+from captions.errors import VocabularyError
+
+GENERAL, ARTIST, COPYRIGHT, CHARACTER, META = 0, 1, 3, 4, 5
+_COMPACT = re.compile(r"[\s_\-]+")
+
+
+def _space(name: str) -> str:
+    return name.strip().replace("_", " ").lower()
+
+
+class Vocabulary:
+    def __init__(self, tags: dict[str, tuple[int, int]], aliases: dict[str, str], source: Path | None = None):
+        self.tags = tags  # name -> (type, post count)
+        self.aliases = aliases  # alias -> canonical name
+        self.source = source
+
+    @classmethod
+    def load(cls, path: str | Path) -> Vocabulary:
+        path = Path(path)
+        try:
+            data = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise VocabularyError(path, "no such tag CSV") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise VocabularyError(path, f"cannot read tag CSV: {exc}") from None
+        tags: dict[str, tuple[int, int]] = {}
+        aliases: dict[str, str] = {}
+        for lineno, row in enumerate(csv.reader(io.StringIO(data)), start=1):
+            if not row:
+                continue
+            try:
+                name, kind, count = _space(row[0]), int(row[1]), int(row[2] or 0)
+            except (IndexError, ValueError):
+                raise VocabularyError(path, f"line {lineno}: expected name,type,postCount,\"aliases\"") from None
+            if name not in tags:
+                tags[name] = (kind, count)
+            if len(row) > 3 and row[3]:
+                for alias in row[3].split(","):
+                    aliases.setdefault(_space(alias), name)
+        if not tags:
+            raise VocabularyError(path, "tag CSV holds no tags")
+        return cls(tags, aliases, path)
+
+    def __contains__(self, tag: str) -> bool:
+        return tag in self.tags
+
+    def __len__(self) -> int:
+        return len(self.tags)
+
+    def kind(self, tag: str) -> int | None:
+        info = self.tags.get(tag)
+        return info[0] if info else None
+
+    def canonical(self, tag: str) -> str | None:
+        """The canonical name for an alias (`bust` -> `upper body`)."""
+        return self.aliases.get(tag)
+
+    @cached_property
+    def _compact(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name, (_, _count) in sorted(self.tags.items(), key=lambda kv: -kv[1][1]):
+            out.setdefault(_COMPACT.sub("", name), name)
+        return out
+
+    @cached_property
+    def _buckets(self) -> dict[str, list[str]]:
+        # Only tags with real use are worth suggesting; bucketing by first
+        # letter keeps difflib's work to a few thousand strings.
+        out: dict[str, list[str]] = {}
+        for name, (kind, count) in self.tags.items():
+            if kind == GENERAL and count >= 50:
+                out.setdefault(name[:1], []).append(name)
+        return out
+
+    @lru_cache(maxsize=4096)  # noqa: B019 - one Vocabulary per process, tags repeat across captions
+    def suggest(self, tag: str) -> str | None:
+        """The existing tag most likely meant by an unknown one."""
+        if tag in self.aliases:
+            return self.aliases[tag]
+        compact = self._compact.get(_COMPACT.sub("", tag))
+        if compact:
+            return compact
+        close = difflib.get_close_matches(tag, self._buckets.get(tag[:1], []), n=1, cutoff=0.9)
+        if close:
+            return close[0]
+        words = tag.split()
+        # `left side ponytail` -> `side ponytail`: a real tag with a qualifier
+        # that Danbooru does not have in front of it or behind it.
+        for k in range(1, len(words)):
+            for candidate in (" ".join(words[k:]), " ".join(words[:-k])):
+                if candidate in self.tags:
+                    return candidate
+        close = difflib.get_close_matches(tag, self._buckets.get(tag[:1], []), n=1, cutoff=0.8)
+        return close[0] if close else None
