@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 from captions.tags import normalize_tag, split_raw
 
@@ -34,7 +35,7 @@ class TagLine:
     trailing_comma: bool = True
     raw: str | None = None  # original text, rendered verbatim while unchanged
 
-    @property
+    @cached_property
     def tags(self) -> list[str]:
         return [normalize_tag(item) for item in self.items]
 
@@ -61,7 +62,7 @@ class Caption:
     newline: str = "\n"
     tail: str = "\n"  # whatever whitespace follows the last line, kept for exactness
 
-    @property
+    @cached_property
     def tags(self) -> list[str]:
         """Every tag, normalised, in order (repeats kept: lint wants them)."""
         return [tag for line in self.tag_lines for tag in line.tags]

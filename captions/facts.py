@@ -120,9 +120,21 @@ def _template_regex(text: str, policy: Policy) -> re.Pattern[str] | None:
     return re.compile("".join(out))
 
 
+_COMPILED: dict[int, tuple[Policy, list[re.Pattern[str]]]] = {}
+
+
+def _template_regexes(policy: Policy) -> list[re.Pattern[str]]:
+    # Compiled once per policy object (holding the policy keeps its id unique).
+    hit = _COMPILED.get(id(policy))
+    if hit is None or hit[0] is not policy:
+        regexes = [r for slot in policy.nl for t in slot if "{" in t.text and (r := _template_regex(t.text, policy))]
+        hit = _COMPILED[id(policy)] = (policy, regexes)
+    return hit[1]
+
+
 def nl_facts(caption: Caption, policy: Policy) -> list[NLFact]:
     """Facts stated by the policy's own NL templates, with their spans."""
-    regexes = [r for slot in policy.nl for t in slot if "{" in t.text and (r := _template_regex(t.text, policy))]
+    regexes = _template_regexes(policy)
     out: list[NLFact] = []
     for index, line in enumerate(caption.lines):
         if not isinstance(line, TextLine):

@@ -34,20 +34,20 @@ def read_caption(path: Path) -> str | None:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Temp file in the same folder, fsync, rename: all of the text or none."""
+    tmp: str | None = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        else:
-            os.chmod(tmp, 0o644)
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
         os.replace(tmp, path)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise CaptionWriteError(path, f"cannot write caption: {exc}") from None
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise CaptionWriteError(path, f"cannot write caption: {exc.strerror or exc}") from None
 
 
 def write_caption(path: Path, text: str, journal: Journal | None, reason: str, expect: object = _UNSET) -> bool:

@@ -11,6 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 from captions.caption import Caption, parse
@@ -68,7 +69,7 @@ class Context:
     def tags(self) -> list[str]:
         return self.caption.tags
 
-    @property
+    @cached_property
     def facts(self) -> Facts | None:
         return facts_from_caption(self.caption, self.policy) if self.policy else None
 

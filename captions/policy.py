@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import string
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -79,15 +80,25 @@ class Aspect(_Model):
         rest = [v for v in self.values if v not in self.priority]
         return [*self.priority, *rest]
 
+    @cached_property
+    def _index(self) -> dict[str, set[str]]:
+        """tag or keyword -> the values it detects."""
+        index: dict[str, set[str]] = {}
+        for name, value in self.values.items():
+            for word in (*value.tags, *value.keywords):
+                index.setdefault(word, set()).add(name)
+        return index
+
     def matching(self, tags: list[str]) -> list[str]:
         """Values with a tag or keyword among `tags`, in priority order."""
-        present = set(tags)
-        out = []
-        for name in self.ordered():
-            words = {*self.values[name].tags, *self.values[name].keywords}
-            if present & words or (self.match == "suffix" and any(t.endswith(" " + w) for t in tags for w in words)):
-                out.append(name)
-        return out
+        hits: set[str] = set()
+        for tag in tags:
+            hits |= self._index.get(tag, set())
+            if self.match == "suffix":
+                words = tag.split()
+                for k in range(1, len(words)):
+                    hits |= self._index.get(" ".join(words[k:]), set())
+        return [name for name in self.ordered() if name in hits] if hits else []
 
     def value_for_phrase(self, phrase: str) -> str | None:
         for name, value in self.values.items():

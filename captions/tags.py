@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 # `\(` and `\)` are literal parentheses in A1111 prompts (`saber \(fate\)`).
 _ESC_OPEN, _ESC_CLOSE = "\x00", "\x01"
@@ -53,6 +54,7 @@ def is_score_tag(tag: str) -> bool:
     return bool(_SCORE.match(tag.strip().lower()))
 
 
+@lru_cache(maxsize=65536)  # pure, and the same few hundred tags repeat across a dataset
 def normalize_tag(raw: str) -> str:
     """One tag as a caption should hold it: flat, lowercase, spaces."""
     tag = raw.strip()

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from captions import Vocabulary, load_policy
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+TAGS_CSV = ROOT.parent / "shared" / "data" / "danbooru-tags" / "danbooru.csv"
+
+
+@pytest.fixture(scope="session")
+def keichan():
+    return load_policy(EXAMPLES / "keichan" / "policy.yaml")
+
+
+@pytest.fixture(scope="session")
+def kanachan():
+    return load_policy(EXAMPLES / "kanachan" / "policy.yaml")
+
+
+@pytest.fixture(scope="session")
+def vocab():
+    """The real Danbooru vocabulary (140k tags); skip cleanly when absent."""
+    if not TAGS_CSV.exists():
+        pytest.skip(f"Danbooru tag CSV not found at {TAGS_CSV}")
+    return Vocabulary.load(TAGS_CSV)
+
+
+@pytest.fixture
+def example_dataset(tmp_path):
+    """A private copy of the bundled Keichan example dataset."""
+    dest = tmp_path / "keichan"
+    shutil.copytree(EXAMPLES / "keichan" / "dataset", dest)
+    return dest
