@@ -152,7 +152,7 @@ def lint(
         for f in findings:
             style = "red" if f.severity == ERROR else "yellow"
             out.print(f"{f.path}: [{style}]{f.rule}[/{style}]: {f.message}", soft_wrap=True)
-        note = "" if vocab else f" (no tag CSV: unknown-tag skipped; pass --tags or set ${TAGS_ENV})"
+        note = "" if vocab is not None else f" (no tag CSV: unknown-tag skipped; pass --tags or set ${TAGS_ENV})"
         out.print(f"{errors} error(s), {len(findings) - errors} warning(s){note}", soft_wrap=True)
     if errors:
         raise typer.Exit(EXIT_FINDINGS)
