@@ -41,6 +41,11 @@ def _evidence(policy: Policy, aspect: str, tags: list[str]) -> list[str]:
     return spec.matching(tags) if spec else []
 
 
+def _first_matches(policy: Policy, tags: list[str]) -> dict[str, str | None]:
+    """Per aspect, the highest-priority value that the tags show (or None)."""
+    return {aspect: next(iter(_evidence(policy, aspect, tags)), None) for aspect, _ in policy.aspects.items()}
+
+
 def _apply_implications(policy: Policy, found: dict[str, str | None]) -> None:
     """Fill aspects without evidence from what the others imply (`from behind` -> back)."""
     for aspect in ASPECTS:
@@ -71,10 +76,7 @@ def prompt_outfit(tags: list[str], policy: Policy) -> str | None:
 
 def facts_from_prompt(prompt: str | list[str], policy: Policy) -> Facts:
     tags = prompt_tags(prompt) if isinstance(prompt, str) else list(prompt)
-    found: dict[str, str | None] = {}
-    for aspect, _spec in policy.aspects.items():
-        matches = _evidence(policy, aspect, tags)
-        found[aspect] = matches[0] if matches else None
+    found = _first_matches(policy, tags)
     _apply_implications(policy, found)
     for aspect, spec in policy.aspects.items():
         if found.get(aspect) is None:
@@ -151,10 +153,7 @@ def nl_facts(caption: Caption, policy: Policy) -> list[NLFact]:
 def facts_from_caption(caption: Caption, policy: Policy) -> Facts:
     """What the caption claims: its tags first, then its NL sentences."""
     tags = caption.tags
-    found: dict[str, str | None] = {}
-    for aspect, _spec in policy.aspects.items():
-        matches = _evidence(policy, aspect, tags)
-        found[aspect] = matches[0] if matches else None
+    found = _first_matches(policy, tags)
     from_nl = nl_facts(caption, policy)
     nl = caption.nl_text
     for aspect, spec in policy.aspects.items():

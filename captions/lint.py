@@ -74,9 +74,14 @@ class Context:
         return facts_from_caption(self.caption, self.policy) if self.policy else None
 
 
+def _is_meta_word(tag: str) -> bool:
+    """Quality, score, rating and time words: Anima's own, not Danbooru tags."""
+    return tag in QUALITY_WORDS or tag in RATINGS or tag in TIME_WORDS or is_score_tag(tag) or bool(_YEAR.match(tag))
+
+
 def _exempt(tag: str, ctx: Context) -> bool:
     """Tags that are not Danbooru tags by design: quality, rating, time, trigger."""
-    if tag in QUALITY_WORDS or tag in RATINGS or tag in TIME_WORDS or is_score_tag(tag) or _YEAR.match(tag):
+    if _is_meta_word(tag):
         return True
     p = ctx.policy
     return bool(p) and (tag == p.trigger or tag in p.quality or tag in p.allowed_tags)
@@ -198,7 +203,7 @@ ORDER_NAMES = ("quality/rating", "subject", "character", "series", "artist", "ge
 def _rank(tag: str, ctx: Context) -> int:
     kind = ctx.vocab.kind(tag) if ctx.vocab else None
     p = ctx.policy
-    if tag in QUALITY_WORDS or tag in RATINGS or tag in TIME_WORDS or is_score_tag(tag) or _YEAR.match(tag):
+    if _is_meta_word(tag):
         return 0
     if (p and tag in p.quality) or kind == META:
         return 0
