@@ -97,46 +97,9 @@ class NLFact:
     end: int
 
 
-def _template_regex(text: str, policy: Policy) -> re.Pattern[str] | None:
-    parts = re.split(r"(\{[a-z]+\})", text)
-    seen: set[str] = set()
-    out = []
-    for part in parts:
-        m = re.fullmatch(r"\{([a-z]+)\}", part)
-        if not m:
-            out.append(re.escape(part))
-            continue
-        name = m.group(1)
-        if name in seen:
-            out.append(f"(?P={name})")
-            continue
-        seen.add(name)
-        if name == "trigger":
-            out.append(re.escape(policy.trigger))
-            continue
-        spec = policy.aspect(name)
-        if spec is None:
-            return None
-        phrases = sorted({v.phrase or k for k, v in spec.values.items()}, key=len, reverse=True)
-        out.append(f"(?P<{name}>" + "|".join(re.escape(p) for p in phrases) + ")")
-    return re.compile("".join(out))
-
-
-_COMPILED: dict[int, tuple[Policy, list[re.Pattern[str]]]] = {}
-
-
-def _template_regexes(policy: Policy) -> list[re.Pattern[str]]:
-    # Compiled once per policy object (holding the policy keeps its id unique).
-    hit = _COMPILED.get(id(policy))
-    if hit is None or hit[0] is not policy:
-        regexes = [r for slot in policy.nl for t in slot if "{" in t.text and (r := _template_regex(t.text, policy))]
-        hit = _COMPILED[id(policy)] = (policy, regexes)
-    return hit[1]
-
-
 def nl_facts(caption: Caption, policy: Policy) -> list[NLFact]:
     """Facts stated by the policy's own NL templates, with their spans."""
-    regexes = _template_regexes(policy)
+    regexes = policy.nl_patterns
     out: list[NLFact] = []
     for index, line in enumerate(caption.lines):
         if not isinstance(line, TextLine):

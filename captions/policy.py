@@ -217,6 +217,40 @@ class Policy(_Model):
                         self._need(aspect, value, f"{where}.when")
         return self
 
+    @cached_property
+    def nl_patterns(self) -> list[re.Pattern[str]]:
+        """The NL templates as regexes, one named group per aspect placeholder,
+        so a caption's sentences can be read back into facts (compiled once)."""
+        out = []
+        for slot in self.nl:
+            for tpl in slot:
+                if "{" in tpl.text and (regex := self._template_regex(tpl.text)) is not None:
+                    out.append(regex)
+        return out
+
+    def _template_regex(self, text: str) -> re.Pattern[str] | None:
+        out = []
+        seen: set[str] = set()
+        for part in re.split(r"(\{[a-z]+\})", text):
+            m = re.fullmatch(r"\{([a-z]+)\}", part)
+            if not m:
+                out.append(re.escape(part))
+                continue
+            name = m.group(1)
+            if name in seen:
+                out.append(f"(?P={name})")
+                continue
+            seen.add(name)
+            if name == "trigger":
+                out.append(re.escape(self.trigger))
+                continue
+            spec = self.aspect(name)
+            if spec is None:
+                return None
+            phrases = sorted({v.phrase or k for k, v in spec.values.items()}, key=len, reverse=True)
+            out.append(f"(?P<{name}>" + "|".join(re.escape(p) for p in phrases) + ")")
+        return re.compile("".join(out))
+
     def _need(self, aspect: str, value: str, where: str) -> None:
         a = getattr(self.aspects, aspect, None) if aspect in ASPECTS else None
         if a is None or value not in a.values:
