@@ -30,6 +30,12 @@ BUILTIN_RISKY = {
 }
 
 
+def squash(text: str) -> str:
+    """A spelling reduced for comparison: tag-normalised, hyphens as spaces
+    (`three-quarter` = `three quarter`), no surrounding quotes or dots."""
+    return re.sub(r"\s+", " ", normalize_tag(text).replace("-", " ")).strip(" .\"'`*")
+
+
 def _tags(values: list[str]) -> list[str]:
     return [normalize_tag(v) for v in values]
 
@@ -99,6 +105,19 @@ class Aspect(_Model):
                 for k in range(1, len(words)):
                     hits |= self._index.get(" ".join(words[k:]), set())
         return [name for name in self.ordered() if name in hits] if hits else []
+
+    @cached_property
+    def spellings(self) -> dict[str, str]:
+        """Every way of writing each value (name, phrase, tags, keywords),
+        squashed -> the value; a value's own name wins over another's keyword."""
+        out: dict[str, str] = {}
+        for name, value in self.values.items():
+            for word in (*value.keywords, *value.tags, value.phrase or ""):
+                if word:
+                    out.setdefault(squash(word), name)
+        for name in self.values:
+            out[squash(name)] = name
+        return out
 
     def value_for_phrase(self, phrase: str) -> str | None:
         for name, value in self.values.items():

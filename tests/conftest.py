@@ -36,3 +36,25 @@ def example_dataset(tmp_path):
     dest = tmp_path / "keichan"
     shutil.copytree(EXAMPLES / "keichan" / "dataset", dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def clothed47_master(tmp_path_factory, keichan):
+    """The 47-image article-shaped set, built once: images, sidecars, captions, truth.json."""
+    from captions import build_dataset
+
+    import clothed47
+
+    root = tmp_path_factory.mktemp("clothed47") / "data"
+    clothed47.make(root)
+    report = build_dataset(root, keichan)
+    assert report.count("written") == 47
+    return root
+
+
+@pytest.fixture
+def clothed47_dataset(tmp_path, clothed47_master):
+    """A private copy of the 47-image set (tests write to it)."""
+    dest = tmp_path / "clothed 47 データ"  # spaces and non-ASCII, as the article's folder
+    shutil.copytree(clothed47_master, dest)
+    return dest

@@ -1,12 +1,16 @@
 """The store: `DATASET/.capcheck/capcheck.db` (SQLite, WAL, numbered migrations).
 
-It is capcheck's only state. This module opens it, migrates it, and keeps
-the caption journal (before/after text of every caption write, so any
-write can be undone). Verdict tables arrive with later migrations.
+It is capcheck's only state. This module opens it, migrates it, keeps the
+caption journal (before/after text of every caption write, so any write can
+be undone), the file-hash cache, and the verdicts: one row per (image
+sha256, caption sha256, prompt sha256, backend, model), written the moment
+an answer arrives, so a killed run loses only the requests in flight.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -35,7 +39,46 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX journal_run ON journal(run_id);
     """,
+    # 2: file hashes (so a re-run does not re-read every image) and verdicts
+    """
+    CREATE TABLE files (
+        path TEXT PRIMARY KEY,         -- relative to the dataset root
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        sha256 TEXT NOT NULL
+    );
+    CREATE TABLE verdicts (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER REFERENCES runs(id),
+        ts REAL NOT NULL,
+        image TEXT NOT NULL,           -- path relative to the dataset when answered
+        image_sha TEXT NOT NULL,
+        caption_sha TEXT NOT NULL,
+        prompt_sha TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        model TEXT NOT NULL,
+        protocol TEXT NOT NULL,
+        status TEXT NOT NULL,          -- ok | fix | refused | error
+        fixes TEXT NOT NULL DEFAULT '[]',
+        observation TEXT,              -- JSON, what the model said the image shows
+        claims TEXT,                   -- JSON, what the caption claimed for the checked aspects
+        reason TEXT,                   -- why refused or error
+        attempts INTEGER NOT NULL DEFAULT 0,
+        latency_s REAL,
+        raw TEXT,                      -- the provider's response as received
+        prompt_tokens INTEGER,
+        completion_tokens INTEGER,
+        derived_from INTEGER           -- reused the observation of this verdict (no request)
+    );
+    CREATE UNIQUE INDEX verdict_key ON verdicts(image_sha, caption_sha, prompt_sha, backend, model);
+    CREATE INDEX verdict_observation ON verdicts(image_sha, prompt_sha, backend, model);
+    CREATE INDEX verdict_run ON verdicts(run_id);
+    """,
 ]
+
+VERDICT_COLUMNS = ("run_id", "ts", "image", "image_sha", "caption_sha", "prompt_sha", "backend", "model", "protocol",
+                   "status", "fixes", "observation", "claims", "reason", "attempts", "latency_s", "raw",
+                   "prompt_tokens", "completion_tokens", "derived_from")
 
 
 class Store:
@@ -45,6 +88,7 @@ class Store:
         state.mkdir(parents=True, exist_ok=True)
         self.path = state / DB_NAME
         self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
@@ -77,20 +121,66 @@ class Store:
     def record(self, path: Path, before: str | None, after: str, reason: str) -> None:
         if self.run_id is None:
             self.start_run(reason)
-        rel = Path(path).resolve().relative_to(self.root).as_posix()
+        rel = self.rel(path)
         self.db.execute(
             "INSERT INTO journal(run_id, ts, path, before, after, reason) VALUES (?, ?, ?, ?, ?, ?)",
             (self.run_id, time.time(), rel, before, after, reason),
         )
 
     def journal(self, run_id: int | None = None) -> list[sqlite3.Row]:
-        self.db.row_factory = sqlite3.Row
-        try:
-            if run_id is None:
-                return self.db.execute("SELECT * FROM journal ORDER BY id").fetchall()
-            return self.db.execute("SELECT * FROM journal WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
-        finally:
-            self.db.row_factory = None
+        if run_id is None:
+            return self.db.execute("SELECT * FROM journal ORDER BY id").fetchall()
+        return self.db.execute("SELECT * FROM journal WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
+
+    # -- file hashes ---------------------------------------------------------
+
+    def file_sha(self, path: Path, hasher) -> str:
+        """sha256 of `path`, from the cache while its size and mtime are unchanged."""
+        rel = self.rel(path)
+        st = os.stat(path)
+        row = self.db.execute("SELECT size, mtime_ns, sha256 FROM files WHERE path=?", (rel,)).fetchone()
+        if row is not None and row["size"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns:
+            return row["sha256"]
+        sha = hasher(path)
+        self.db.execute("INSERT OR REPLACE INTO files(path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?)",
+                        (rel, st.st_size, st.st_mtime_ns, sha))
+        return sha
+
+    def rel(self, path: Path) -> str:
+        return Path(path).resolve().relative_to(self.root).as_posix()
+
+    # -- verdicts ------------------------------------------------------------
+
+    def find_verdict(self, image_sha: str, caption_sha: str, prompt_sha: str, backend: str,
+                     model: str) -> sqlite3.Row | None:
+        return self.db.execute(
+            "SELECT * FROM verdicts WHERE image_sha=? AND caption_sha=? AND prompt_sha=? AND backend=? AND model=?",
+            (image_sha, caption_sha, prompt_sha, backend, model)).fetchone()
+
+    def find_answer(self, image_sha: str, prompt_sha: str, backend: str, model: str) -> sqlite3.Row | None:
+        """Any real answer (not an error) about this image to this prompt, whatever the caption was."""
+        return self.db.execute(
+            "SELECT * FROM verdicts WHERE image_sha=? AND prompt_sha=? AND backend=? AND model=? "
+            "AND status != 'error' AND derived_from IS NULL ORDER BY id DESC LIMIT 1",
+            (image_sha, prompt_sha, backend, model)).fetchone()
+
+    def put_verdict(self, **row: object) -> int:
+        """Insert or replace the verdict for its key; committed on return."""
+        row.setdefault("run_id", self.run_id)
+        row.setdefault("ts", time.time())
+        for key in ("fixes", "observation", "claims"):
+            if key in row and not isinstance(row[key], str | None):
+                row[key] = json.dumps(row[key], ensure_ascii=False)
+        values = [row.get(c) for c in VERDICT_COLUMNS]
+        marks = ", ".join("?" for _ in VERDICT_COLUMNS)
+        cur = self.db.execute(f"INSERT OR REPLACE INTO verdicts({', '.join(VERDICT_COLUMNS)}) VALUES ({marks})",
+                              values)
+        return cur.lastrowid
+
+    def verdicts(self, run_id: int | None = None) -> list[sqlite3.Row]:
+        if run_id is None:
+            return self.db.execute("SELECT * FROM verdicts ORDER BY id").fetchall()
+        return self.db.execute("SELECT * FROM verdicts WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
 
     def close(self) -> None:
         self.db.close()

@@ -1,0 +1,110 @@
+"""Chat Completions through the `openai` SDK, against any compatible server.
+
+OpenAI, Gemini's OpenAI endpoint, OpenRouter, vLLM, Ollama, LM Studio and
+llama.cpp all speak this. One `httpx2` connection pool (openai 3.x moved its
+transport to httpx2) sized to the concurrency, so connections are reused
+and never exceed the requests in flight; the SDK's own retries off.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import httpx2
+import openai
+
+from verifier.backends import ItemFailed, Reply, Request, Retryable, retry_after
+from verifier.errors import BackendUnavailable
+
+NO_KEY = "capcheck-no-key"  # local servers accept any key; the SDK insists on one
+
+
+class OpenAIBackend:
+    name = "openai"
+
+    def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
+                 api_key_env: str = "OPENAI_API_KEY", concurrency: int = 6, timeout: float = 120.0):
+        self.model = model
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        self._http = httpx2.AsyncClient(
+            limits=httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            timeout=httpx2.Timeout(timeout, connect=min(timeout, 15.0)),
+        )
+        self._client = openai.AsyncOpenAI(api_key=api_key or NO_KEY, base_url=base_url, max_retries=0,
+                                          timeout=timeout, http_client=self._http)
+        self._where = base_url or "https://api.openai.com/v1"
+
+    async def ask(self, request: Request) -> Reply:
+        data_url = f"data:{request.image.mime};base64,{base64.b64encode(request.image.data).decode('ascii')}"
+        messages = [{"role": "user", "content": [
+            {"type": "text", "text": request.prompt},
+            {"type": "image_url", "image_url": {"url": data_url}},
+        ]}]
+        extra: dict[str, object] = {}
+        if request.schema is not None:
+            extra["response_format"] = {"type": "json_schema",
+                                        "json_schema": {"name": "observation", "strict": True,
+                                                        "schema": request.schema}}
+        try:
+            completion = await self._client.chat.completions.create(model=self.model, messages=messages, **extra)
+        except openai.APITimeoutError:
+            raise Retryable("timed out") from None
+        except openai.APIConnectionError as exc:
+            raise Retryable(f"connection error: {exc.__cause__ or exc}") from None
+        except openai.APIStatusError as exc:
+            raise self._status_error(exc) from None
+        except openai.APIError as exc:  # a 200 whose body is not a completion
+            raise ItemFailed(f"unreadable response: {exc}") from None
+        return _reply(completion)
+
+    def _status_error(self, exc: openai.APIStatusError) -> Exception:
+        status = exc.status_code
+        message = _message(exc)
+        if status in (401, 403):
+            return BackendUnavailable(self._where, f"HTTP {status} ({message}): check the API key in "
+                                                   f"${self.api_key_env}")
+        if status == 404:
+            return BackendUnavailable(self._where, f"HTTP 404 ({message}): is '{self.model}' a model this server "
+                                                   f"has, and is the base URL right (it usually ends in /v1)?")
+        if status == 400 and ("response_format" in message or "json_schema" in message):
+            return BackendUnavailable(self._where, f"HTTP 400 ({message}): this server does not take JSON-schema "
+                                                   f"output; use --protocol fixline")
+        if status == 429 or status >= 500 or status in (408, 409):
+            return Retryable(f"HTTP {status} ({message})", retry_after(exc.response.headers))
+        return ItemFailed(f"HTTP {status} ({message})")
+
+    async def aclose(self) -> None:
+        await self._client.close()
+        await self._http.aclose()
+
+
+def _message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return inner["message"][:300]
+    return str(exc.message)[:300]
+
+
+def _reply(completion: object) -> Reply:
+    raw = completion.model_dump_json() if hasattr(completion, "model_dump_json") else json.dumps(completion)
+    choices = getattr(completion, "choices", None) or []
+    usage = getattr(completion, "usage", None)
+    tokens = (getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None))
+    if not choices:
+        return Reply(None, None, None, *tokens, raw=raw)
+    choice = choices[0]
+    message = choice.message
+    content = message.content if isinstance(message.content, str) else _join_parts(message.content)
+    return Reply(content, getattr(message, "refusal", None), choice.finish_reason, *tokens, raw=raw)
+
+
+def _join_parts(content: object) -> str | None:
+    """Some servers return content as a list of parts; keep the text ones."""
+    if not isinstance(content, list):
+        return None
+    texts = [p.get("text", "") if isinstance(p, dict) else getattr(p, "text", "") for p in content]
+    return "".join(t for t in texts if isinstance(t, str)) or None

@@ -1,0 +1,114 @@
+"""`capcheck build` and `capcheck lint`: the caption commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from captions.build import DIFFERS, INVALID, SKIPPED, UNCHANGED, WRITTEN, BuildReport, build_dataset
+from captions.lint import ERROR, lint_dataset
+from captions.policy import Policy, load_policy
+from captions.vocab import Vocabulary
+from verifier.console import EXIT_FINDINGS, TAGS_ENV, PolicyOpt, app, dataset_path, err, handled, out
+
+
+def _vocabulary(tags: Path | None, policy: Policy | None) -> Vocabulary | None:
+    path = tags or (Path(os.environ[TAGS_ENV]) if os.environ.get(TAGS_ENV) else None)
+    if path is None and policy is not None:
+        path = policy.tags_csv_path()
+    return Vocabulary.load(path) if path else None
+
+
+@app.command()
+@handled
+def build(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder (walked recursively).")],
+    policy: PolicyOpt,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be written; write nothing.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite captions that differ (journaled).")] = False,
+) -> None:
+    """Write <stem>.txt captions from each image's JSON sidecar, by the policy."""
+    from verifier.store import Store
+
+    root = dataset_path(dataset)
+    pol = load_policy(policy)
+    if dry_run:
+        report = build_dataset(root, pol, dry_run=True, force=force)
+    else:
+        with Store(root) as store:
+            store.start_run("build", json.dumps({"policy": str(policy), "force": force}))
+            report = build_dataset(root, pol, force=force, journal=store)
+    _print_build(report)
+    if report.count(INVALID):
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+def _print_build(report: BuildReport) -> None:
+    if not report.outcomes:
+        err.print(f"[yellow]warning:[/yellow] {report.root}: no images found")
+    for o in report.of(INVALID):
+        err.print(f"[red]invalid sidecar:[/red] {o.reason}", soft_wrap=True)
+    for o in report.of(DIFFERS):
+        out.print(f"kept {o.image.with_suffix('.txt').relative_to(report.root)}: {o.reason}", soft_wrap=True)
+    verb = "would write" if report.dry_run else "written"
+    table = Table(title=f"capcheck build: {report.root}", show_header=False)
+    table.add_row("images", str(len(report.outcomes)))
+    table.add_row(verb, str(report.count(WRITTEN)))
+    table.add_row("unchanged", str(report.count(UNCHANGED)))
+    table.add_row("kept (differs)", str(report.count(DIFFERS)))
+    skipped = report.of(SKIPPED) + report.of(INVALID)
+    reasons: dict[str, int] = {}
+    for o in skipped:
+        key = o.reason if o.status == SKIPPED else "invalid sidecar"
+        reasons[key] = reasons.get(key, 0) + 1
+    detail = ", ".join(f"{why} × {n}" for why, n in reasons.items())
+    table.add_row("skipped", f"{len(skipped)}" + (f" ({detail})" if detail else ""))
+    out.print(table)
+    dist = Table(title="aspects of the built captions")
+    dist.add_column("aspect")
+    dist.add_column("values")
+    for aspect, counts in report.distribution().items():
+        if counts:
+            dist.add_row(aspect, ", ".join(f"{v} {n}" for v, n in counts.most_common()))
+    if any(report.distribution().values()):
+        out.print(dist)
+
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+
+
+@app.command()
+@handled
+def lint(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder, or one caption .txt file.")],
+    policy: Annotated[Path | None, typer.Option("--policy", "-p", help="Caption policy YAML.")] = None,
+    tags: Annotated[
+        Path | None, typer.Option("--tags", help=f"Danbooru tag CSV (a1111 tagcomplete format); or ${TAGS_ENV}.")
+    ] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="text or json.")] = Format.text,
+) -> None:
+    """Check every caption; exit 1 when any error-severity finding exists."""
+    root = dataset_path(dataset)
+    pol = load_policy(policy) if policy else None
+    vocab = _vocabulary(tags, pol)
+    findings = lint_dataset(root, pol, vocab)
+    errors = sum(1 for f in findings if f.severity == ERROR)
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps([f.as_dict() for f in findings], ensure_ascii=False, indent=1) + "\n")
+    else:
+        for f in findings:
+            style = "red" if f.severity == ERROR else "yellow"
+            out.print(f"{f.path}: [{style}]{f.rule}[/{style}]: {f.message}", soft_wrap=True)
+        note = "" if vocab is not None else f" (no tag CSV: unknown-tag skipped; pass --tags or set ${TAGS_ENV})"
+        out.print(f"{errors} error(s), {len(findings) - errors} warning(s){note}", soft_wrap=True)
+    if errors:
+        raise typer.Exit(EXIT_FINDINGS)

@@ -1,0 +1,149 @@
+"""`capcheck verify`: every caption checked against its image by a vision model.
+
+Exit codes: 0 the run completed (whatever the verdicts); 2 bad input
+(policy, dataset, options, no captioned images); 4 the model could not be
+used (bad key, unknown model, unreachable server for every item, no codex
+executable); 130 interrupted (every answer so far is kept: run again to
+resume).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from captions.policy import load_policy
+from verifier.console import EXIT_INTERRUPTED, EXIT_NO_MODEL, PolicyOpt, app, dataset_path, err, handled, out
+from verifier.prompting import DEFAULT_ASPECTS
+from verifier.verdict import ERROR, FIX, OK, REFUSED, STATUSES
+
+
+class BackendName(StrEnum):
+    openai = "openai"
+    codex = "codex"
+
+
+class ProtocolName(StrEnum):
+    observe = "observe"
+    fixline = "fixline"
+
+
+class ImageFormat(StrEnum):
+    jpeg = "jpeg"
+    png = "png"
+
+
+class _Rate(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:.1f}/s" if task.speed else "–/s", style="progress.data.speed")
+
+
+class _Live:
+    """The progress bar: done/total, ok/fix/refused/error, rate, ETA."""
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(STATUSES, 0)
+        self.progress = Progress(TextColumn("verify"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[tally]}"), _Rate(), TimeRemainingColumn(),
+                                 console=err, transient=False)
+        self.task = self.progress.add_task("verify", total=None, tally="")
+
+    def plan(self, total: int) -> None:
+        self.progress.update(self.task, total=total)
+
+    def __call__(self, result) -> None:
+        self.counts[result.verdict.status] += 1
+        tally = (f"[green]ok {self.counts[OK]}[/] [yellow]fix {self.counts[FIX]}[/] "
+                 f"[magenta]refused {self.counts[REFUSED]}[/] [red]error {self.counts[ERROR]}[/]")
+        self.progress.update(self.task, advance=1, tally=tally)
+
+
+@app.command()
+@handled
+def verify(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder (walked recursively).")],
+    policy: PolicyOpt,
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name (openai backend: required).")] = "",
+    backend: Annotated[BackendName, typer.Option(help="openai: any OpenAI-compatible API; codex: the Codex CLI.")]
+    = BackendName.openai,
+    base_url: Annotated[str | None, typer.Option(help="API base URL (vLLM, Ollama, LM Studio, OpenRouter, …).")]
+    = None,
+    api_key_env: Annotated[str, typer.Option(help="Environment variable holding the API key.")] = "OPENAI_API_KEY",
+    protocol: Annotated[ProtocolName | None, typer.Option(help="observe (JSON; openai default) or fixline "
+                                                               "(one line; codex default).")] = None,
+    aspects: Annotated[str, typer.Option(help="Aspects to check, comma-separated.")] = ",".join(DEFAULT_ASPECTS),
+    concurrency: Annotated[int, typer.Option(help="Most requests in flight at once.")] = 6,
+    rpm: Annotated[float | None, typer.Option(help="At most this many requests per minute.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds before a request counts as failed.")] = 120.0,
+    max_attempts: Annotated[int, typer.Option(help="Attempts per image (429, 5xx, timeouts are retried).")] = 4,
+    image_size: Annotated[int, typer.Option(help="Long side sent, in pixels (never cropped).")] = 1024,
+    image_format: Annotated[ImageFormat, typer.Option(help="jpeg or png.")] = ImageFormat.jpeg,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Ask again even what the store has answered.")] = False,
+    only: Annotated[list[str] | None, typer.Option(help="Only images whose path or name matches (repeatable).")]
+    = None,
+    codex_bin: Annotated[str, typer.Option(help="The codex executable.")] = "codex",
+) -> None:
+    """Ask a vision model what each image shows and compare it with the caption."""
+    from verifier.report import write_reports
+    from verifier.store import Store
+    from verifier.verify import VerifyOptions, verify_dataset
+
+    root = dataset_path(dataset)
+    pol = load_policy(policy)
+    options = VerifyOptions(
+        model=model, backend=backend.value, base_url=base_url, api_key_env=api_key_env,
+        protocol=protocol.value if protocol else None, aspects=[a.strip() for a in aspects.split(",") if a.strip()],
+        concurrency=concurrency, rpm=rpm, timeout=timeout, max_attempts=max_attempts, image_size=image_size,
+        image_format=image_format.value, fresh=fresh, only=list(only or []), codex_bin=codex_bin)
+    live = _Live()
+    with Store(root) as store:
+        try:
+            with live.progress:
+                run = asyncio.run(verify_dataset(root, pol, options, store, on_result=live, on_plan=live.plan))
+        except KeyboardInterrupt:
+            stored = sum(live.counts.values())
+            err.print(f"interrupted: {stored} verdicts are in the store; run the same command to resume")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        jsonl, page = write_reports(root, run, pol)
+    _summary(run, jsonl, page)
+    if run.could_not_run:
+        first = run.asked[0].verdict.reason
+        err.print(f"[red]error:[/red] every request failed; the model could not be used ({first})", soft_wrap=True)
+        raise typer.Exit(EXIT_NO_MODEL)
+
+
+def _summary(run, jsonl: Path, page: Path) -> None:
+    from verifier.report import fix_groups
+
+    asked = len(run.asked)
+    minutes, seconds = divmod(run.wall_s, 60)
+    took = f"{int(minutes)}m{seconds:04.1f}s" if minutes else f"{seconds:.1f}s"
+    out.print(f"capcheck verify: {len(run.results)} images · {asked} asked, {len(run.results) - asked} from the store "
+              f"· {took} · {run.requests} requests, at most {run.max_in_flight} in flight · {run.backend}/{run.model} "
+              f"({run.protocol})", soft_wrap=True)
+    out.print(" · ".join(f"{s} {run.count(s)}" for s in STATUSES))
+    groups = fix_groups(run.results)
+    if groups:
+        table = Table(title="fix items", show_header=False)
+        for aspect, shows, says, n, borderline in groups:
+            note = f" ({borderline} borderline)" if borderline else ""
+            table.add_row(f"{aspect}: image shows {shows} (caption says {says})", f"× {n}{note}")
+        out.print(table)
+    for r in run.results:
+        if r.verdict.status in (REFUSED, ERROR):
+            out.print(f"{r.verdict.status}: {r.image}: {r.verdict.reason}", soft_wrap=True)
+    if run.skipped:
+        reasons: dict[str, int] = {}
+        for why in run.skipped.values():
+            reasons[why] = reasons.get(why, 0) + 1
+        out.print("skipped: " + ", ".join(f"{why} × {n}" for why, n in reasons.items()))
+    prompt_tokens, completion_tokens = run.tokens()
+    out.print(f"tokens: {prompt_tokens:,} prompt + {completion_tokens:,} completion")
+    out.print(f"report: {jsonl}\n        {page}", soft_wrap=True)

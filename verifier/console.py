@@ -1,0 +1,61 @@
+"""The shared parts of the `capcheck` command: the typer app, the consoles,
+the exit codes, and the one place where typed errors become one line.
+
+Commands live in `cmd_*` modules that register on `app`; `verifier.cli`
+imports them all. Heavy modules (torch, diffusers, openai) are imported
+only inside the commands that need them, so `capcheck --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from captions.errors import CaptionsError
+from verifier.errors import BackendUnavailable
+
+app = typer.Typer(
+    name="capcheck",
+    help="Make a LoRA training set honest: build captions, lint them, verify them against the images.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+EXIT_FINDINGS = 1  # lint errors, invalid sidecars
+EXIT_BAD_INPUT = 2  # a file or an option we cannot use
+EXIT_NO_MODEL = 4  # the vision model could not be used at all (key, model, server, executable)
+EXIT_INTERRUPTED = 130  # Ctrl-C; everything answered so far is kept
+
+TAGS_ENV = "CAPCHECK_TAGS_CSV"
+
+PolicyOpt = Annotated[Path, typer.Option("--policy", "-p", help="Caption policy YAML.")]
+
+
+def handled(fn):
+    """Render the library's typed errors once, as `error: <file>: <problem>`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except BackendUnavailable as exc:
+            err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+            raise typer.Exit(EXIT_NO_MODEL) from None
+        except CaptionsError as exc:
+            err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    return wrapper
+
+
+def dataset_path(path: Path) -> Path:
+    if not path.exists():
+        raise CaptionsError(path, "no such dataset folder")
+    return path

@@ -1,0 +1,132 @@
+"""The demo vision model: a labelled stand-in that answers from a truth table.
+
+NOT a vision model. It recognises each image it was given the truth for
+(by a 16x16 grey thumbnail, which survives resizing and JPEG) and answers
+what the table says the image shows, in either protocol, so the whole loop
+can be seen and tested without an API key. It is used only when asked for
+by name (`capcheck demo-server`, the tests, the bench).
+
+Truth file: `{"relative/path.png": {"framing": "cowboy shot", ...,
+"borderline": ["framing"]}}`; a `null` aspect means the image does not show
+it (no face from behind) and is answered `cannot determine`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from captions.caption import parse
+from captions.facts import facts_from_caption
+from captions.policy import Policy
+from verifier.images import flatten
+from verifier.observation import CANNOT
+from verifier.prompting import HEADINGS
+
+_LETTER = re.compile(r"^([A-Z])\. (.+?) — ", re.M)
+_CAPTION = re.compile(r"Caption: ---\n(.*?)\n---", re.S)
+
+
+def thumbnail(image: Image.Image) -> bytes:
+    return flatten(image).convert("L").resize((16, 16), Image.Resampling.BOX).tobytes()
+
+
+def average_hash(thumb: bytes) -> int:
+    """64-bit hash of the 8x8 block means: the fast first look-up."""
+    cells = [sum(thumb[(2 * y + dy) * 16 + 2 * x + dx] for dy in (0, 1) for dx in (0, 1)) for y in range(8)
+             for x in range(8)]
+    mean = sum(cells) / 64
+    return sum(1 << i for i, c in enumerate(cells) if c > mean)
+
+
+@dataclass(frozen=True)
+class Known:
+    key: str
+    truth: dict
+    thumb: bytes
+
+
+class DemoModel:
+    def __init__(self, truth: dict[str, dict], root: Path | None, policy: Policy | None = None,
+                 thumbs: dict[str, bytes] | None = None):
+        self.policy = policy
+        self.known: list[Known] = []
+        self.by_hash: dict[int, list[Known]] = {}
+        for key, facts in truth.items():
+            if thumbs is not None and key in thumbs:
+                thumb = thumbs[key]
+            else:
+                with Image.open(Path(root or ".") / key) as im:
+                    thumb = thumbnail(im)
+            known = Known(key, facts, thumb)
+            self.known.append(known)
+            self.by_hash.setdefault(average_hash(known.thumb), []).append(known)
+
+    def save_index(self, path: Path) -> None:
+        """Truth and thumbnails in one JSON file, so a process that starts per
+        request (the fake codex) need not open every image again."""
+        data = {k.key: {"truth": k.truth, "thumb": k.thumb.hex()} for k in self.known}
+        Path(path).write_text(json.dumps(data), encoding="utf-8")
+
+    @classmethod
+    def load_index(cls, path: Path, policy: Policy | None = None) -> DemoModel:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls({k: v["truth"] for k, v in data.items()}, None, policy,
+                   {k: bytes.fromhex(v["thumb"]) for k, v in data.items()})
+
+    @classmethod
+    def load(cls, truth_file: Path, root: Path | None = None, policy: Policy | None = None) -> DemoModel:
+        truth = json.loads(Path(truth_file).read_text(encoding="utf-8"))
+        return cls(truth, root or Path(truth_file).parent, policy)
+
+    def identify(self, data: bytes) -> Known | None:
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                thumb = thumbnail(im)
+        except OSError:
+            return None
+        hits = self.by_hash.get(average_hash(thumb), [])
+        if len({json.dumps(k.truth, sort_keys=True) for k in hits}) == 1:
+            return hits[0]
+        best = min(self.known, key=lambda k: sum(abs(a - b) for a, b in zip(k.thumb, thumb, strict=True)),
+                   default=None)
+        # Mean absolute difference over 256 grey levels: a different picture is far above 24.
+        if best is None or sum(abs(a - b) for a, b in zip(best.thumb, thumb, strict=True)) > 24 * 256:
+            return None
+        return best
+
+    def observe(self, known: Known | None, aspects: list[str]) -> dict:
+        out: dict[str, object] = {}
+        for aspect in aspects:
+            value = known.truth.get(aspect) if known else None
+            borderline = bool(known) and aspect in known.truth.get("borderline", [])
+            out[aspect] = {"value": value or CANNOT, "borderline": borderline}
+        out["note"] = None if known else "demo model: this image is not in its truth table"
+        return out
+
+    def fixline(self, known: Known | None, prompt: str, view_under_a: bool = False) -> str:
+        """`OK` or `FIX: A=... (caption says ...)` for the lettered aspects of `prompt`."""
+        if self.policy is None:
+            raise ValueError("the fixline protocol needs the policy to read the caption")
+        by_heading = {heading.split(" (")[0]: aspect for aspect, heading in HEADINGS.items()}
+        letters = {m.group(1): by_heading.get(m.group(2).split(" (")[0], m.group(2).lower())
+                   for m in _LETTER.finditer(prompt)}
+        found = _CAPTION.search(prompt)
+        claims = facts_from_caption(parse(found.group(1) if found else ""), self.policy)
+        items = []
+        framing_letter = next((ltr for ltr, a in letters.items() if a == "framing"), None)
+        for letter, aspect in letters.items():
+            claim = claims.get(aspect)
+            shown = known.truth.get(aspect) if known else None
+            if claim is None or shown == claim:
+                continue
+            mark = " (borderline)" if known and aspect in known.truth.get("borderline", []) else ""
+            if view_under_a and aspect == "view" and framing_letter:
+                letter = framing_letter  # the article's model put views under FRAMING
+            items.append(f"{letter}={shown or CANNOT}{mark} (caption says {claim})")
+        return "FIX: " + ", ".join(items) if items else "OK"

@@ -1,0 +1,305 @@
+"""A loopback OpenAI-compatible server around the demo model, with faults on demand.
+
+A real HTTP/1.1 server (threads, keep-alive) that the `openai` SDK talks
+to exactly as it talks to a provider. It answers `POST .../chat/completions`
+from the demo model's truth table and can misbehave the way providers do:
+latency, 429 with Retry-After, 5xx, hanging past the client's timeout,
+dropped connections, fenced or chatty JSON, refusals (`stop` with an
+apology, `content_filter`, `message.refusal`, upper-case `SAFETY`), empty
+and unreadable answers. It counts requests and the most ever in flight.
+
+    python -m verifier.demo_server --truth truth.json [--root DIR] [--policy P] [--latency 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import random
+import select
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from verifier.demo import DemoModel, Known
+
+FAULTS = ("429", "500", "503", "401", "hang", "drop", "refuse_stop", "refuse_filter", "refusal_field", "safety",
+          "empty", "garbage", "length", "fenced", "chatty")
+APOLOGY = "I'm sorry, but I can't help with evaluating this image."
+
+
+@dataclass
+class Faults:
+    latency: float = 0.0  # seconds before every answer
+    jitter: float = 0.0  # plus uniform(0, jitter)
+    scripted: dict[str, list[str]] = field(default_factory=dict)  # image key -> fault per request ("ok": answer)
+    rate: float = 0.0  # chance of a random fault per request
+    kinds: tuple[str, ...] = ("429", "500", "hang", "drop")
+    retry_after: float = 1.0
+    hang: float = 30.0
+    style: str = "plain"  # answer formatting: plain | fenced | chatty
+    view_under_a: bool = False  # fixline: views under letter A, as the article's model wrote them
+    seed: int = 0
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.per_image: Counter[str] = Counter()  # requests per image key
+        self.answered: Counter[str] = Counter()  # 200 answers per image key
+        self.log: list[tuple[str, str, float]] = []  # (image key, fault or "ok", time.monotonic())
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests = self.max_in_flight = 0
+            self.per_image.clear()
+            self.answered.clear()
+            self.log.clear()
+
+    def snapshot(self) -> dict:
+        with self.lock:
+            return {"requests": self.requests, "max_in_flight": self.max_in_flight, "in_flight": self.in_flight,
+                    "per_image": dict(self.per_image), "answered": dict(self.answered)}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, *args: object) -> None:  # quiet
+        return
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/").endswith("/models"):
+            self._json(200, {"object": "list", "data": [{"id": "capcheck-demo", "object": "model"}]})
+        else:
+            self._json(404, {"error": {"message": f"no route {self.path}"}})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self._json(404, {"error": {"message": f"no route {self.path}"}})
+            return
+        stats = self.server.stats
+        with stats.lock:
+            stats.requests += 1
+            stats.in_flight += 1
+            stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        try:
+            self._complete(json.loads(body))
+        finally:
+            with stats.lock:
+                stats.in_flight -= 1
+
+    def _complete(self, request: dict) -> None:
+        srv = self.server
+        text, image = _unpack(request)
+        known = srv.model.identify(image) if image else None
+        key = known.key if known else "?"
+        fault = srv.next_fault(key)
+        with srv.stats.lock:
+            srv.stats.per_image[key] += 1
+            srv.stats.log.append((key, fault, time.monotonic()))
+        wait = srv.faults.latency + srv.rng_uniform(srv.faults.jitter) + (srv.faults.hang if fault == "hang" else 0)
+        if not self._wait(wait):
+            self.close_connection = True  # the client gave up (its timeout): stop, as real servers do
+            return
+        if fault == "drop":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if fault in ("429", "500", "503", "401"):
+            status = int(fault)
+            headers = {"Retry-After": f"{srv.faults.retry_after:g}"} if status == 429 else {}
+            self._json(status, {"error": {"message": f"demo fault {fault}", "type": "demo"}}, headers)
+            return
+        content, refusal, finish = self._answer(request, text, known, fault)
+        if fault in ("ok", "fenced", "chatty"):
+            with srv.stats.lock:
+                srv.stats.answered[key] += 1
+        self._json(200, {
+            "id": f"demo-{srv.stats.requests}", "object": "chat.completion", "created": int(time.time()),
+            "model": request.get("model", "capcheck-demo"),
+            "choices": [{"index": 0, "finish_reason": finish,
+                         "message": {"role": "assistant", "content": content, "refusal": refusal}}],
+            "usage": {"prompt_tokens": len(text) // 4 + 258, "completion_tokens": len(content or "") // 4 + 1,
+                      "total_tokens": len(text) // 4 + 259 + len(content or "") // 4},
+        })
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep, but notice a client that hangs up meanwhile; False if it did."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([self.connection], [], [], min(left, 0.05))
+            if readable:
+                try:
+                    if self.connection.recv(1, socket.MSG_PEEK) == b"":
+                        return False
+                except OSError:
+                    return False
+                time.sleep(max(0.0, deadline - time.monotonic()))  # data, not a hang-up: just wait
+                return True
+        return True
+
+    def _answer(self, request: dict, text: str, known: Known | None, fault: str) -> tuple[str | None, str | None, str]:
+        if fault == "refuse_stop":
+            return APOLOGY, None, "stop"
+        if fault == "refuse_filter":
+            return None, None, "content_filter"
+        if fault == "refusal_field":
+            return None, "I can't assist with that request.", "stop"
+        if fault == "safety":
+            return "", None, "SAFETY"
+        if fault == "empty":
+            return "", None, "stop"
+        if fault == "garbage":
+            return "The image shows a girl standing on a white background.", None, "stop"
+        schema = ((request.get("response_format") or {}).get("json_schema") or {}).get("schema")
+        if schema:
+            aspects = [a for a in schema.get("properties", {}) if a != "note"]
+            answer = json.dumps(self.server.model.observe(known, aspects))
+        else:
+            answer = self.server.model.fixline(known, text, self.server.faults.view_under_a)
+        if fault == "length":
+            return answer[: len(answer) // 2], None, "length"
+        style = fault if fault in ("fenced", "chatty") else self.server.faults.style
+        if style == "fenced":
+            answer = f"```json\n{answer}\n```" if schema else f"```\n{answer}\n```"
+        elif style == "chatty":
+            answer = f"Sure! Here is my answer:\n\n{answer}\n\nLet me know if you need anything else."
+        return answer, None, "stop"
+
+    def _json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout): fine
+            self.close_connection = True
+
+
+def _unpack(request: dict) -> tuple[str, bytes | None]:
+    """The prompt text and the image bytes of the last user message."""
+    texts, image = [], None
+    for message in request.get("messages", []):
+        content = message.get("content")
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
+        for part in parts:
+            if part.get("type") == "text":
+                texts.append(part.get("text", ""))
+            elif part.get("type") == "image_url":
+                url = (part.get("image_url") or {}).get("url", "")
+                if url.startswith("data:") and "," in url:
+                    image = base64.b64decode(url.split(",", 1)[1])
+    return "\n".join(texts), image
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # the default 5 makes a burst of 128 connects wait on SYN retries
+
+    def __init__(self, address: tuple[str, int], model: DemoModel, faults: Faults):
+        super().__init__(address, _Handler)
+        self.model, self.faults, self.stats = model, faults, Stats()
+        self._rng = random.Random(faults.seed)
+        self._rng_lock = threading.Lock()
+
+    def rng_uniform(self, high: float) -> float:
+        if high <= 0:
+            return 0.0
+        with self._rng_lock:
+            return self._rng.uniform(0, high)
+
+    def next_fault(self, key: str) -> str:
+        script = self.faults.scripted.get(key)
+        with self.stats.lock:
+            seen = self.stats.per_image[key]
+        if script is not None and seen < len(script):
+            return script[seen]
+        with self._rng_lock:
+            if self.faults.rate and self._rng.random() < self.faults.rate:
+                return self._rng.choice(self.faults.kinds)
+        return "ok"
+
+
+class DemoServer:
+    """Start with `with DemoServer(model) as server:`; `server.url` is the base URL (…/v1)."""
+
+    def __init__(self, model: DemoModel, faults: Faults | None = None, host: str = "127.0.0.1", port: int = 0):
+        self._server = _Server((host, port), model, faults or Faults())
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    @property
+    def stats(self) -> Stats:
+        return self._server.stats
+
+    @property
+    def faults(self) -> Faults:
+        return self._server.faults
+
+    def start(self) -> DemoServer:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="demo-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> DemoServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from captions.policy import load_policy
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--truth", required=True, type=Path)
+    ap.add_argument("--root", type=Path, help="image folder the truth paths are relative to (default: beside it)")
+    ap.add_argument("--policy", type=Path, help="caption policy (needed for the fixline protocol)")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--jitter", type=float, default=0.0)
+    ap.add_argument("--fault-rate", type=float, default=0.0)
+    ap.add_argument("--faults", default="429,500,hang,drop", help=f"kinds for --fault-rate, from {','.join(FAULTS)}")
+    ap.add_argument("--style", default="plain", choices=("plain", "fenced", "chatty"))
+    args = ap.parse_args(argv)
+    model = DemoModel.load(args.truth, args.root, load_policy(args.policy) if args.policy else None)
+    faults = Faults(latency=args.latency, jitter=args.jitter, rate=args.fault_rate,
+                    kinds=tuple(k for k in args.faults.split(",") if k), style=args.style)
+    server = DemoServer(model, faults, args.host, args.port)
+    print(server.url, flush=True)
+    try:
+        server._server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        snap = server.stats.snapshot()
+        print(json.dumps({"requests": snap["requests"], "max_in_flight": snap["max_in_flight"]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

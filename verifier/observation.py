@@ -1,0 +1,155 @@
+"""What the vision model says the IMAGE shows, aspect by aspect.
+
+The model answers from the policy's closed vocabulary; `resolve` maps the
+words it actually wrote (a value name, its NL phrase, a Danbooru tag, a
+prompt keyword, `three quarters view`, `softly smiling`) back to a value.
+`None` as a value means the model could not determine it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from captions.policy import Policy, squash
+
+CANNOT = "cannot determine"
+# Ways models say "cannot determine"; all mean the same to us.
+UNDETERMINED = frozenset({
+    CANNOT, "cannot be determined", "can't determine", "undetermined", "unknown", "unclear", "not visible",
+    "n/a", "na", "none", "not applicable", "indeterminate", "not determinable", "can not determine",
+})
+# Words models add around a value that do not change it.
+_NOISE = re.compile(r"^(?:the |a |an )|(?: view| shot| framing| expression| facing| shown| visible)$")
+
+
+class ObservationError(ValueError):
+    """The answer has no observation we can read."""
+
+
+@dataclass(frozen=True)
+class AspectObservation:
+    value: str | None  # a vocabulary value; None: the model could not determine it
+    borderline: bool = False
+    implicit: bool = False  # fixline: not mentioned, so the model agreed with the caption
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"value": self.value, "borderline": self.borderline}
+        if self.implicit:
+            out["implicit"] = True
+        return out
+
+
+@dataclass(frozen=True)
+class Observation:
+    aspects: dict[str, AspectObservation] = field(default_factory=dict)
+    note: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {name: obs.as_dict() for name, obs in self.aspects.items()}
+        if self.note:
+            out["note"] = self.note
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Observation:
+        aspects = {
+            name: AspectObservation(v.get("value"), bool(v.get("borderline")), bool(v.get("implicit")))
+            for name, v in data.items() if isinstance(v, dict)
+        }
+        return cls(aspects, data.get("note") if isinstance(data.get("note"), str) else None)
+
+
+def is_undetermined(text: str) -> bool:
+    return squash(text) in UNDETERMINED
+
+
+def resolve(policy: Policy, aspect: str, text: str) -> str | None:
+    """The value of `aspect` that `text` names, or None when it names none."""
+    spec = policy.aspect(aspect)
+    if spec is None:
+        return None
+    words = spec.spellings
+    squashed = squash(text)
+    if squashed in words:
+        return words[squashed]
+    stripped = _NOISE.sub("", squashed).strip()
+    while stripped != squashed:
+        if stripped in words:
+            return words[stripped]
+        squashed, stripped = stripped, _NOISE.sub("", stripped).strip()
+    return None
+
+
+def vocabulary(policy: Policy, aspect: str) -> list[str]:
+    spec = policy.aspect(aspect)
+    return list(spec.values) if spec else []
+
+
+def observe_schema(policy: Policy, aspects: list[str]) -> dict:
+    """JSON schema for the observe protocol: per aspect the value the image
+    shows (the policy's vocabulary, or `cannot determine`) and a borderline
+    flag; an optional short note. Strict-mode compatible (OpenAI): every
+    property required, no extra properties, the optional note nullable."""
+    props: dict[str, object] = {}
+    for aspect in aspects:
+        props[aspect] = {
+            "type": "object",
+            "properties": {
+                "value": {"type": "string", "enum": [*vocabulary(policy, aspect), CANNOT]},
+                "borderline": {"type": "boolean"},
+            },
+            "required": ["value", "borderline"],
+            "additionalProperties": False,
+        }
+    props["note"] = {"type": ["string", "null"], "description": "optional, one short sentence"}
+    return {"type": "object", "properties": props, "required": [*aspects, "note"], "additionalProperties": False}
+
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
+
+
+def extract_json(text: str) -> dict:
+    """The first JSON object in a reply: bare, fenced, or inside chatter."""
+    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    decoder = json.JSONDecoder()
+    for chunk in candidates:
+        for start in (i for i, ch in enumerate(chunk) if ch == "{"):
+            try:
+                obj, _ = decoder.raw_decode(chunk[start:])
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                return obj
+    raise ObservationError("no JSON object in the answer")
+
+
+def parse_observe(text: str, policy: Policy, aspects: list[str]) -> Observation:
+    """An observe-protocol answer -> Observation. Tolerates fences, chatter,
+    `{"framing": "cowboy shot"}` without the inner object, and spellings
+    of values that `resolve` knows."""
+    data = extract_json(text)
+    lowered = {str(k).strip().lower(): v for k, v in data.items()}
+    out: dict[str, AspectObservation] = {}
+    for aspect in aspects:
+        if aspect not in lowered:
+            raise ObservationError(f"the answer has no '{aspect}'")
+        entry = lowered[aspect]
+        borderline = False
+        if isinstance(entry, dict):
+            raw_value = entry.get("value")
+            borderline = bool(entry.get("borderline", False))
+        else:
+            raw_value = entry
+        if raw_value is None or (isinstance(raw_value, str) and is_undetermined(raw_value)):
+            out[aspect] = AspectObservation(None, borderline)
+            continue
+        if not isinstance(raw_value, str):
+            raise ObservationError(f"{aspect}: expected a value, got {raw_value!r}")
+        value = resolve(policy, aspect, raw_value)
+        if value is None:
+            raise ObservationError(f"{aspect}: '{raw_value}' is not one of {', '.join(vocabulary(policy, aspect))}")
+        out[aspect] = AspectObservation(value, borderline)
+    note = lowered.get("note")
+    return Observation(out, note.strip()[:500] if isinstance(note, str) and note.strip() else None)

@@ -1,0 +1,111 @@
+"""Verification prompts: the templates in `prompts/`, filled from the policy.
+
+The aspect definitions (full body: feet visible; cowboy shot: mid-thigh up,
+no knees; ...) come from the policy, so the model judges by the same words
+the caption was built with. `PromptSpec.sha` fingerprints everything that
+shapes a request except the caption and the image (those are keyed on their
+own), so changing a definition, a template or the image size re-asks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import prompts
+from captions.policy import Policy
+from verifier.errors import VerifierError
+from verifier.fixline import letters
+from verifier.observation import CANNOT, observe_schema, vocabulary
+
+OBSERVE, FIXLINE = "observe", "fixline"
+PROTOCOLS = (OBSERVE, FIXLINE)
+DEFAULT_ASPECTS = ("framing", "view", "facing", "expression")
+
+# The article's aspect names (its prompt lettered A. FRAMING, B. BODY FACING, C. EXPRESSION).
+HEADINGS = {
+    "framing": "FRAMING",
+    "view": "VIEW (the camera's angle on the body)",
+    "facing": "BODY FACING (viewer's perspective)",
+    "expression": "EXPRESSION",
+    "outfit": "OUTFIT",
+}
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    protocol: str
+    aspects: tuple[str, ...]
+    text: str  # the prompt; a fixline prompt keeps a `{caption}` slot
+    schema: dict | None = field(default=None, hash=False)
+    image_size: int = 1024
+    image_format: str = "jpeg"
+
+    @cached_property
+    def sha(self) -> str:
+        blob = json.dumps({"protocol": self.protocol, "aspects": self.aspects, "text": self.text, "schema": self.schema,
+                           "image": [self.image_size, self.image_format]}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    @property
+    def sends_caption(self) -> bool:
+        return "{caption}" in self.text
+
+    def render(self, caption: str) -> str:
+        return self.text.replace("{caption}", caption.strip()) if self.sends_caption else self.text
+
+
+def check_aspects(policy: Policy, aspects: list[str]) -> list[str]:
+    """The requested aspects, in order; an aspect the policy lacks is an error."""
+    missing = [a for a in aspects if policy.aspect(a) is None]
+    if missing:
+        where = policy.source or "policy"
+        raise VerifierError(where, f"no aspect {', '.join(repr(m) for m in missing)} in the policy "
+                                   f"(it has {', '.join(n for n, _ in policy.aspects.items())})")
+    if not aspects:
+        raise VerifierError(None, "no aspects to check")
+    return list(dict.fromkeys(aspects))
+
+
+def _definitions(policy: Policy, aspect: str, indent: str) -> list[str]:
+    spec = policy.aspect(aspect)
+    assert spec is not None
+    return [f"{indent}{name}: {value.definition}" for name, value in spec.values.items() if value.definition]
+
+
+def _observe_block(policy: Policy, aspects: list[str]) -> str:
+    lines = []
+    for aspect in aspects:
+        lines.append(f'"{aspect}": {HEADINGS.get(aspect, aspect.upper())} — one of: '
+                     f"{', '.join(vocabulary(policy, aspect))}")
+        lines += _definitions(policy, aspect, "  - ")
+    return "\n".join(lines)
+
+
+def _fixline_block(policy: Policy, aspects: list[str]) -> str:
+    lines = []
+    for letter, aspect in letters(aspects).items():
+        lines.append(f"{letter}. {HEADINGS.get(aspect, aspect.upper())} — {' / '.join(vocabulary(policy, aspect))}")
+        lines += _definitions(policy, aspect, "   ")
+    return "\n".join(lines)
+
+
+def build_prompt(policy: Policy, protocol: str, aspects: list[str], image_size: int = 1024,
+                 image_format: str = "jpeg") -> PromptSpec:
+    if protocol not in PROTOCOLS:
+        raise VerifierError(None, f"protocol must be one of {', '.join(PROTOCOLS)}, not '{protocol}'")
+    aspects = check_aspects(policy, aspects)
+    if protocol == OBSERVE:
+        # Placeholders, not real values: an example value would bias the answer.
+        example: dict[str, object] = {a: {"value": f"<one of the {a} values or {CANNOT}>", "borderline": False}
+                                      for a in aspects}
+        example["note"] = None
+        text = (prompts.load("verify_observe").replace("{aspects}", _observe_block(policy, aspects))
+                .replace("{example}", json.dumps(example)))
+        schema = observe_schema(policy, aspects)
+    else:
+        text = prompts.load("verify_fixline").replace("{aspects}", _fixline_block(policy, aspects))
+        schema = None
+    return PromptSpec(protocol, tuple(aspects), text.strip() + "\n", schema, image_size, image_format)

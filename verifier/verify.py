@@ -1,0 +1,292 @@
+"""verify: every caption checked against its image by a vision model.
+
+`verify_dataset` plans (what the store already answers), asks the rest
+through the pool, and writes each answer to the store the moment it
+arrives. An observe answer describes the image alone (the caption is not
+sent, so the model cannot be anchored by it); it is reused for a new
+caption of the same image, so re-verifying after `apply` asks nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from captions.caption import parse
+from captions.dataset import iter_images
+from captions.facts import Facts, facts_from_caption
+from captions.journal import read_caption
+from captions.policy import Policy
+from verifier.answers import interpret
+from verifier.backends import Backend, Request
+from verifier.errors import BackendUnavailable, VerifierError
+from verifier.images import prepare, sha256_file
+from verifier.observation import Observation
+from verifier.pool import Outcome, Pool, RetryPolicy
+from verifier.prompting import DEFAULT_ASPECTS, FIXLINE, OBSERVE, PromptSpec, build_prompt
+from verifier.store import Store
+from verifier.verdict import ERROR, REFUSED, STATUSES, FixItem, Verdict, judge
+
+ASKED, STORED, DERIVED = "asked", "store", "derived"
+
+
+@dataclass
+class VerifyOptions:
+    model: str = ""
+    backend: str = "openai"  # openai | codex
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    protocol: str | None = None  # default: observe for openai, fixline for codex
+    aspects: list[str] = field(default_factory=lambda: list(DEFAULT_ASPECTS))
+    concurrency: int = 6
+    rpm: float | None = None
+    timeout: float = 120.0
+    max_attempts: int = 4
+    image_size: int = 1024
+    image_format: str = "jpeg"
+    fresh: bool = False
+    only: list[str] = field(default_factory=list)
+    codex_bin: str = "codex"
+    retry_base: float = 1.0  # first backoff in seconds (tests shorten it)
+
+    @property
+    def resolved_protocol(self) -> str:
+        return self.protocol or (FIXLINE if self.backend == "codex" else OBSERVE)
+
+
+@dataclass
+class Work:
+    path: Path
+    image: str  # relative to the dataset
+    image_sha: str
+    caption: str
+    caption_sha: str
+    claims: Facts
+
+
+@dataclass
+class ItemResult:
+    image: str
+    image_sha: str
+    caption_sha: str
+    verdict: Verdict
+    source: str  # asked | store | derived
+    attempts: int = 0
+    latency_s: float | None = None
+    raw: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+@dataclass
+class RunResult:
+    run_id: int
+    backend: str
+    model: str
+    protocol: str
+    results: list[ItemResult]
+    skipped: dict[str, str]  # image -> why it was not checked
+    wall_s: float
+    requests: int
+    max_in_flight: int
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.verdict.status == status)
+
+    @property
+    def asked(self) -> list[ItemResult]:
+        return [r for r in self.results if r.source == ASKED]
+
+    @property
+    def could_not_run(self) -> bool:
+        """Every item asked ended in error and nothing was answered."""
+        asked = self.asked
+        return bool(asked) and all(r.verdict.status == ERROR for r in asked) and not any(
+            r.source != ASKED and r.verdict.status != ERROR for r in self.results)
+
+    def tokens(self) -> tuple[int, int]:
+        asked = self.asked
+        return sum(r.prompt_tokens or 0 for r in asked), sum(r.completion_tokens or 0 for r in asked)
+
+
+def open_backend(options: VerifyOptions) -> Backend:
+    if options.backend == "codex":
+        from verifier.backends.codex import CodexBackend
+
+        return CodexBackend(options.model or None, binary=options.codex_bin)
+    if options.backend != "openai":
+        raise VerifierError(None, f"backend must be openai or codex, not '{options.backend}'")
+    if not options.model:
+        raise VerifierError(None, "--model is required for the openai backend")
+    key = os.environ.get(options.api_key_env)
+    if not key and options.base_url is None:
+        raise BackendUnavailable("https://api.openai.com/v1",
+                                 f"no API key: set ${options.api_key_env} (or pass --base-url for a local server)")
+    from verifier.backends.openai_api import OpenAIBackend
+
+    return OpenAIBackend(options.model, base_url=options.base_url, api_key=key, api_key_env=options.api_key_env,
+                         concurrency=options.concurrency, timeout=options.timeout)
+
+
+def _selected(rel: str, only: list[str]) -> bool:
+    return not only or any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(rel.rsplit("/", 1)[-1], g) for g in only)
+
+
+def collect(root: Path, policy: Policy, store: Store, only: list[str]) -> tuple[list[Work], dict[str, str]]:
+    """Every image with a caption, hashed; the others with the reason they are skipped."""
+    works, skipped = [], {}
+    for item in iter_images(root):
+        rel = store.rel(item.image)
+        if not _selected(rel, only):
+            continue
+        text = read_caption(item.caption)
+        if text is None:
+            skipped[rel] = "no caption"
+            continue
+        sha = store.file_sha(item.image, sha256_file)
+        claims = facts_from_caption(parse(text), policy)
+        works.append(Work(item.image, rel, sha, text, hashlib.sha256(text.encode("utf-8")).hexdigest(), claims))
+    return works, skipped
+
+
+def _verdict_from_row(row, claims: dict | None = None) -> Verdict:
+    fixes = tuple(FixItem(**f) for f in json.loads(row["fixes"] or "[]"))
+    observation = Observation.from_dict(json.loads(row["observation"])) if row["observation"] else None
+    stored_claims = json.loads(row["claims"]) if row["claims"] else {}
+    return Verdict(row["status"], fixes, row["reason"], observation, claims if claims is not None else stored_claims)
+
+
+def _result_from_row(row, source: str) -> ItemResult:
+    return ItemResult(row["image"], row["image_sha"], row["caption_sha"], _verdict_from_row(row), source,
+                      row["attempts"], row["latency_s"], row["raw"], row["prompt_tokens"], row["completion_tokens"])
+
+
+class Verifier:
+    """One verify run over one dataset: plan, ask, store, report back."""
+
+    def __init__(self, root: Path, policy: Policy, options: VerifyOptions, store: Store,
+                 on_result: Callable[[ItemResult], None] | None = None,
+                 on_plan: Callable[[int], None] | None = None):
+        if options.concurrency < 1:
+            raise VerifierError(None, "--concurrency must be at least 1")
+        if options.max_attempts < 1:
+            raise VerifierError(None, "--max-attempts must be at least 1")
+        self.root, self.policy, self.options, self.store = root, policy, options, store
+        self.spec: PromptSpec = build_prompt(policy, options.resolved_protocol, options.aspects,
+                                             options.image_size, options.image_format)
+        self.on_result = on_result or (lambda r: None)
+        self.on_plan = on_plan or (lambda total: None)
+
+    def plan(self, works: list[Work], backend: str, model: str) -> tuple[list[ItemResult], list[Work]]:
+        """Split into results the store already holds and work to ask."""
+        done, todo = [], []
+        for w in works:
+            if not self.options.fresh:
+                row = self.store.find_verdict(w.image_sha, w.caption_sha, self.spec.sha, backend, model)
+                if row is not None and row["status"] != ERROR:
+                    done.append(_result_from_row(row, STORED))
+                    continue
+                if not self.spec.sends_caption:
+                    answer = self.store.find_answer(w.image_sha, self.spec.sha, backend, model)
+                    if answer is not None:
+                        done.append(self._derive(w, answer, backend, model))
+                        continue
+            todo.append(w)
+        return done, todo
+
+    def _derive(self, w: Work, answer, backend: str, model: str) -> ItemResult:
+        """The same image, the same question: re-judge the stored observation against this caption."""
+        old = _verdict_from_row(answer)
+        if old.observation is not None:
+            verdict = judge(old.observation, w.claims, list(self.spec.aspects))
+        else:
+            verdict = Verdict(REFUSED, reason=old.reason, claims={a: w.claims.get(a) for a in self.spec.aspects})
+        result = ItemResult(w.image, w.image_sha, w.caption_sha, verdict, DERIVED)
+        self._store(result, backend, model, derived_from=answer["id"])
+        return result
+
+    def _store(self, r: ItemResult, backend: str, model: str, derived_from: int | None = None) -> None:
+        v = r.verdict
+        self.store.put_verdict(
+            image=r.image, image_sha=r.image_sha, caption_sha=r.caption_sha, prompt_sha=self.spec.sha,
+            backend=backend, model=model, protocol=self.spec.protocol, status=v.status,
+            fixes=[f.as_dict() for f in v.fixes], observation=v.observation.as_dict() if v.observation else None,
+            claims=v.claims, reason=v.reason, attempts=r.attempts, latency_s=r.latency_s, raw=r.raw,
+            prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens, derived_from=derived_from)
+
+    async def run(self, backend: Backend) -> RunResult:
+        started = time.monotonic()
+        run_id = self.store.start_run("verify", json.dumps(self._args(backend), sort_keys=True))
+        works, skipped = collect(self.root, self.policy, self.store, self.options.only)
+        if not works:
+            why = "no images with captions" + (f" matching {', '.join(self.options.only)}" if self.options.only else "")
+            raise VerifierError(self.root, why)
+        done, todo = self.plan(works, backend.name, backend.model)
+        self.on_plan(len(works))
+        for r in done:
+            self.on_result(r)
+        pool = Pool(backend, concurrency=self.options.concurrency, rpm=self.options.rpm, timeout=self.options.timeout,
+                    retry=RetryPolicy(self.options.max_attempts, base=self.options.retry_base))
+        asked: list[ItemResult] = []
+
+        async def one(w: Work) -> None:
+            try:
+                image = await asyncio.to_thread(prepare, w.path, self.options.image_size, self.options.image_format)
+            except VerifierError as exc:
+                outcome = Outcome(None, exc.message, 0, 0.0)
+            else:
+                outcome = await pool.ask(Request(self.spec.render(w.caption), image, self.spec.schema))
+            result = self._result(w, outcome)
+            self._store(result, backend.name, backend.model)  # at once: a kill loses only what is in flight
+            asked.append(result)
+            self.on_result(result)
+
+        try:
+            await pool.map(todo, one)
+        except* BackendUnavailable as group:
+            raise group.exceptions[0] from None
+        results = sorted(done + asked, key=lambda r: r.image)
+        return RunResult(run_id, backend.name, backend.model, self.spec.protocol, results, skipped,
+                         time.monotonic() - started, pool.requests, pool.max_in_flight)
+
+    def _result(self, w: Work, outcome: Outcome) -> ItemResult:
+        reply = outcome.reply
+        if reply is None:
+            verdict = Verdict(ERROR, reason=outcome.error, claims={a: w.claims.get(a) for a in self.spec.aspects})
+            return ItemResult(w.image, w.image_sha, w.caption_sha, verdict, ASKED, outcome.attempts,
+                              outcome.latency_s)
+        verdict = interpret(reply, self.spec, self.policy, w.claims)
+        return ItemResult(w.image, w.image_sha, w.caption_sha, verdict, ASKED, outcome.attempts, outcome.latency_s,
+                          reply.raw, reply.prompt_tokens, reply.completion_tokens)
+
+    def _args(self, backend: Backend) -> dict:
+        o = self.options
+        return {"backend": backend.name, "model": backend.model, "base_url": o.base_url, "protocol": self.spec.protocol,
+                "aspects": list(self.spec.aspects), "concurrency": o.concurrency, "rpm": o.rpm, "timeout": o.timeout,
+                "max_attempts": o.max_attempts, "image_size": o.image_size, "image_format": o.image_format,
+                "fresh": o.fresh, "only": o.only, "prompt_sha": self.spec.sha}
+
+
+async def verify_dataset(root: Path, policy: Policy, options: VerifyOptions, store: Store,
+                         on_result: Callable[[ItemResult], None] | None = None,
+                         backend: Backend | None = None,
+                         on_plan: Callable[[int], None] | None = None) -> RunResult:
+    """The library entry point: verify every captioned image under `root`."""
+    verifier = Verifier(root, policy, options, store, on_result, on_plan)
+    own = backend is None
+    backend = backend or open_backend(options)
+    try:
+        return await verifier.run(backend)
+    finally:
+        if own:
+            await backend.aclose()
+
+
+__all__ = ["ASKED", "DERIVED", "STATUSES", "STORED", "ItemResult", "RunResult", "VerifyOptions", "verify_dataset"]
