@@ -89,13 +89,27 @@ def expected_items() -> dict[str, set[tuple[str, str, str]]]:
     return out
 
 
+def stamp(image, index: int):
+    """Every image unique (two rows share a truth, so their drawings match): the
+    index as six black/white blocks along the top edge, coarse enough to
+    survive resizing and JPEG, so a server can tell the two apart."""
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(image)
+    width = image.width // 8
+    for bit in range(6):
+        if index >> bit & 1:
+            draw.rectangle([width * (bit + 1), 0, width * (bit + 2) - 1, image.height // 8 - 1], fill=(0, 0, 0))
+    return image
+
+
 def make(root: Path) -> dict[str, dict]:
     """Images, sidecars and truth.json under `root`; returns the truth."""
     folder = root / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     truth = {}
-    for row in rows():
-        make_dataset.render(row["truth"]).save(folder / f"{row['name']}.png")
+    for index, row in enumerate(rows()):
+        stamp(make_dataset.render(row["truth"]), index).save(folder / f"{row['name']}.png")
         prompt = f"{make_dataset.BASE}, {row['prompt']}, {make_dataset.TAIL}"
         (folder / f"{row['name']}.json").write_text(json.dumps({"prompt": prompt}))
         truth[f"{FOLDER}/{row['name']}.png"] = row["truth"]

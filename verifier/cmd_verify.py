@@ -52,7 +52,7 @@ class _Live:
         self.counts = dict.fromkeys(STATUSES, 0)
         self.progress = Progress(TextColumn("verify"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[tally]}"), _Rate(), TimeRemainingColumn(),
-                                 console=err, transient=False)
+                                 console=err, transient=False, disable=not err.is_terminal)
         self.task = self.progress.add_task("verify", total=None, tally="")
 
     def plan(self, total: int) -> None:

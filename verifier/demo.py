@@ -44,6 +44,20 @@ def average_hash(thumb: bytes) -> int:
     return sum(1 << i for i, c in enumerate(cells) if c > mean)
 
 
+# Thumbnail distances (sum over 256 grey levels): JPEG and resizing move a
+# picture by a few hundred; a different picture is thousands away.
+CLOSE, FAR = 4 * 256, 24 * 256
+
+
+def _distance(a: bytes, b: bytes) -> int:
+    return sum(abs(x - y) for x, y in zip(a, b, strict=True))
+
+
+def _nearest(candidates: list[Known], thumb: bytes) -> tuple[int, Known] | None:
+    scored = [(_distance(k.thumb, thumb), i, k) for i, k in enumerate(candidates)]
+    return min(scored)[::2] if scored else None
+
+
 @dataclass(frozen=True)
 class Known:
     key: str
@@ -90,15 +104,12 @@ class DemoModel:
                 thumb = thumbnail(im)
         except OSError:
             return None
-        hits = self.by_hash.get(average_hash(thumb), [])
-        if len({json.dumps(k.truth, sort_keys=True) for k in hits}) == 1:
-            return hits[0]
-        best = min(self.known, key=lambda k: sum(abs(a - b) for a, b in zip(k.thumb, thumb, strict=True)),
-                   default=None)
-        # Mean absolute difference over 256 grey levels: a different picture is far above 24.
-        if best is None or sum(abs(a - b) for a, b in zip(best.thumb, thumb, strict=True)) > 24 * 256:
-            return None
-        return best
+        # Nearest thumbnail in the hash bucket when it is close (most look-ups);
+        # else the nearest of all (a JPEG can flip a hash bit).
+        best = _nearest(self.by_hash.get(average_hash(thumb), []), thumb)
+        if best is None or best[0] > CLOSE:
+            best = _nearest(self.known, thumb)
+        return best[1] if best is not None and best[0] <= FAR else None
 
     def observe(self, known: Known | None, aspects: list[str]) -> dict:
         out: dict[str, object] = {}
