@@ -78,7 +78,10 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     def do_GET(self) -> None:
-        if self.path.rstrip("/").endswith("/models"):
+        if self.path.rstrip("/").endswith("/stats"):  # for benchmarks: what the server saw
+            snap = self.server.stats.snapshot()
+            self._json(200, {k: snap[k] for k in ("requests", "max_in_flight", "in_flight")})
+        elif self.path.rstrip("/").endswith("/models"):
             self._json(200, {"object": "list", "data": [{"id": "capcheck-demo", "object": "model"}]})
         else:
             self._json(404, {"error": {"message": f"no route {self.path}"}})

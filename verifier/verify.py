@@ -116,6 +116,13 @@ class RunResult:
         return sum(r.prompt_tokens or 0 for r in asked), sum(r.completion_tokens or 0 for r in asked)
 
 
+def backend_identity(options: VerifyOptions) -> tuple[str, str]:
+    """The (backend, model) pair verdicts are keyed by, known without opening the backend."""
+    if options.backend == "codex":
+        return "codex", options.model or "default"
+    return options.backend, options.model
+
+
 def open_backend(options: VerifyOptions) -> Backend:
     if options.backend == "codex":
         from verifier.backends.codex import CodexBackend
@@ -221,20 +228,37 @@ class Verifier:
             claims=v.claims, reason=v.reason, attempts=r.attempts, latency_s=r.latency_s, raw=r.raw,
             prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens, derived_from=derived_from)
 
-    async def run(self, backend: Backend) -> RunResult:
+    async def run(self, identity: tuple[str, str], opener: Callable[[], Backend], close: bool = True) -> RunResult:
+        """Plan, then open the backend (only if anything needs asking) and ask;
+        `close`: the backend is ours to close (not one the caller passed in)."""
         started = time.monotonic()
-        run_id = self.store.start_run("verify", json.dumps(self._args(backend), sort_keys=True))
+        name, model = identity
+        run_id = self.store.start_run("verify", json.dumps(self._args(name, model), sort_keys=True))
         works, skipped = collect(self.root, self.policy, self.store, self.options.only)
         if not works:
             why = "no images with captions" + (f" matching {', '.join(self.options.only)}" if self.options.only else "")
             raise VerifierError(self.root, why)
-        done, todo = self.plan(works, backend.name, backend.model)
+        done, todo = self.plan(works, name, model)
         self.on_plan(len(works))
         for r in done:
             self.on_result(r)
+        asked: list[ItemResult] = []
+        requests = max_in_flight = 0
+        if todo:
+            backend = opener()
+            try:
+                pool = await self._ask(backend, todo, asked)
+            finally:
+                if close:
+                    await backend.aclose()
+            requests, max_in_flight = pool.requests, pool.max_in_flight
+        results = sorted(done + asked, key=lambda r: r.image)
+        return RunResult(run_id, name, model, self.spec.protocol, results, skipped, time.monotonic() - started,
+                         requests, max_in_flight)
+
+    async def _ask(self, backend: Backend, todo: list[Work], asked: list[ItemResult]) -> Pool:
         pool = Pool(backend, concurrency=self.options.concurrency, rpm=self.options.rpm, timeout=self.options.timeout,
                     retry=RetryPolicy(self.options.max_attempts, base=self.options.retry_base))
-        asked: list[ItemResult] = []
 
         async def one(w: Work) -> None:
             try:
@@ -252,9 +276,7 @@ class Verifier:
             await pool.map(todo, one)
         except* BackendUnavailable as group:
             raise group.exceptions[0] from None
-        results = sorted(done + asked, key=lambda r: r.image)
-        return RunResult(run_id, backend.name, backend.model, self.spec.protocol, results, skipped,
-                         time.monotonic() - started, pool.requests, pool.max_in_flight)
+        return pool
 
     def _result(self, w: Work, outcome: Outcome) -> ItemResult:
         reply = outcome.reply
@@ -266,9 +288,9 @@ class Verifier:
         return ItemResult(w.image, w.image_sha, w.caption_sha, verdict, ASKED, outcome.attempts, outcome.latency_s,
                           reply.raw, reply.prompt_tokens, reply.completion_tokens)
 
-    def _args(self, backend: Backend) -> dict:
+    def _args(self, backend: str, model: str) -> dict:
         o = self.options
-        return {"backend": backend.name, "model": backend.model, "base_url": o.base_url, "protocol": self.spec.protocol,
+        return {"backend": backend, "model": model, "base_url": o.base_url, "protocol": self.spec.protocol,
                 "aspects": list(self.spec.aspects), "concurrency": o.concurrency, "rpm": o.rpm, "timeout": o.timeout,
                 "max_attempts": o.max_attempts, "image_size": o.image_size, "image_format": o.image_format,
                 "fresh": o.fresh, "only": o.only, "prompt_sha": self.spec.sha}
@@ -280,13 +302,9 @@ async def verify_dataset(root: Path, policy: Policy, options: VerifyOptions, sto
                          on_plan: Callable[[int], None] | None = None) -> RunResult:
     """The library entry point: verify every captioned image under `root`."""
     verifier = Verifier(root, policy, options, store, on_result, on_plan)
-    own = backend is None
-    backend = backend or open_backend(options)
-    try:
-        return await verifier.run(backend)
-    finally:
-        if own:
-            await backend.aclose()
+    if backend is not None:
+        return await verifier.run((backend.name, backend.model), lambda: backend, close=False)
+    return await verifier.run(backend_identity(options), lambda: open_backend(options))
 
 
 __all__ = ["ASKED", "DERIVED", "STATUSES", "STORED", "ItemResult", "RunResult", "VerifyOptions", "verify_dataset"]
