@@ -138,3 +138,15 @@ def test_unavailable_backend_stops_the_run():
         assert group.group_contains(BackendUnavailable)
         assert backend.calls < 10
     asyncio.run(go())
+
+
+def test_rpm_limits_the_request_rate():
+    async def go():
+        backend = Scripted(delay=0.0)
+        pool = Pool(backend, concurrency=12, rpm=60)  # released as 10 per 10 s: a burst of 10, then one a second
+        t0 = time.monotonic()
+        await pool.map(range(12), lambda i: pool.ask(REQ))
+        offsets = sorted(t - t0 for t in backend.times)
+        assert sum(1 for t in offsets if t < 0.5) <= 10
+        assert offsets[10] >= 0.9 and offsets[11] >= 1.9  # never earlier than the limit allows
+    asyncio.run(go())
