@@ -111,12 +111,24 @@ def verify(
             stored = sum(live.counts.values())
             err.print(f"interrupted: {stored} verdicts are in the store; run the same command to resume")
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        jsonl, page = write_reports(root, run, pol)
+        jsonl, page = write_reports(root, run, pol, _agreements(store, pol))
     _summary(run, jsonl, page)
     if run.could_not_run:
         first = run.asked[0].verdict.reason
         err.print(f"[red]error:[/red] every request failed; the model could not be used ({first})", soft_wrap=True)
         raise typer.Exit(EXIT_NO_MODEL)
+
+
+def _agreements(store, policy) -> list:
+    """Model vs person on every aspect a person has answered (after ingest)."""
+    from verifier.agreement import agreement
+
+    out = []
+    for aspect, spec in policy.aspects.items():
+        found = agreement(store, aspect, list(spec.values))
+        if found is not None and found.n:
+            out.append(found)
+    return out
 
 
 def _summary(run, jsonl: Path, page: Path) -> None:

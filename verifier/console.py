@@ -25,8 +25,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)  # a summary line must not wrap in a log
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_FINDINGS = 1  # lint errors, invalid sidecars
 EXIT_BAD_INPUT = 2  # a file or an option we cannot use

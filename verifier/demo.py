@@ -7,8 +7,11 @@ can be seen and tested without an API key. It is used only when asked for
 by name (`capcheck demo-server`, the tests, the bench).
 
 Truth file: `{"relative/path.png": {"framing": "cowboy shot", ...,
-"borderline": ["framing"]}}`; a `null` aspect means the image does not show
-it (no face from behind) and is answered `cannot determine`.
+"borderline": ["framing"], "model": {"framing": "full body"}}}`; a `null`
+aspect means the image does not show it (no face from behind) and is
+answered `cannot determine`. `model` makes the stand-in see something else
+than the truth for an aspect: a planted disagreement with the person who
+sorts by the truth (the article's strict Danbooru call vs the human eye).
 """
 
 from __future__ import annotations
@@ -121,10 +124,16 @@ class DemoModel:
             best = _nearest(self.known, thumb)
         return best[1] if best is not None and best[0] <= FAR else None
 
+    @staticmethod
+    def sees(known: Known | None, aspect: str) -> str | None:
+        if known is None:
+            return None
+        return known.truth.get("model", {}).get(aspect, known.truth.get(aspect))
+
     def observe(self, known: Known | None, aspects: list[str]) -> dict:
         out: dict[str, object] = {}
         for aspect in aspects:
-            value = known.truth.get(aspect) if known else None
+            value = self.sees(known, aspect)
             borderline = bool(known) and aspect in known.truth.get("borderline", [])
             out[aspect] = {"value": value or CANNOT, "borderline": borderline}
         out["note"] = None if known else "demo model: this image is not in its truth table"
@@ -143,7 +152,7 @@ class DemoModel:
         framing_letter = next((ltr for ltr, a in letters.items() if a == "framing"), None)
         for letter, aspect in letters.items():
             claim = claims.get(aspect)
-            shown = known.truth.get(aspect) if known else None
+            shown = self.sees(known, aspect)
             if claim is None or shown == claim:
                 continue
             mark = " (borderline)" if known and aspect in known.truth.get("borderline", []) else ""

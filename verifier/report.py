@@ -53,14 +53,15 @@ def line(r: ItemResult, run: RunResult) -> dict:
     }
 
 
-def write_reports(root: Path, run: RunResult, policy: Policy | None = None) -> tuple[Path, Path]:
+def write_reports(root: Path, run: RunResult, policy: Policy | None = None,
+                  agreements: list | None = None) -> tuple[Path, Path]:
     folder = reports_dir(root)
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"run-{run.run_id:04d}"
     jsonl = folder / f"{stem}.jsonl"
     page = folder / f"{stem}.html"
     atomic_write(jsonl, "".join(json.dumps(line(r, run), ensure_ascii=False) + "\n" for r in run.results))
-    atomic_write(page, render_html(root, run, policy))
+    atomic_write(page, render_html(root, run, policy, agreements))
     for src, name in ((jsonl, "latest.jsonl"), (page, "latest.html")):
         shutil.copyfile(src, folder / name)
     return jsonl, page
@@ -121,13 +122,37 @@ body{font:14px system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
 .card pre{white-space:pre-wrap;font-size:12px;background:#f4f4f4;padding:6px}
 .st{font-weight:bold;text-transform:uppercase}.ok{color:#2a7}.fix{color:#c60}.refused{color:#a3a}.error{color:#c22}
 mark{background:#ffd54f}
+.cm td,.cm th{border:1px solid #ccc;padding:2px 8px;text-align:right}
 """
 _SCRIPT = """
 function show(s){document.querySelectorAll('.card').forEach(c=>{c.hidden=(s!=='all'&&c.dataset.status!==s)});}
 """
 
 
-def render_html(root: Path, run: RunResult, policy: Policy | None = None) -> str:
+def agreement_html(agreements: list) -> str:
+    """Per aspect: the confusion matrix (rows: the person, columns: the model),
+    accuracy, Cohen's kappa and the disagreeing images."""
+    parts = []
+    for a in agreements:
+        head = "".join(f"<th>{html.escape(b)}</th>" for b in a.labels)
+        rows = "".join(
+            f"<tr><th>{html.escape(p)}</th>" + "".join(f"<td>{a.matrix.get((p, m), 0) or ''}</td>" for m in a.labels)
+            + "</tr>" for p in a.labels)
+        listed = "".join(f"<li>{html.escape(i)}: person {html.escape(p)}, model {html.escape(m)}</li>"
+                         for i, p, m in a.disagreements)
+        parts.append(
+            f"<h2>agreement on {html.escape(a.aspect)}: {html.escape(a.backend)}/{html.escape(a.model)} vs the person"
+            f"</h2><p>{a.n} images · accuracy {a.accuracy:.1%} · Cohen's kappa {a.kappa:.3f}</p>"
+            f"<table class=cm><tr><th>person \\ model</th>{head}</tr>{rows}</table><ul>{listed}</ul>")
+    return "".join(parts)
+
+
+def agreement_page(agreements: list) -> str:
+    return (f"<!doctype html><meta charset=utf-8><title>capcheck agreement</title><style>{_STYLE}</style>"
+            f"<h1>capcheck agreement</h1>{agreement_html(agreements)}\n")
+
+
+def render_html(root: Path, run: RunResult, policy: Policy | None = None, agreements: list | None = None) -> str:
     counts = {s: run.count(s) for s in STATUSES}
     buttons = [f"<button onclick=\"show('all')\">all {len(run.results)}</button>"]
     buttons += [f"<button onclick=\"show('{s}')\">{s} {n}</button>" for s, n in counts.items()]
@@ -144,4 +169,5 @@ def render_html(root: Path, run: RunResult, policy: Policy | None = None) -> str
     title = f"capcheck verify run {run.run_id}: {run.backend} / {run.model} ({run.protocol})"
     return (f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title><style>{_STYLE}</style>"
             f"<script>{_SCRIPT}</script><h1>{html.escape(title)}</h1>"
-            f"<div class=bar>{''.join(buttons)}</div><div class=grid>{''.join(cards)}</div>\n")
+            f"<div class=bar>{''.join(buttons)}</div>{agreement_html(agreements or [])}"
+            f"<div class=grid>{''.join(cards)}</div>\n")

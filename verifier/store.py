@@ -74,6 +74,41 @@ MIGRATIONS: list[str] = [
     CREATE INDEX verdict_observation ON verdicts(image_sha, prompt_sha, backend, model);
     CREATE INDEX verdict_run ON verdicts(run_id);
     """,
+    # 3: the human loop: undo marks, what people said, captions made right, routed files
+    """
+    ALTER TABLE runs ADD COLUMN undone_by INTEGER;
+    CREATE TABLE human (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER REFERENCES runs(id),
+        ts REAL NOT NULL,
+        image TEXT NOT NULL,           -- relative path when ingested
+        image_sha TEXT NOT NULL,
+        aspect TEXT NOT NULL,
+        value TEXT NOT NULL,
+        source TEXT NOT NULL           -- the sorted file it was read from
+    );
+    CREATE UNIQUE INDEX human_key ON human(image_sha, aspect);
+    CREATE TABLE resolutions (         -- a caption text made right by apply or ingest
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER REFERENCES runs(id),
+        ts REAL NOT NULL,
+        image TEXT NOT NULL,
+        image_sha TEXT NOT NULL,
+        caption_sha TEXT NOT NULL,
+        how TEXT NOT NULL              -- apply | ingest
+    );
+    CREATE INDEX resolution_key ON resolutions(image_sha, caption_sha);
+    CREATE TABLE routes (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER REFERENCES runs(id),
+        ts REAL NOT NULL,
+        image TEXT NOT NULL,           -- where the image lives in the dataset
+        image_sha TEXT NOT NULL,
+        dest TEXT NOT NULL,            -- absolute path in the review tree
+        mode TEXT NOT NULL
+    );
+    CREATE INDEX route_sha ON routes(image_sha);
+    """,
 ]
 
 VERDICT_COLUMNS = ("run_id", "ts", "image", "image_sha", "caption_sha", "prompt_sha", "backend", "model", "protocol",
@@ -176,6 +211,44 @@ class Store:
         cur = self.db.execute(f"INSERT OR REPLACE INTO verdicts({', '.join(VERDICT_COLUMNS)}) VALUES ({marks})",
                               values)
         return cur.lastrowid
+
+    def latest_run(self, kind: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM runs WHERE kind=? ORDER BY id DESC LIMIT 1", (kind,)).fetchone()
+
+    # -- the human loop --------------------------------------------------------
+
+    def add_human(self, image: str, image_sha: str, aspect: str, value: str, source: str) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO human(run_id, ts, image, image_sha, aspect, value, source) VALUES (?,?,?,?,?,?,?)",
+            (self.run_id, time.time(), image, image_sha, aspect, value, source))
+
+    def human(self, aspect: str | None = None) -> list[sqlite3.Row]:
+        if aspect is None:
+            return self.db.execute("SELECT * FROM human ORDER BY image").fetchall()
+        return self.db.execute("SELECT * FROM human WHERE aspect=? ORDER BY image", (aspect,)).fetchall()
+
+    def add_resolution(self, image: str, image_sha: str, caption_sha: str, how: str) -> None:
+        self.db.execute("INSERT INTO resolutions(run_id, ts, image, image_sha, caption_sha, how) VALUES (?,?,?,?,?,?)",
+                        (self.run_id, time.time(), image, image_sha, caption_sha, how))
+
+    def add_route(self, image: str, image_sha: str, dest: str, mode: str) -> None:
+        self.db.execute("INSERT INTO routes(run_id, ts, image, image_sha, dest, mode) VALUES (?,?,?,?,?,?)",
+                        (self.run_id, time.time(), image, image_sha, dest, mode))
+
+    def routes_for(self, image_sha: str) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM routes WHERE image_sha=? ORDER BY id DESC", (image_sha,)).fetchall()
+
+    def undoable_runs(self) -> list[sqlite3.Row]:
+        """Runs that wrote captions and are not undone, newest first (undo runs themselves excluded)."""
+        return self.db.execute(
+            "SELECT r.* FROM runs r WHERE r.undone_by IS NULL AND r.kind != 'undo' "
+            "AND EXISTS (SELECT 1 FROM journal j WHERE j.run_id = r.id) ORDER BY r.id DESC").fetchall()
+
+    def run(self, run_id: int) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+
+    def mark_undone(self, run_id: int, by: int) -> None:
+        self.db.execute("UPDATE runs SET undone_by=? WHERE id=?", (by, run_id))
 
     def verdicts(self, run_id: int | None = None) -> list[sqlite3.Row]:
         if run_id is None:

@@ -290,7 +290,8 @@ class Verifier:
 
     def _args(self, backend: str, model: str) -> dict:
         o = self.options
-        return {"backend": backend, "model": model, "base_url": o.base_url, "protocol": self.spec.protocol,
+        return {"backend": backend, "model": model, "base_url": o.base_url,
+                "policy": str(self.policy.source) if self.policy.source else None, "protocol": self.spec.protocol,
                 "aspects": list(self.spec.aspects), "concurrency": o.concurrency, "rpm": o.rpm, "timeout": o.timeout,
                 "max_attempts": o.max_attempts, "image_size": o.image_size, "image_format": o.image_format,
                 "fresh": o.fresh, "only": o.only, "prompt_sha": self.spec.sha}

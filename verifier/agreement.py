@@ -1,0 +1,98 @@
+"""agreement: how far the model agrees with the person, per aspect.
+
+The person's answers come from `ingest`; the model's from its stored
+observations of the same images (by content hash). Per aspect: a confusion
+matrix (rows: the person, columns: the model), accuracy, Cohen's kappa, and
+the images they disagree on. The article's "Codex's strict Danbooru
+judgement vs visual impression", made measurable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+from verifier.observation import CANNOT
+from verifier.store import Store
+
+
+@dataclass
+class Agreement:
+    aspect: str
+    backend: str
+    model: str
+    labels: list[str]
+    matrix: dict[tuple[str, str], int]  # (person, model) -> n
+    disagreements: list[tuple[str, str, str]] = field(default_factory=list)  # (image, person, model)
+
+    @property
+    def n(self) -> int:
+        return sum(self.matrix.values())
+
+    @property
+    def accuracy(self) -> float:
+        return sum(v for (a, b), v in self.matrix.items() if a == b) / self.n if self.n else 0.0
+
+    @property
+    def kappa(self) -> float:
+        """Cohen's kappa: agreement beyond what the two marginals give by chance."""
+        n = self.n
+        if not n:
+            return 0.0
+        person = Counter({label: 0 for label in self.labels})
+        model = Counter({label: 0 for label in self.labels})
+        for (a, b), v in self.matrix.items():
+            person[a] += v
+            model[b] += v
+        chance = sum(person[label] * model[label] for label in self.labels) / (n * n)
+        if chance >= 1.0:
+            return 1.0 if self.accuracy == 1.0 else 0.0
+        return (self.accuracy - chance) / (1 - chance)
+
+    def as_dict(self) -> dict:
+        return {"aspect": self.aspect, "backend": self.backend, "model": self.model, "n": self.n,
+                "accuracy": self.accuracy, "kappa": self.kappa, "labels": self.labels,
+                "matrix": [[self.matrix.get((a, b), 0) for b in self.labels] for a in self.labels],
+                "disagreements": [{"image": i, "person": p, "model": m} for i, p, m in self.disagreements]}
+
+
+def latest_model(store: Store) -> tuple[str, str] | None:
+    run = store.latest_run("verify")
+    if run is None or not run["args"]:
+        return None
+    args = json.loads(run["args"])
+    return args.get("backend"), args.get("model")
+
+
+def agreement(store: Store, aspect: str, vocabulary: list[str], backend: str | None = None,
+              model: str | None = None) -> Agreement | None:
+    """None when the person has answered nothing for `aspect`."""
+    people = store.human(aspect)
+    if not people:
+        return None
+    if backend is None or model is None:
+        found = latest_model(store)
+        if found is None:
+            return None
+        backend, model = backend or found[0], model or found[1]
+    said: dict[str, str] = {}
+    for row in store.db.execute(
+            "SELECT image_sha, observation FROM verdicts WHERE backend=? AND model=? AND observation IS NOT NULL "
+            "ORDER BY id", (backend, model)):
+        value = (json.loads(row["observation"]).get(aspect) or {})
+        if "value" in value:
+            said[row["image_sha"]] = value["value"] or CANNOT
+    matrix: Counter = Counter()
+    out = Agreement(aspect, backend, model, [], {})
+    for row in people:
+        if row["image_sha"] not in said:
+            continue
+        person, machine = row["value"], said[row["image_sha"]]
+        matrix[(person, machine)] += 1
+        if person != machine:
+            out.disagreements.append((row["image"], person, machine))
+    used = {label for pair in matrix for label in pair}
+    out.labels = [v for v in vocabulary if v in used] + sorted(used - set(vocabulary))
+    out.matrix = dict(matrix)
+    return out

@@ -1,0 +1,185 @@
+"""ingest: folders a person sorted are ground truth.
+
+An image under a folder whose name is a value of the aspect (`cowboy_shot`,
+`Cowboy Shot`, `full-body`: spelling and case do not matter) is that value.
+Two layouts:
+
+- a review tree made by `route`: the images are links or copies, so each is
+  matched back to the dataset image with the same content hash (a `move`d
+  image goes back to where it came from);
+- a dataset folder sorted in place (`02_clothed_pose/available/cowboy_shot/`,
+  each image moved together with its .txt and .json): the caption beside
+  the image is the one to fix.
+
+Nothing is guessed: a folder that is not a value is reported, an image
+sorted into two different values stops the ingest before anything is
+written. Each caption gets only that one fact changed (`captions.edit`),
+the human answer is recorded, and a second ingest changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from captions.dataset import IMAGE_EXTS, iter_images
+from captions.edit import set_facts
+from captions.journal import read_caption, write_caption
+from captions.policy import Policy, squash
+from verifier.errors import VerifierError
+from verifier.images import sha256_file
+from verifier.review import text_sha
+from verifier.route import UNSURE
+from verifier.store import STATE_DIR, Store
+
+
+class IngestConflict(VerifierError):
+    """The same image was sorted into two different values; nothing was written."""
+
+
+@dataclass
+class Sorted:
+    path: Path  # the sorted file
+    value: str
+    sha: str
+
+
+@dataclass
+class Ingested:
+    changed: Counter = field(default_factory=Counter)  # (caption said, person said) -> n
+    unchanged: int = 0
+    unknown_folders: dict[str, int] = field(default_factory=dict)  # folder -> images in it
+    unsure: int = 0
+    not_found: list[str] = field(default_factory=list)  # sorted files matching no dataset image
+    no_caption: list[str] = field(default_factory=list)
+    diffs: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def changed_count(self) -> int:
+        return sum(self.changed.values())
+
+
+def find_dataset(path: Path) -> Path:
+    """The nearest folder at or above `path` that holds capcheck's store."""
+    for candidate in [Path(path).resolve(), *Path(path).resolve().parents]:
+        if (candidate / STATE_DIR).is_dir():
+            return candidate
+    raise VerifierError(path, "no capcheck dataset at or above this folder (pass --dataset)")
+
+
+def _images_under(path: Path):
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = sorted(d for d in dirnames if d != STATE_DIR and not d.startswith("."))
+        for name in sorted(filenames):
+            if Path(name).suffix.lower() in IMAGE_EXTS and not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def scan(path: Path, policy: Policy, aspect: str, result: Ingested) -> list[Sorted]:
+    """Every image in a value folder; the others are counted, not guessed."""
+    spec = policy.aspect(aspect)
+    if spec is None:
+        raise VerifierError(policy.source, f"no aspect '{aspect}' in the policy")
+    names = {squash(v): v for v in spec.values}  # folder names: the values themselves, any spelling/case
+    found = []
+    for image in _images_under(path):
+        folder = image.parent
+        value = names.get(squash(folder.name))
+        if value is not None:
+            found.append(Sorted(image, value, sha256_file(image)))
+        elif folder.name == UNSURE:
+            result.unsure += 1
+        elif any(names.get(squash(d.name)) for d in folder.parent.iterdir() if d.is_dir()) and folder != path:
+            where = folder.relative_to(path).as_posix() if folder != path else folder.name
+            result.unknown_folders[where] = result.unknown_folders.get(where, 0) + 1
+    return found
+
+
+def ingest(path: Path, root: Path, policy: Policy, aspect: str, store: Store, *, dry_run: bool = False) -> Ingested:
+    result = Ingested()
+    path, root = Path(path), Path(root)
+    placed = scan(path, policy, aspect, result)
+    by_sha: dict[str, set[str]] = defaultdict(set)
+    for s in placed:
+        by_sha[s.sha].add(s.value)
+    clashes = [s for s in placed if len(by_sha[s.sha]) > 1]
+    if clashes:
+        listing = "; ".join(sorted({f"{s.path.name} in {', '.join(sorted(by_sha[s.sha]))}" for s in clashes}))
+        raise IngestConflict(path, f"the same image is sorted into two values, nothing written: {listing}")
+    dataset: dict[str, list[Path]] | None = None
+    targets: dict[Path, Sorted] = {}
+    for s in placed:
+        if s.path.with_suffix(".txt").exists():
+            targets[s.path] = s  # sorted in place: the caption is beside it
+            continue
+        if dataset is None:
+            dataset = _dataset_index(root, store)
+        # A link or copy (a review tree): the dataset image with the same bytes.
+        matches = [p for p in dataset.get(s.sha, []) if p.resolve() != s.path.resolve()]
+        matches = matches or _moved_back(s, root, store, dry_run)
+        if matches:
+            for image in matches:
+                targets[image] = s
+        elif _inside(s.path, root):
+            result.no_caption.append(store.rel(s.path))  # moved without its .txt
+        else:
+            result.not_found.append(str(s.path))
+    for image, s in sorted(targets.items()):
+        _fix_one(image, s, root, policy, aspect, store, dry_run, result)
+    return result
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _dataset_index(root: Path, store: Store) -> dict[str, list[Path]]:
+    index: dict[str, list[Path]] = defaultdict(list)
+    for item in iter_images(root):
+        index[store.file_sha(item.image, sha256_file)].append(item.image)
+    return index
+
+
+def _moved_back(s: Sorted, root: Path, store: Store, dry_run: bool) -> list[Path]:
+    """An image `route --mode move` took out of the dataset goes back home."""
+    for row in store.routes_for(s.sha):
+        if row["mode"] == "move":
+            home = root / row["image"]
+            if not dry_run and not home.exists():
+                home.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(s.path, home)
+            return [home]
+    return []
+
+
+def _fix_one(image: Path, s: Sorted, root: Path, policy: Policy, aspect: str, store: Store, dry_run: bool,
+             result: Ingested) -> None:
+    caption = image.with_suffix(".txt")
+    text = read_caption(caption)
+    rel = store.rel(image) if _inside(image, root) else str(image)
+    if text is None:
+        result.no_caption.append(rel)
+        return
+    edit = set_facts(text, policy, {aspect: s.value})
+    said = edit.before.get(aspect)
+    if not dry_run:
+        store.add_human(rel, s.sha, aspect, s.value, str(s.path))
+    if edit.text == text:
+        result.unchanged += 1
+        return
+    result.changed[(said or "-", s.value)] += 1
+    result.notes += [f"{rel}: {n}" for n in edit.notes]
+    from verifier.review import unified
+
+    result.diffs.append(unified(rel, text, edit.text))
+    if not dry_run:
+        write_caption(caption, edit.text, store, "ingest", expect=text)
+        store.add_resolution(rel, s.sha, text_sha(edit.text), "ingest")

@@ -1,0 +1,153 @@
+"""apply and undo: confident fixes written as diffs, and taken back exactly.
+
+`apply_report` changes the disputed facts of every `fix` verdict in a
+report and re-renders only what those facts control (`captions.edit`). A
+caption that changed on disk since it was verified is stale and is not
+touched; borderline items wait for a person unless asked. Every write is
+atomic and journaled, and `undo_run` restores the journaled text
+byte for byte, refusing if any file changed since.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from captions.edit import set_facts
+from captions.journal import atomic_write, read_caption, write_caption
+from captions.policy import Policy, load_policy
+from verifier.errors import VerifierError
+from verifier.images import sha256_file
+from verifier.report import read_report, reports_dir
+from verifier.store import Store
+from verifier.verdict import FIX
+
+CHANGED, UNCHANGED, STALE, SKIPPED, MISSING = "changed", "unchanged", "stale", "skipped", "missing"
+
+
+class UndoRefused(VerifierError):
+    """A file changed since the run being undone; nothing was restored."""
+
+
+def text_sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def policy_for(store: Store, override: Path | None) -> Policy:
+    """`--policy`, else the policy the latest verify run used."""
+    if override is not None:
+        return load_policy(override)
+    run = store.latest_run("verify")
+    path = json.loads(run["args"]).get("policy") if run is not None and run["args"] else None
+    if not path:
+        raise VerifierError(store.root, "no policy known for this dataset: pass --policy")
+    return load_policy(path)
+
+
+def report_path(root: Path, report: Path | None) -> Path:
+    return report if report is not None else reports_dir(root) / "latest.jsonl"
+
+
+def unified(path: str, before: str, after: str) -> str:
+    return "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True), f"a/{path}", f"b/{path}"))
+
+
+@dataclass
+class Applied:
+    image: str
+    status: str  # changed | unchanged | stale | skipped | missing
+    changes: dict[str, str] = field(default_factory=dict)
+    diff: str = ""
+    reason: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def apply_report(root: Path, policy: Policy, report: Path, store: Store, *, aspects: list[str] | None = None,
+                 include_borderline: bool = False, dry_run: bool = False) -> list[Applied]:
+    """Write the fixes of every `fix` verdict in `report` (see module doc)."""
+    root = Path(root)
+    out: list[Applied] = []
+    for line in read_report(report):
+        if line.get("status") != FIX:
+            continue
+        image = line["image"]
+        fixes = [f for f in line.get("fixes", []) if aspects is None or f["aspect"] in aspects]
+        wanted = [f for f in fixes if include_borderline or not f.get("borderline")]
+        if not wanted:
+            if fixes:
+                out.append(Applied(image, SKIPPED, reason="borderline: route it to a person, or --include-borderline"))
+            continue
+        changes = {f["aspect"]: f["image"] for f in wanted}
+        caption = (root / image).with_suffix(".txt")
+        text = read_caption(caption)
+        if text is None or not (root / image).exists():
+            out.append(Applied(image, MISSING, changes, reason="image or caption no longer there"))
+            continue
+        if text_sha(text) != line.get("caption_sha"):
+            out.append(Applied(image, STALE, changes, reason="caption changed on disk since it was verified"))
+            continue
+        if store.file_sha(root / image, sha256_file) != line.get("image_sha"):
+            out.append(Applied(image, STALE, changes, reason="image changed on disk since it was verified"))
+            continue
+        edit = set_facts(text, policy, changes)
+        if edit.text == text:
+            out.append(Applied(image, UNCHANGED, changes, notes=edit.notes))
+            continue
+        if not dry_run:
+            write_caption(caption, edit.text, store, "apply", expect=text)
+            store.add_resolution(image, line["image_sha"], text_sha(edit.text), "apply")
+        out.append(Applied(image, CHANGED, changes, unified(caption.relative_to(root).as_posix(), text, edit.text),
+                           notes=edit.notes))
+    return out
+
+
+@dataclass
+class Undone:
+    run_id: int
+    kind: str
+    restored: list[str]  # relative caption paths
+    undo_run: int | None = None
+
+
+def undo_run(root: Path, store: Store, run_id: int | None = None, dry_run: bool = False) -> Undone:
+    """Restore every caption the run wrote to its text before the run."""
+    if run_id is None:
+        runs = store.undoable_runs()
+        if not runs:
+            raise VerifierError(root, "nothing to undo")
+        target = runs[0]
+    else:
+        target = store.run(run_id)
+        if target is None:
+            raise VerifierError(root, f"no run {run_id}")
+        if target["undone_by"] is not None:
+            raise VerifierError(root, f"run {run_id} was already undone by run {target['undone_by']}")
+    rows = store.journal(target["id"])
+    if not rows:
+        raise VerifierError(root, f"run {target['id']} ({target['kind']}) wrote no captions")
+    first_before: dict[str, str | None] = {}
+    last_after: dict[str, str] = {}
+    for row in rows:
+        first_before.setdefault(row["path"], row["before"])
+        last_after[row["path"]] = row["after"]
+    changed = [p for p, after in last_after.items() if read_caption(Path(root) / p) != after]
+    if changed:
+        raise UndoRefused(root, f"not undone: {len(changed)} file(s) changed since run {target['id']} "
+                                f"({target['kind']}): {', '.join(changed[:5])}{' …' if len(changed) > 5 else ''}")
+    result = Undone(target["id"], target["kind"], sorted(last_after))
+    if dry_run:
+        return result
+    result.undo_run = store.start_run("undo", json.dumps({"undo": target["id"]}))
+    for rel, before in first_before.items():
+        path = Path(root) / rel
+        if before is None:  # the run created it
+            store.record(path, last_after[rel], "", "undo: removed")
+            path.unlink()
+        else:
+            store.record(path, last_after[rel], before, "undo")
+            atomic_write(path, before)
+    store.mark_undone(target["id"], result.undo_run)
+    return result
