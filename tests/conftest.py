@@ -58,3 +58,30 @@ def clothed47_dataset(tmp_path, clothed47_master):
     dest = tmp_path / "clothed 47 データ"  # spaces and non-ASCII, as the article's folder
     shutil.copytree(clothed47_master, dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_anima(tmp_path_factory):
+    """A tiny randomly initialised Anima in diffusers layout (built here, nothing downloaded)."""
+    from trainer.anima import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("tiny") / "anima")
+
+
+CAPTION = ("masterpiece, best quality, score_7, safe,\n1girl, solo, keichan,\n"
+           "A close-up portrait of a young girl with a bright smile looking at the viewer. Her long hair intakes "
+           "hang down past her shoulders.\nblunt bangs, braid, blue ribbon,\nsmile, {framing},\n"
+           "white background, simple background\n")
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path):
+    """Four synthetic images with captions (two sizes: two buckets at resolution 256)."""
+    from PIL import Image
+
+    root = tmp_path / "data"
+    root.mkdir()
+    for i, size in enumerate([(256, 256), (256, 256), (192, 320), (192, 320)]):
+        Image.effect_mandelbrot(size, (-2 + 0.2 * i, -1.5, 1, 1.5), 20 + i).convert("RGB").save(root / f"{i}.png")
+        (root / f"{i}.txt").write_text(CAPTION.format(framing="portrait" if i < 2 else "upper body"))
+    return root

@@ -1,5 +1,8 @@
-"""The Anima LoRA trainer (issue 5). Not built yet: this package holds no code.
+"""The Anima LoRA trainer: config, plan, data, models, LoRA, loop, checkpoints, preflight.
 
-torch, diffusers and peft are imported only inside this package, and only
-when a train command runs.
+Built on diffusers (`CosmosTransformer3DModel`, `AnimaTextConditioner`,
+`AutoencoderKLQwenImage`) and peft. torch, diffusers and peft are imported
+only inside the modules that need them (`models`, `lora`, `loop`, ...), so
+`trainer.config` and `trainer.plan` stay light. Imports `captions` (to read
+captions), never `verifier`.
 """

@@ -1,0 +1,78 @@
+"""`capcheck train / plan / preflight` as a user runs them; the gate in front of training."""
+
+import json
+import subprocess
+import sys
+
+import torch
+import yaml
+from safetensors import safe_open
+
+from verifier.demo import DemoModel
+from verifier.demo_server import DemoServer
+
+from conftest import EXAMPLES
+
+POLICY = str(EXAMPLES / "keichan" / "policy.yaml")
+
+
+def capcheck(*args):
+    return subprocess.run([sys.executable, "-m", "verifier.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
+
+
+def write_config(path, tiny_anima, out, **over):
+    cfg = {**dict(model_path=str(tiny_anima), resolution=256, epochs=1, repeats=1, batch_size=1, lora_rank=4,
+                  learning_rate=1e-3, mixed_precision="no", device="cpu", output_dir=str(out), output_name="keichan",
+                  max_sequence_length=64, save_every=1), **over}
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_the_gate_then_training_after_verify_and_apply(example_dataset, tiny_anima, keichan, tmp_path):
+    cfg = write_config(tmp_path / "train.yaml", tiny_anima, tmp_path / "out")
+    assert capcheck("build", example_dataset, "--policy", POLICY).returncode == 0
+    proc = capcheck("train", example_dataset, "--config", cfg)
+    assert proc.returncode == 1 and "not training: 12 of 12 captions are not verified" in proc.stdout
+    assert "01_bust_front/available/010001.png: never verified" in proc.stdout
+
+    model = DemoModel.load(EXAMPLES / "keichan" / "truth.json", example_dataset, keichan)
+    with DemoServer(model) as server:
+        assert capcheck("verify", example_dataset, "--policy", POLICY, "--model", "demo", "--base-url",
+                        server.url).returncode == 0
+    proc = capcheck("train", example_dataset, "--config", cfg)
+    assert proc.returncode == 1 and "not training: 3 of 12" in proc.stdout
+    assert "02_clothed_pose/available/020101.png: fix not applied (framing full body->cowboy shot)" in proc.stdout
+    assert not (tmp_path / "out").exists()  # nothing started
+
+    assert capcheck("apply", example_dataset).returncode == 0
+    proc = capcheck("train", example_dataset, "--config", cfg)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "capcheck train: 12/12 steps" in proc.stdout
+    lora = tmp_path / "out" / "keichan_epoch001.safetensors"
+    with safe_open(str(lora), "pt") as fh:
+        meta = fh.metadata()
+    assert json.loads(meta["capcheck_verification"]) == {"images": 12, "verified": 9, "fixed": 3, "unverified": 0}
+    assert json.loads(meta["capcheck_policy"])["trigger"] == "keichan" and len(meta["capcheck_dataset_hash"]) == 64
+
+
+def test_allow_unverified_and_plan_from_a_config(example_dataset, tiny_anima, tmp_path):
+    cfg = write_config(tmp_path / "train.yaml", tiny_anima, tmp_path / "out", repeats=4, epochs=20)
+    assert capcheck("build", example_dataset, "--policy", POLICY).returncode == 0
+    proc = capcheck("plan", "--config", cfg, example_dataset, "--its", "2")
+    assert proc.returncode == 0 and "12 images x 4 repeats / batch 1 = 48 steps per epoch; x 20 epochs = 960" in proc.stdout
+    assert "exposures per image: 80" in proc.stdout
+    short = write_config(tmp_path / "short.yaml", tiny_anima, tmp_path / "out", max_steps=3)
+    proc = capcheck("train", example_dataset, "--config", short, "--allow-unverified")
+    assert proc.returncode == 0 and "capcheck train: 3/3 steps" in proc.stdout
+
+
+def test_preflight_cli(tiny_anima, tmp_path):
+    ok = write_config(tmp_path / "cpu.yaml", tiny_anima, tmp_path / "out", xformers=False)
+    proc = capcheck("preflight", "--config", ok)
+    assert proc.returncode == 0 and "✓ transformers knows qwen3" in proc.stdout and "✓ text encoder loads" in proc.stdout
+    assert "ignored xformers" in proc.stderr
+    if not torch.cuda.is_available():
+        gpu = write_config(tmp_path / "gpu.yaml", tiny_anima, tmp_path / "out", device="auto")
+        proc = capcheck("preflight", "--config", gpu)
+        assert proc.returncode == 1 and "✗ CUDA" in proc.stdout and "  fix: run on a machine with an NVIDIA GPU" in proc.stdout

@@ -1,0 +1,66 @@
+"""What a run leaves behind, and how it picks up again.
+
+Per save: `{output_name}_epoch{NNN}.safetensors` (ComfyUI names, with the
+resolved config, dataset hash, caption policy and verification summary in
+its metadata) and `{output_name}_state.pt` (LoRA, optimizer, position,
+random states, losses) for `--resume`. While it runs: `state.json` in
+AnimaLoraToolkit's monitor shape (step, total_steps, epoch, speed, losses,
+samples, ETA), rewritten atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def lora_path(output: Path, name: str, epoch: int, step: int | None = None) -> Path:
+    suffix = f"_epoch{epoch:03d}" if step is None else f"_step{step:06d}"
+    return output / f"{name}{suffix}.safetensors"
+
+
+def state_path(output: Path, name: str) -> Path:
+    return output / f"{name}_state.pt"
+
+
+def save_state(path: Path, **state: object) -> None:
+    import torch
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(path: Path) -> dict:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+@dataclass
+class Monitor:
+    path: Path
+    total_steps: int
+    total_epochs: int
+    losses: list[list[float]] = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    first_step: int = 0
+
+    def write(self, step: int, epoch: int, status: str = "running", lr: float | None = None) -> dict:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        done = step - self.first_step
+        speed = done / elapsed if done else 0.0
+        eta = (self.total_steps - step) / speed if speed else None
+        data = {"step": step, "total_steps": self.total_steps, "epoch": epoch, "total_epochs": self.total_epochs,
+                "speed": round(speed, 4), "losses": self.losses[-500:], "samples": self.samples,
+                "eta_seconds": round(eta, 1) if eta is not None else None,
+                "eta": time.strftime("%H:%M:%S", time.gmtime(eta)) if eta is not None else None,
+                "lr": lr, "status": status, "updated": time.time()}
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(tmp, self.path)
+        return data

@@ -1,0 +1,188 @@
+"""The training config: YAML, validated by pydantic, in AnimaLoraToolkit's key names.
+
+So the articles' configs run unchanged: `rank` is `lora_rank`,
+`sample_prompt` is `sample_prompts`, and the toolkit keys capcheck does not
+act on are accepted and named in a note instead of rejected. Any other
+unknown key is an error naming the key and the file, because a misspelt
+key silently ignored is a setting not applied.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from trainer.errors import TrainError
+
+# AnimaLoraToolkit keys accepted for compatibility that capcheck does not use.
+IGNORED = {
+    "xformers": "attention is PyTorch SDPA",
+    "prefer_json": "captions are the dataset's .txt files",
+    "save_state_every": "the optimizer state is saved with every LoRA",
+    "resume_state": "use `capcheck train --resume`",
+    "sample_sampler_name": "samples use flow-matching Euler",
+    "sample_scheduler": "samples use flow-matching Euler",
+    "lokr_factor": "only lora_type: lora is supported",
+    "monitor": "the monitor data is output_dir/state.json",
+}
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    # Models: one diffusers-format directory, or the ComfyUI files.
+    model_path: str | None = None
+    transformer_path: str | None = None  # ComfyUI single-file DiT (net./diffusion_model., llm_adapter.*)
+    vae_path: str | None = None  # qwen_image_vae.safetensors, or a diffusers VAE folder
+    text_encoder_path: str | None = None  # Qwen3-0.6B folder (or one .safetensors) with its tokenizer
+    t5_tokenizer_path: str | None = None
+
+    # Data
+    data_dir: str | None = None
+    resolution: int = 1024
+    repeats: int = 1
+    shuffle_caption: bool = False
+    keep_tokens: int = 0
+    flip_augment: bool = False
+    tag_dropout: float = 0.0
+    cache_latents: bool = True
+    cache_dir: str | None = None  # default: output_dir/cache
+    max_sequence_length: int = 512
+
+    # LoRA
+    lora_type: Literal["lora", "lokr"] = "lora"
+    lora_rank: int = Field(32, validation_alias=AliasChoices("lora_rank", "rank"))
+    lora_alpha: float | None = None  # default: the rank (scale 1)
+    resume_lora: str | None = None  # start from these LoRA weights (a fresh optimizer)
+
+    # Training
+    epochs: int = 1
+    max_steps: int = 0  # 0: no limit
+    batch_size: int = 1
+    grad_accum: int = 1
+    learning_rate: float = 1e-4
+    mixed_precision: Literal["bf16", "fp16", "no"] = "bf16"
+    grad_checkpoint: bool = True
+    num_workers: int = 0
+    max_grad_norm: float = 1.0
+    timestep_shift: float = Field(3.0, validation_alias=AliasChoices("timestep_shift", "shift"))
+    seed: int = 42
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+
+    # Output
+    output_dir: str = "output"
+    output_name: str = "lora"
+    save_every: int = 1  # epochs; 0: only the last
+    save_every_steps: int = 0
+
+    # Samples
+    sample_every: int = 0  # epochs; 0: none
+    sample_prompts: list[str] = Field(default_factory=list,
+                                      validation_alias=AliasChoices("sample_prompts", "sample_prompt"))
+    sample_negative_prompt: str = ""
+    sample_seed: int = 42
+    sample_steps: int = Field(25, validation_alias=AliasChoices("sample_steps", "sample_infer_steps"))
+    sample_cfg_scale: float = 4.0
+    sample_width: int = 1024
+    sample_height: int = 1024
+
+    # Accepted, not used (see IGNORED)
+    xformers: bool | None = None
+    prefer_json: bool | None = None
+    save_state_every: int | None = None
+    resume_state: str | None = None
+    sample_sampler_name: str | None = None
+    sample_scheduler: str | None = None
+    lokr_factor: int | None = None
+    monitor: bool | None = None
+
+    source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("sample_prompts", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: object) -> object:
+        return [v] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.lora_type == "lokr":
+            raise ValueError("lora_type: lokr is not supported: capcheck trains plain LoRA only (lora_type: lora)")
+        for name in ("resolution", "sample_width", "sample_height"):
+            if getattr(self, name) % 64:
+                raise ValueError(f"{name}: {getattr(self, name)} is not a multiple of 64")
+        for name in ("repeats", "epochs", "batch_size", "grad_accum", "lora_rank"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if not 0.0 <= self.tag_dropout < 1.0:
+            raise ValueError("tag_dropout must be in [0, 1)")
+        if self.sample_steps == 0:  # the toolkit's "0: off" for step-based sampling
+            self.sample_steps = 25
+        if self.model_path is None and self.transformer_path is None:
+            raise ValueError("set model_path (a diffusers folder) or transformer_path (+ vae_path, "
+                             "text_encoder_path, t5_tokenizer_path)")
+        if self.model_path is None:
+            missing = [k for k in ("vae_path", "text_encoder_path", "t5_tokenizer_path") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"with transformer_path, also set {', '.join(missing)}")
+        return self
+
+    @property
+    def alpha(self) -> float:
+        return float(self.lora_alpha if self.lora_alpha is not None else self.lora_rank)
+
+    def ignored(self) -> list[str]:
+        """Toolkit keys that were set but that capcheck does not act on."""
+        return [f"{k} ({why})" for k, why in IGNORED.items() if getattr(self, k) is not None]
+
+    def path(self, value: str | None) -> Path | None:
+        """A path from the config, relative to the config file."""
+        if value is None:
+            return None
+        p = Path(value).expanduser()
+        return p if p.is_absolute() or self.source is None else (self.source.parent / p)
+
+    def resolved(self) -> dict:
+        """Every setting with its value (defaults filled in), for the outputs."""
+        return self.model_dump(mode="json", exclude={"source", *IGNORED})
+
+
+def load_config(path: str | Path, **overrides: object) -> TrainConfig:
+    """Read and validate a config; errors name the file and the key."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise TrainError(path, "no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TrainError(path, f"cannot read: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise TrainError(path, f"{f'line {mark.line + 1}: ' if mark else ''}not valid YAML") from None
+    if not isinstance(data, dict):
+        raise TrainError(path, "expected a mapping of config keys at the top level")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        config = TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        raise TrainError(path, _describe(exc)) from None
+    config.source = path.resolve()
+    return config
+
+
+def _describe(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"unknown key '{loc}'"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{loc}: {msg}" if loc else msg
+
+
+def save_resolved(config: TrainConfig, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{config.output_name}_config.yaml"
+    target.write_text(yaml.safe_dump(config.resolved(), sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return target

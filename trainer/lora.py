@@ -1,0 +1,102 @@
+"""The LoRA: peft on the DiT's 10 Linears per block, saved under ComfyUI's names.
+
+Targets (per block: self-attn q/k/v/out, cross-attn q/k/v/out, mlp 1/2 =
+280 for the 28-block 2B) are named exactly, so nothing else matches: never
+the LLM adapter, the AdaLN modulation, the embedders or the final layer.
+peft starts lora_B at zero, so step 0 is the base model; the scale is
+alpha / rank.
+
+Saved keys are ComfyUI's: `diffusion_model.blocks.N.self_attn.q_proj.lora_A.weight`,
+`.lora_B.weight` and `.alpha`, the inverse of diffusers'
+`_convert_non_diffusers_anima_lora_to_diffusers` (the tests use it as the
+oracle). ComfyUI applies alpha / rank. diffusers' `load_lora_weights`
+refuses keys without "lora" in them (the `.alpha` keys): load with
+`lora_state_dict` and pass the alphas as `network_alphas`, as
+`load_comfy_lora` does.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from trainer.anima import BLOCK_TARGETS
+from trainer.errors import TrainError
+
+ADAPTER = "default"
+_DIFFUSERS_KEY = re.compile(r"^transformer_blocks\.(\d+)\.(.+)\.(lora_A|lora_B)\.weight$")
+
+
+def target_modules(num_layers: int) -> list[str]:
+    return [f"transformer_blocks.{i}.{name}" for i in range(num_layers) for name in BLOCK_TARGETS]
+
+
+def add_lora(transformer, rank: int, alpha: float) -> list:
+    """Attach the LoRA; returns the trainable parameters (only the LoRA's)."""
+    from peft import LoraConfig
+
+    transformer.requires_grad_(False)
+    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=target_modules(transformer.config.num_layers),
+                        init_lora_weights=True)
+    transformer.add_adapter(config, adapter_name=ADAPTER)
+    params = [p for n, p in transformer.named_parameters() if "lora_" in n]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def lora_state(transformer) -> dict:
+    """The LoRA weights in diffusers names (`transformer_blocks.N.attn1.to_q.lora_A.weight`)."""
+    from peft.utils import get_peft_model_state_dict
+
+    return get_peft_model_state_dict(transformer, adapter_name=ADAPTER)
+
+
+def to_comfy(state: dict, alpha: float, dtype=None) -> dict:
+    """diffusers names -> ComfyUI names, plus one `.alpha` per module."""
+    import torch
+
+    out = {}
+    for key, value in state.items():
+        m = _DIFFUSERS_KEY.match(key)
+        if m is None or m.group(2) not in BLOCK_TARGETS:
+            raise TrainError(None, f"unexpected LoRA key {key}")
+        block, target, which = m.groups()
+        base = f"diffusion_model.blocks.{block}.{BLOCK_TARGETS[target]}"
+        out[f"{base}.{which}.weight"] = value.detach().to("cpu", dtype or value.dtype).contiguous()
+        out[f"{base}.alpha"] = torch.tensor(float(alpha))
+    return out
+
+
+def from_comfy(comfy: dict) -> tuple[dict, dict]:
+    """ComfyUI names -> (diffusers LoRA state under `transformer.`, network alphas), by diffusers' own conversion."""
+    from diffusers.loaders.lora_conversion_utils import _convert_non_diffusers_anima_lora_to_diffusers
+
+    converted = _convert_non_diffusers_anima_lora_to_diffusers(dict(comfy))
+    alphas = {k: float(v) for k, v in converted.items() if k.endswith(".alpha")}
+    weights = {k: v for k, v in converted.items() if not k.endswith(".alpha")}
+    return weights, alphas
+
+
+def save_lora(path: Path, transformer, alpha: float, metadata: dict[str, str], dtype=None) -> Path:
+    """Atomic: write to a temp name, then rename (a killed run leaves no half file)."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(to_comfy(lora_state(transformer), alpha, dtype), str(tmp), metadata=metadata)
+    tmp.replace(path)
+    return path
+
+
+def load_comfy_lora(transformer, path: Path) -> None:
+    """Set this model's LoRA weights from a ComfyUI-named file (resume_lora)."""
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights, _alphas = from_comfy(load_file(str(path)))
+    state = {k.removeprefix("transformer."): v for k, v in weights.items()}
+    result = set_peft_model_state_dict(transformer, state, adapter_name=ADAPTER)
+    unexpected = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+    if unexpected:
+        raise TrainError(path, f"LoRA keys that fit no module: {unexpected[:3]}")

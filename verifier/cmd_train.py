@@ -1,0 +1,140 @@
+"""`capcheck plan`, `capcheck preflight`, `capcheck train`.
+
+The trainer (torch, diffusers, peft) is imported only inside these commands.
+Exit codes: 0 done; 1 the gate refused (captions not verified) or a
+preflight check failed; 2 bad input; 130 interrupted (state saved: run again
+with --resume).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from verifier.console import EXIT_FINDINGS, EXIT_INTERRUPTED, app, dataset_path, err, handled, out
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Training config YAML (AnimaLoraToolkit keys).")]
+
+
+@app.command()
+@handled
+def plan(
+    images: Annotated[int | None, typer.Option(help="Images in the dataset.")] = None,
+    repeats: Annotated[int | None, typer.Option(help="Repeats per epoch.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
+    batch: Annotated[int | None, typer.Option(help="Batch size.")] = None,
+    grad_accum: Annotated[int | None, typer.Option(help="Gradient accumulation.")] = None,
+    its: Annotated[float | None, typer.Option(help="Measured optimizer steps per second.")] = None,
+    usd_per_hour: Annotated[float | None, typer.Option(help="GPU price per hour.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Take repeats/epochs/batch from it.")] = None,
+    dataset: Annotated[Path | None, typer.Argument(help="Count the images here (with --config).")] = None,
+) -> None:
+    """Steps, exposures per image, hours and cost of a run, with the articles' guidance."""
+    from captions.dataset import iter_images
+    from trainer.plan import Plan, guidance
+
+    if config is not None:
+        from trainer.config import load_config
+
+        cfg = load_config(config)
+        repeats, epochs = repeats or cfg.repeats, epochs or cfg.epochs
+        batch, grad_accum = batch or cfg.batch_size, grad_accum or cfg.grad_accum
+        folder = dataset or (cfg.path(cfg.data_dir) if cfg.data_dir else None)
+        if images is None and folder is not None:
+            images = sum(1 for item in iter_images(dataset_path(folder)) if item.caption.exists())
+    missing = [n for n, v in (("--images", images), ("--repeats", repeats), ("--epochs", epochs)) if not v]
+    if missing:
+        raise typer.BadParameter(f"give {', '.join(missing)} (or --config and a dataset)")
+    p = Plan(images, repeats, epochs, batch or 1, grad_accum or 1, its, usd_per_hour)
+    out.print(f"{p.images} images x {p.repeats} repeats / batch {p.batch}"
+              + (f" / grad accum {p.grad_accum}" if p.grad_accum > 1 else "")
+              + f" = {p.steps_per_epoch:,} steps per epoch; x {p.epochs} epochs = {p.steps:,} steps")
+    if p.hours is not None:
+        out.print(f"at {p.its:g} it/s ({p.images_per_second:.2f} images/s): {p.hours:.1f} h (≈{round(p.hours)} h)"
+                  + (f", ${p.cost:.2f} at ${p.usd_per_hour:g}/h" if p.cost is not None else ""))
+    for line in guidance(p.exposures):
+        out.print(line)
+
+
+@app.command()
+@handled
+def preflight(config: ConfigOpt) -> None:
+    """Check the stack, the GPU and every model file before a long load."""
+    from trainer.config import load_config
+    from trainer.errors import PreflightFailed
+    from trainer.preflight import run_preflight
+
+    cfg = load_config(config)
+    for note in cfg.ignored():
+        err.print(f"note: {config}: ignored {note}", soft_wrap=True)
+    try:
+        run_preflight(cfg, on_check=lambda c: out.print(f"{'✓' if c.ok else '✗'} {c.name}: {c.detail}"))
+    except PreflightFailed as exc:
+        out.print(f"  fix: {exc.fix}")
+        raise typer.Exit(EXIT_FINDINGS) from None
+    out.print("preflight: all checks passed")
+
+
+@app.command()
+@handled
+def train(
+    dataset: Annotated[Path, typer.Argument(help="The dataset (images with their captions).")],
+    config: ConfigOpt,
+    allow_unverified: Annotated[bool, typer.Option("--allow-unverified", help="Train even on captions nobody "
+                                                                               "verified.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last saved state.")] = False,
+) -> None:
+    """Train an Anima LoRA on the verified captions; ComfyUI-loadable checkpoints per epoch."""
+    from trainer.config import load_config
+    from trainer.loop import Trainer
+    from verifier import gate
+    from verifier.review import policy_for
+    from verifier.store import Store
+
+    root = dataset_path(dataset)
+    cfg = load_config(config, data_dir=str(root.resolve()))
+    for note in cfg.ignored():
+        err.print(f"note: {config}: ignored {note}", soft_wrap=True)
+    with Store(root) as store:
+        try:
+            pol = policy_for(store, None)
+        except Exception:  # never verified: no policy on record
+            pol = None
+        checked = gate.check(root, store, pol)
+    if not checked.open and not allow_unverified:
+        out.print(f"not training: {len(checked.pending)} of {len(checked.pending) + len(checked.passed)} captions "
+                  "are not verified, fixed or human-ingested:")
+        for image, why in list(checked.pending.items())[:30]:
+            out.print(f"  {image}: {why}")
+        if len(checked.pending) > 30:
+            out.print(f"  … and {len(checked.pending) - 30} more")
+        out.print("verify them (capcheck verify / apply / route / ingest), or pass --allow-unverified")
+        raise typer.Exit(EXIT_FINDINGS)
+    metadata = {"capcheck_dataset_hash": checked.dataset_hash,
+                "capcheck_policy": json.dumps(gate.policy_summary(pol)),
+                "capcheck_verification": json.dumps(checked.summary())}
+    progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                        TimeRemainingColumn(), console=err, disable=not err.is_terminal)
+    task = progress.add_task("train", total=None, info="")
+
+    def step(s) -> None:
+        progress.update(task, completed=s.step, total=s.total_steps,
+                        info=f"epoch {s.epoch} loss {s.loss:.4f} {s.speed:.2f} it/s")
+
+    with progress:
+        result = Trainer(cfg, root, metadata, on_step=step, on_event=lambda m: err.print(m, soft_wrap=True)).run(
+            resume=resume)
+    if result.interrupted:
+        err.print(f"interrupted at step {result.steps}: state saved; run the same command with --resume")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    resumed = f" (resumed at step {result.resumed_from})" if result.resumed_from is not None else ""
+    last = result.losses[-1] if result.losses else float("nan")
+    out.print(f"capcheck train: {result.steps}/{result.total_steps} steps{resumed}, last loss {last:.4f}")
+    for path in result.loras:
+        out.print(f"  lora: {path}", soft_wrap=True)
+    for path in result.samples:
+        out.print(f"  sample: {path}", soft_wrap=True)

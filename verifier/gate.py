@@ -1,0 +1,98 @@
+"""The training gate: train only on captions that were checked.
+
+An image passes when its CURRENT caption (by sha256, with the image's
+sha256) was verified `ok`; or was written by `apply` or `ingest` (fixed); or
+a person answered, by folder sort, every aspect in dispute and the caption
+says what they said (human-ingested). Anything else is listed with the
+reason: never verified, caption changed since, a fix not applied, refused,
+error. `capcheck train` refuses unless all pass or `--allow-unverified`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from captions.caption import parse
+from captions.dataset import iter_images
+from captions.facts import facts_from_caption
+from captions.journal import read_caption
+from captions.policy import Policy
+from verifier.images import sha256_file
+from verifier.store import Store
+from verifier.verdict import FIX, OK
+
+OK_STATE, FIXED, INGESTED = "verified", "fixed", "human-ingested"
+
+
+@dataclass
+class Gate:
+    passed: dict[str, str] = field(default_factory=dict)  # image -> how
+    pending: dict[str, str] = field(default_factory=dict)  # image -> why not
+    dataset_hash: str = ""
+
+    @property
+    def open(self) -> bool:
+        return not self.pending and bool(self.passed)
+
+    def summary(self) -> dict:
+        return {"images": len(self.passed) + len(self.pending), **Counter(self.passed.values()),
+                "unverified": len(self.pending)}
+
+
+def check(root: Path, store: Store, policy: Policy | None) -> Gate:
+    gate = Gate()
+    digest = hashlib.sha256()
+    for item in iter_images(root):
+        text = read_caption(item.caption)
+        if text is None:
+            continue
+        rel = store.rel(item.image)
+        image_sha = store.file_sha(item.image, sha256_file)
+        caption_sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        digest.update(f"{rel}\0{image_sha}\0{caption_sha}\n".encode())
+        how, why = _state(store, policy, image_sha, caption_sha, text)
+        if how:
+            gate.passed[rel] = how
+        else:
+            gate.pending[rel] = why
+    gate.dataset_hash = digest.hexdigest()
+    return gate
+
+
+def _state(store: Store, policy: Policy | None, image_sha: str, caption_sha: str, text: str) -> tuple[str, str]:
+    db = store.db
+    if db.execute("SELECT 1 FROM verdicts WHERE image_sha=? AND caption_sha=? AND status=?",
+                  (image_sha, caption_sha, OK)).fetchone():
+        return OK_STATE, ""
+    row = db.execute("SELECT how FROM resolutions WHERE image_sha=? AND caption_sha=? ORDER BY id DESC LIMIT 1",
+                     (image_sha, caption_sha)).fetchone()
+    if row is not None:
+        return (FIXED if row["how"] == "apply" else INGESTED), ""
+    latest = db.execute("SELECT * FROM verdicts WHERE image_sha=? ORDER BY id DESC LIMIT 1", (image_sha,)).fetchone()
+    if latest is None:
+        return "", "never verified"
+    people = {r["aspect"]: r["value"] for r in db.execute("SELECT aspect, value FROM human WHERE image_sha=?",
+                                                          (image_sha,))}
+    if people and policy is not None:
+        claims = facts_from_caption(parse(text), policy)
+        agrees = all(claims.get(a) == v for a, v in people.items())
+        disputed = {f["aspect"] for f in json.loads(latest["fixes"] or "[]")}
+        if agrees and (latest["status"] != FIX or disputed <= set(people)):
+            return INGESTED, ""
+    if latest["caption_sha"] != caption_sha:
+        return "", "caption changed since it was verified (verify again)"
+    if latest["status"] == FIX:
+        items = ", ".join(f"{f['aspect']} {f['caption']}->{f['image']}" for f in json.loads(latest["fixes"]))
+        return "", f"fix not applied ({items})"
+    return "", f"{latest['status']}: {latest['reason']}"
+
+
+def policy_summary(policy: Policy | None) -> dict:
+    if policy is None or policy.source is None:
+        return {}
+    data = Path(policy.source).read_bytes()
+    return {"file": Path(policy.source).name, "sha256": hashlib.sha256(data).hexdigest(), "trigger": policy.trigger}
