@@ -76,3 +76,34 @@ def test_preflight_cli(tiny_anima, tmp_path):
         gpu = write_config(tmp_path / "gpu.yaml", tiny_anima, tmp_path / "out", device="auto")
         proc = capcheck("preflight", "--config", gpu)
         assert proc.returncode == 1 and "✗ CUDA" in proc.stdout and "  fix: run on a machine with an NVIDIA GPU" in proc.stdout
+
+
+def test_ctrl_c_saves_state_and_resume_finishes(example_dataset, tiny_anima, tmp_path):
+    import signal
+    import time
+
+    cfg = write_config(tmp_path / "long.yaml", tiny_anima, tmp_path / "out", epochs=40, save_every=0)
+    assert capcheck("build", example_dataset, "--policy", POLICY).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "verifier.cli", "train", str(example_dataset), "--config", str(cfg),
+                             "--allow-unverified"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    state = tmp_path / "out" / "state.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if json.loads(state.read_text())["step"] >= 5:
+                break
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "state saved; run the same command with --resume" in err
+    saved = json.loads(state.read_text())
+    assert saved["status"] == "interrupted" and 5 <= saved["step"] < 480
+    short = write_config(tmp_path / "long.yaml", tiny_anima, tmp_path / "out", epochs=40, save_every=0,
+                         max_steps=saved["step"] + 4)
+    proc = capcheck("train", example_dataset, "--config", short, "--allow-unverified", "--resume")
+    assert proc.returncode == 0, proc.stderr
+    assert f"resumed at step {saved['step']}" in proc.stdout + proc.stderr
+    assert f"capcheck train: {saved['step'] + 4}/{saved['step'] + 4} steps" in proc.stdout
