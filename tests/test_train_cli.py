@@ -41,18 +41,27 @@ def test_the_gate_then_training_after_verify_and_apply(example_dataset, tiny_ani
         assert capcheck("verify", example_dataset, "--policy", POLICY, "--model", "demo", "--base-url",
                         server.url).returncode == 0
     proc = capcheck("train", example_dataset, "--config", cfg)
-    assert proc.returncode == 1 and "not training: 3 of 12" in proc.stdout
+    assert proc.returncode == 1 and "not training: 4 of 12" in proc.stdout
     assert "02_clothed_pose/available/020101.png: fix not applied (framing full body->cowboy shot)" in proc.stdout
     assert not (tmp_path / "out").exists()  # nothing started
 
     assert capcheck("apply", example_dataset).returncode == 0
+    proc = capcheck("train", example_dataset, "--config", cfg)
+    assert proc.returncode == 1 and "not training: 1 of 12" in proc.stdout
+    assert ("020104.png: the model's borderline call, for a person to settle (framing full body->cowboy shot)"
+            in proc.stdout)
+    assert capcheck("route", example_dataset, "--aspect", "framing").returncode == 0
+    review = example_dataset / "_review" / "framing"
+    (review / "cowboy_shot" / "020104.png").rename(review / "full_body" / "020104.png")  # a person: feet in frame
+    assert capcheck("ingest", example_dataset / "_review", "--aspect", "framing").returncode == 0
     proc = capcheck("train", example_dataset, "--config", cfg)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "capcheck train: 12/12 steps" in proc.stdout
     lora = tmp_path / "out" / "keichan_epoch001.safetensors"
     with safe_open(str(lora), "pt") as fh:
         meta = fh.metadata()
-    assert json.loads(meta["capcheck_verification"]) == {"images": 12, "verified": 9, "fixed": 3, "unverified": 0}
+    assert json.loads(meta["capcheck_verification"]) == {"images": 12, "verified": 8, "fixed": 3,
+                                                         "human-ingested": 1, "unverified": 0}
     assert json.loads(meta["capcheck_policy"])["trigger"] == "keichan" and len(meta["capcheck_dataset_hash"]) == 64
 
 

@@ -49,6 +49,7 @@ class Monitor:
     samples: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     first_step: int = 0
+    extra: dict = field(default_factory=dict)  # e.g. the dataset hash, so a later run knows what this one trained
 
     def write(self, step: int, epoch: int, status: str = "running", lr: float | None = None) -> dict:
         elapsed = max(time.monotonic() - self.started, 1e-9)
@@ -59,7 +60,7 @@ class Monitor:
                 "speed": round(speed, 4), "losses": self.losses[-500:], "samples": self.samples,
                 "eta_seconds": round(eta, 1) if eta is not None else None,
                 "eta": time.strftime("%H:%M:%S", time.gmtime(eta)) if eta is not None else None,
-                "lr": lr, "status": status, "updated": time.time()}
+                "lr": lr, "status": status, "updated": time.time(), **self.extra}
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         tmp.write_text(json.dumps(data), encoding="utf-8")
         os.replace(tmp, self.path)

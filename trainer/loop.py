@@ -177,7 +177,8 @@ class Trainer:
         return _Session(rng=random.Random(c.seed), parts=parts, samples=samples, cache=cache, contexts=contexts,
                         prompts=prompts, negative=negative, params=params, optimizer=optimizer, device=device,
                         dtype=weights_dtype, amp=amp, total=total, result=Result(total_steps=total),
-                        monitor=Monitor(self.output / "state.json", total, c.epochs))
+                        monitor=Monitor(self.output / "state.json", total, c.epochs,
+                                        extra={"dataset_hash": self.metadata.get("capcheck_dataset_hash")}))
 
     def _resume(self, s: _Session) -> None:
         import torch

@@ -119,8 +119,19 @@ def load_vae(path: Path, device, dtype):
     return _build(AutoencoderKLQwenImage, {}, state, device, dtype, path)
 
 
+def quiet() -> None:
+    """diffusers' and transformers' per-file "Loading weights" bars would break up our own display."""
+    import diffusers.utils.logging
+    import transformers.utils.logging
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def load_text_encoder(path: Path, device, dtype):
     from transformers import Qwen3Config, Qwen3Model
+
+    quiet()
 
     if path.is_dir() and (path / "config.json").exists():
         return Qwen3Model.from_pretrained(path, dtype=dtype).to(device)
@@ -163,6 +174,8 @@ def load_t5_tokenizer(path: Path):
 def load_anima(config: TrainConfig, device, dtype) -> Anima:
     """Every part of the model, frozen; the caller adds the LoRA."""
     from diffusers import AnimaTextConditioner, CosmosTransformer3DModel
+
+    quiet()
 
     if config.model_path:
         root = _need(config.path(config.model_path), "model_path")

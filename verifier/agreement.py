@@ -96,3 +96,13 @@ def agreement(store: Store, aspect: str, vocabulary: list[str], backend: str | N
     out.labels = [v for v in vocabulary if v in used] + sorted(used - set(vocabulary))
     out.matrix = dict(matrix)
     return out
+
+
+def all_agreements(store: Store, policy) -> list[Agreement]:
+    """Model vs person on every aspect of the policy a person has answered."""
+    out = []
+    for aspect, spec in policy.aspects.items():
+        found = agreement(store, aspect, list(spec.values))
+        if found is not None and found.n:
+            out.append(found)
+    return out

@@ -8,7 +8,7 @@ commands. Errors are typed in the library and rendered once, in
 
 from __future__ import annotations
 
-from verifier import cmd_captions, cmd_review, cmd_train, cmd_verify  # noqa: F401  (they register commands)
+from verifier import cmd_captions, cmd_review, cmd_run, cmd_train, cmd_verify  # noqa: F401  (register commands)
 from verifier.console import app
 
 

@@ -17,6 +17,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from verifier.console import EXIT_FINDINGS, EXIT_INTERRUPTED, app, dataset_path, err, handled, out
 
+
+def train_progress():
+    """A rich bar for training (loss, it/s, ETA) and the callback that moves it."""
+    progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                        TimeRemainingColumn(), console=err, disable=not err.is_terminal)
+    task = progress.add_task("train", total=None, info="")
+
+    def step(s) -> None:
+        progress.update(task, completed=s.step, total=s.total_steps,
+                        info=f"epoch {s.epoch} loss {s.loss:.4f} {s.speed:.2f} it/s")
+
+    return progress, step
+
+
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Training config YAML (AnimaLoraToolkit keys).")]
 
 
@@ -117,14 +131,7 @@ def train(
     metadata = {"capcheck_dataset_hash": checked.dataset_hash,
                 "capcheck_policy": json.dumps(gate.policy_summary(pol)),
                 "capcheck_verification": json.dumps(checked.summary())}
-    progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                        TimeRemainingColumn(), console=err, disable=not err.is_terminal)
-    task = progress.add_task("train", total=None, info="")
-
-    def step(s) -> None:
-        progress.update(task, completed=s.step, total=s.total_steps,
-                        info=f"epoch {s.epoch} loss {s.loss:.4f} {s.speed:.2f} it/s")
-
+    progress, step = train_progress()
     with progress:
         result = Trainer(cfg, root, metadata, on_step=step, on_event=lambda m: err.print(m, soft_wrap=True)).run(
             resume=resume)

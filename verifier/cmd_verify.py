@@ -45,7 +45,7 @@ class _Rate(ProgressColumn):
         return Text(f"{task.speed:.1f}/s" if task.speed else "–/s", style="progress.data.speed")
 
 
-class _Live:
+class Live:
     """The progress bar: done/total, ok/fix/refused/error, rate, ETA."""
 
     def __init__(self) -> None:
@@ -65,44 +65,71 @@ class _Live:
         self.progress.update(self.task, advance=1, tally=tally)
 
 
+# The verify options, shared by `verify` and `run`.
+ASPECTS = ",".join(DEFAULT_ASPECTS)
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model name (openai backend: required).")]
+BackendOpt = Annotated[BackendName, typer.Option(help="openai: any OpenAI-compatible API; codex: the Codex CLI.")]
+BaseUrlOpt = Annotated[str | None, typer.Option(help="API base URL (vLLM, Ollama, LM Studio, OpenRouter, …).")]
+KeyEnvOpt = Annotated[str, typer.Option(help="Environment variable holding the API key.")]
+ProtocolOpt = Annotated[ProtocolName | None, typer.Option(help="observe (JSON; openai default) or fixline "
+                                                               "(one line; codex default).")]
+AspectsOpt = Annotated[str, typer.Option(help="Aspects to check, comma-separated.")]
+ConcurrencyOpt = Annotated[int, typer.Option(help="Most requests in flight at once.")]
+RpmOpt = Annotated[float | None, typer.Option(help="At most this many requests per minute.")]
+TimeoutOpt = Annotated[float, typer.Option(help="Seconds before a request counts as failed.")]
+AttemptsOpt = Annotated[int, typer.Option(help="Attempts per image (429, 5xx, timeouts are retried).")]
+SizeOpt = Annotated[int, typer.Option(help="Long side sent, in pixels (never cropped).")]
+FormatOpt = Annotated[ImageFormat, typer.Option(help="jpeg or png.")]
+FreshOpt = Annotated[bool, typer.Option("--fresh", help="Ask again even what the store has answered.")]
+OnlyOpt = Annotated[list[str] | None, typer.Option(help="Only images whose path or name matches (repeatable).")]
+CodexOpt = Annotated[str, typer.Option(help="The codex executable.")]
+
+
+def verify_options(model: str, backend: BackendName, base_url: str | None, api_key_env: str,
+                   protocol: ProtocolName | None, aspects: str, concurrency: int, rpm: float | None, timeout: float,
+                   max_attempts: int, image_size: int, image_format: ImageFormat, fresh: bool, only: list[str] | None,
+                   codex_bin: str):
+    from verifier.verify import VerifyOptions
+
+    return VerifyOptions(
+        model=model, backend=backend.value, base_url=base_url, api_key_env=api_key_env,
+        protocol=protocol.value if protocol else None, aspects=[a.strip() for a in aspects.split(",") if a.strip()],
+        concurrency=concurrency, rpm=rpm, timeout=timeout, max_attempts=max_attempts, image_size=image_size,
+        image_format=image_format.value, fresh=fresh, only=list(only or []), codex_bin=codex_bin)
+
+
 @app.command()
 @handled
 def verify(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder (walked recursively).")],
     policy: PolicyOpt,
-    model: Annotated[str, typer.Option("--model", "-m", help="Model name (openai backend: required).")] = "",
-    backend: Annotated[BackendName, typer.Option(help="openai: any OpenAI-compatible API; codex: the Codex CLI.")]
-    = BackendName.openai,
-    base_url: Annotated[str | None, typer.Option(help="API base URL (vLLM, Ollama, LM Studio, OpenRouter, …).")]
-    = None,
-    api_key_env: Annotated[str, typer.Option(help="Environment variable holding the API key.")] = "OPENAI_API_KEY",
-    protocol: Annotated[ProtocolName | None, typer.Option(help="observe (JSON; openai default) or fixline "
-                                                               "(one line; codex default).")] = None,
-    aspects: Annotated[str, typer.Option(help="Aspects to check, comma-separated.")] = ",".join(DEFAULT_ASPECTS),
-    concurrency: Annotated[int, typer.Option(help="Most requests in flight at once.")] = 6,
-    rpm: Annotated[float | None, typer.Option(help="At most this many requests per minute.")] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds before a request counts as failed.")] = 120.0,
-    max_attempts: Annotated[int, typer.Option(help="Attempts per image (429, 5xx, timeouts are retried).")] = 4,
-    image_size: Annotated[int, typer.Option(help="Long side sent, in pixels (never cropped).")] = 1024,
-    image_format: Annotated[ImageFormat, typer.Option(help="jpeg or png.")] = ImageFormat.jpeg,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Ask again even what the store has answered.")] = False,
-    only: Annotated[list[str] | None, typer.Option(help="Only images whose path or name matches (repeatable).")]
-    = None,
-    codex_bin: Annotated[str, typer.Option(help="The codex executable.")] = "codex",
+    model: ModelOpt = "",
+    backend: BackendOpt = BackendName.openai,
+    base_url: BaseUrlOpt = None,
+    api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
+    protocol: ProtocolOpt = None,
+    aspects: AspectsOpt = ASPECTS,
+    concurrency: ConcurrencyOpt = 6,
+    rpm: RpmOpt = None,
+    timeout: TimeoutOpt = 120.0,
+    max_attempts: AttemptsOpt = 4,
+    image_size: SizeOpt = 1024,
+    image_format: FormatOpt = ImageFormat.jpeg,
+    fresh: FreshOpt = False,
+    only: OnlyOpt = None,
+    codex_bin: CodexOpt = "codex",
 ) -> None:
     """Ask a vision model what each image shows and compare it with the caption."""
+    from verifier.agreement import all_agreements
     from verifier.report import write_reports
     from verifier.store import Store
-    from verifier.verify import VerifyOptions, verify_dataset
+    from verifier.verify import verify_dataset
 
     root = dataset_path(dataset)
     pol = load_policy(policy)
-    options = VerifyOptions(
-        model=model, backend=backend.value, base_url=base_url, api_key_env=api_key_env,
-        protocol=protocol.value if protocol else None, aspects=[a.strip() for a in aspects.split(",") if a.strip()],
-        concurrency=concurrency, rpm=rpm, timeout=timeout, max_attempts=max_attempts, image_size=image_size,
-        image_format=image_format.value, fresh=fresh, only=list(only or []), codex_bin=codex_bin)
-    live = _Live()
+    options = verify_options(model, backend, base_url, api_key_env, protocol, aspects, concurrency, rpm, timeout,
+                             max_attempts, image_size, image_format, fresh, only, codex_bin)
+    live = Live()
     with Store(root) as store:
         try:
             with live.progress:
@@ -111,24 +138,12 @@ def verify(
             stored = sum(live.counts.values())
             err.print(f"interrupted: {stored} verdicts are in the store; run the same command to resume")
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        jsonl, page = write_reports(root, run, pol, _agreements(store, pol))
+        jsonl, page = write_reports(root, run, pol, all_agreements(store, pol))
     _summary(run, jsonl, page)
     if run.could_not_run:
         first = run.asked[0].verdict.reason
         err.print(f"[red]error:[/red] every request failed; the model could not be used ({first})", soft_wrap=True)
         raise typer.Exit(EXIT_NO_MODEL)
-
-
-def _agreements(store, policy) -> list:
-    """Model vs person on every aspect a person has answered (after ingest)."""
-    from verifier.agreement import agreement
-
-    out = []
-    for aspect, spec in policy.aspects.items():
-        found = agreement(store, aspect, list(spec.values))
-        if found is not None and found.n:
-            out.append(found)
-    return out
 
 
 def _summary(run, jsonl: Path, page: Path) -> None:

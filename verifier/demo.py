@@ -72,6 +72,18 @@ class Known:
     thumb: bytes
 
 
+def _find(root: Path, key: str) -> Path:
+    """The image `key` names, or the one file of that name under `root` (a
+    person may have sorted the dataset in place since the truth was written)."""
+    path = root / key
+    if path.exists():
+        return path
+    found = [p for p in root.rglob(Path(key).name) if "_review" not in p.parts]
+    if len(found) != 1:
+        raise FileNotFoundError(f"{path}: not found (and {len(found)} files of that name under {root})")
+    return found[0]
+
+
 class DemoModel:
     def __init__(self, truth: dict[str, dict], root: Path | None, policy: Policy | None = None,
                  thumbs: dict[str, bytes] | None = None):
@@ -82,7 +94,7 @@ class DemoModel:
             if thumbs is not None and key in thumbs:
                 thumb = thumbs[key]
             else:
-                with Image.open(Path(root or ".") / key) as im:
+                with Image.open(_find(Path(root or "."), key)) as im:
                     thumb = thumbnail(im)
             known = Known(key, facts, thumb)
             self.known.append(known)

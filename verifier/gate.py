@@ -39,8 +39,9 @@ class Gate:
         return not self.pending and bool(self.passed)
 
     def summary(self) -> dict:
-        return {"images": len(self.passed) + len(self.pending), **Counter(self.passed.values()),
-                "unverified": len(self.pending)}
+        counts = Counter(self.passed.values())
+        return {"images": len(self.passed) + len(self.pending), OK_STATE: counts[OK_STATE], FIXED: counts[FIXED],
+                INGESTED: counts[INGESTED], "unverified": len(self.pending)}
 
 
 def check(root: Path, store: Store, policy: Policy | None) -> Gate:
@@ -86,7 +87,10 @@ def _state(store: Store, policy: Policy | None, image_sha: str, caption_sha: str
     if latest["caption_sha"] != caption_sha:
         return "", "caption changed since it was verified (verify again)"
     if latest["status"] == FIX:
-        items = ", ".join(f"{f['aspect']} {f['caption']}->{f['image']}" for f in json.loads(latest["fixes"]))
+        fixes = json.loads(latest["fixes"])
+        items = ", ".join(f"{f['aspect']} {f['caption']}->{f['image']}" for f in fixes)
+        if all(f.get("borderline") for f in fixes):
+            return "", f"the model's borderline call, for a person to settle ({items})"
         return "", f"fix not applied ({items})"
     return "", f"{latest['status']}: {latest['reason']}"
 

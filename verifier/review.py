@@ -67,14 +67,19 @@ class Applied:
 
 def apply_report(root: Path, policy: Policy, report: Path, store: Store, *, aspects: list[str] | None = None,
                  include_borderline: bool = False, dry_run: bool = False) -> list[Applied]:
-    """Write the fixes of every `fix` verdict in `report` (see module doc)."""
+    """Write the fixes of every `fix` verdict in `report` (see module doc); an
+    aspect a person answered (ingest) is theirs, and is left alone."""
     root = Path(root)
     out: list[Applied] = []
     for line in read_report(report):
         if line.get("status") != FIX:
             continue
         image = line["image"]
-        fixes = [f for f in line.get("fixes", []) if aspects is None or f["aspect"] in aspects]
+        people = {r["aspect"]: r["value"] for r in store.db.execute(
+            "SELECT aspect, value FROM human WHERE image_sha=?", (line.get("image_sha"),))}
+        # A person's folder sort is ground truth: the model never overrules it.
+        fixes = [f for f in line.get("fixes", []) if (aspects is None or f["aspect"] in aspects)
+                 and f["aspect"] not in people]
         wanted = [f for f in fixes if include_borderline or not f.get("borderline")]
         if not wanted:
             if fixes:

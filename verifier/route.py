@@ -52,7 +52,7 @@ def model_value(line: dict, aspect: str) -> str | None:
 
 
 def route(root: Path, policy: Policy, report: Path, aspect: str, store: Store, *, into: Path | None = None,
-          everything: bool = False, mode: str = "link") -> Routed:
+          everything: bool = False, mode: str = "link", only: set[str] | None = None) -> Routed:
     spec = policy.aspect(aspect)
     if spec is None:
         raise VerifierError(policy.source, f"no aspect '{aspect}' in the policy")
@@ -64,6 +64,8 @@ def route(root: Path, policy: Policy, report: Path, aspect: str, store: Store, *
         (folder / folder_name(value)).mkdir(parents=True, exist_ok=True)
     out = Routed(folder)
     for line in read_report(report):
+        if only is not None and line["image"] not in only:
+            continue
         if not everything and not needs_person(line, aspect):
             continue
         source = root / line["image"]

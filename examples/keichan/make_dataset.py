@@ -8,8 +8,8 @@ prompts asking for full body that the "model" often delivered as a cowboy
 shot) and 03_nude_angles. The pictures are drawn shapes, not art: what
 matters is that each is cropped by its TRUE framing (feet in frame or not),
 so sorting them by eye is a real judgement. `truth.json` beside this script
-holds what each image really shows; the demo vision server and the tests
-answer from it. Deterministic: same Pillow, same bytes.
+holds what each image really shows (and, for one image, the borderline call
+the demo model makes); the demo vision server and the tests answer from it. Deterministic: same Pillow, same bytes.
 """
 
 from __future__ import annotations
@@ -64,7 +64,10 @@ ITEMS = {
                     outfit="tshirt")),
     "020104": ("02_clothed_pose/available",
                "yukata, (full body:1.5), shot with full body, standing, full profile, body facing right, calm",
-               dict(framing="full body", view="profile", facing="right", expression="calm", outfit="yukata")),
+               # The feet are in frame, but the demo model calls it a borderline cowboy shot (the
+               # article's "strict Danbooru judgement vs the eye"): a person settles it by folder sort.
+               dict(framing="full body", view="profile", facing="right", expression="calm", outfit="yukata",
+                    borderline=["framing"], model={"framing": "cowboy shot"})),
     "020105": ("02_clothed_pose/available",
                "gym uniform, buruma, (full body:1.5), shot with full body, standing, from behind, looking back",
                dict(framing="full body", view="from behind", facing="back", expression=None, outfit="gym")),

@@ -1,0 +1,209 @@
+"""`capcheck run`: sidecars to checkpoints, stage by stage, safe to run again.
+
+1. build captions for images with a sidecar and no caption (never overwrites);
+2. lint, and stop on errors;
+3. verify (a re-run answers from the store);
+4. apply the confident fixes (a person's folder sort always wins);
+5. if anything still needs a person (what the training gate leaves pending:
+   borderline calls, refusals, errors), route it and stop with exit 3;
+6. otherwise preflight, then train (a killed training run resumes; a
+   finished one on the same dataset is not repeated).
+
+Interrupted anywhere, the next run ends in the same state: every stage
+writes atomically and the store remembers what was answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from captions.build import DIFFERS, INVALID, UNCHANGED, WRITTEN, build_dataset
+from captions.lint import ERROR, lint_dataset
+from captions.policy import load_policy
+from captions.vocab import Vocabulary
+from verifier import gate
+from verifier.agreement import all_agreements
+from verifier.report import reports_dir, write_reports
+from verifier.review import CHANGED, SKIPPED, STALE, apply_report
+from verifier.route import UNSURE, route
+from verifier.store import Store
+from verifier.verdict import ERROR as VERDICT_ERROR
+from verifier.verdict import FIX, OK, REFUSED
+from verifier.verify import ItemResult, VerifyOptions, verify_dataset
+
+DONE, LINT_ERRORS, REVIEW, CANNOT_TRAIN = 0, 1, 3, 5
+TAGS_ENV = "CAPCHECK_TAGS_CSV"
+
+
+@dataclass
+class Stage:
+    name: str
+    summary: str
+    outputs: str = ""
+
+
+@dataclass
+class Outcome:
+    code: int
+    stages: list[Stage] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)  # what to do next, findings to show
+
+
+@dataclass
+class Hooks:
+    stage: Callable[[Stage], None] = lambda s: None
+    verify_plan: Callable[[int], None] | None = None
+    verify_result: Callable[[ItemResult], None] | None = None
+    train_step: Callable[[object], None] | None = None
+    event: Callable[[str], None] = lambda m: None
+
+
+class Pipeline:
+    def __init__(self, root: Path, policy: Path, verify: VerifyOptions, *, config: Path | None = None,
+                 apply_aspects: list[str] | None = None, no_train: bool = False, hooks: Hooks | None = None):
+        self.root, self.policy_path, self.verify_options = Path(root), Path(policy), verify
+        self.config, self.apply_aspects, self.no_train = config, apply_aspects, no_train
+        self.hooks = hooks or Hooks()
+        self.outcome = Outcome(DONE)
+
+    def _stage(self, name: str, summary: str, outputs: str = "") -> None:
+        stage = Stage(name, summary, outputs)
+        self.outcome.stages.append(stage)
+        self.hooks.stage(stage)
+
+    def run(self) -> Outcome:
+        policy = load_policy(self.policy_path)
+        config = None
+        if self.config is not None and not self.no_train:
+            from trainer.config import load_config
+
+            config = load_config(self.config, data_dir=str(self.root.resolve()))  # a bad config fails first
+        with Store(self.root) as store:
+            if not self._build(policy, store) or not self._lint(policy):
+                return self.outcome
+            self._verify(policy, store)
+            self._apply(policy, store)
+            checked = gate.check(self.root, store, policy)
+            if checked.pending:
+                self._route(policy, store, checked)
+                return self.outcome
+            self._stage("review", f"nothing needs a person ({len(checked.passed)} captions: "
+                                  + ", ".join(f"{k} {v}" for k, v in checked.summary().items() if k != "images") + ")")
+            if self.no_train or config is None:
+                self._stage("train", "skipped (--no-train)" if self.no_train else "skipped (no --config)")
+                return self.outcome
+            metadata = {"capcheck_dataset_hash": checked.dataset_hash,
+                        "capcheck_policy": json.dumps(gate.policy_summary(policy)),
+                        "capcheck_verification": json.dumps(checked.summary())}
+        self._train(config, metadata)
+        return self.outcome
+
+    def _build(self, policy, store) -> bool:
+        store.start_run("build", json.dumps({"policy": str(self.policy_path), "missing_only": True}))
+        report = build_dataset(self.root, policy, missing_only=True, journal=store)
+        self._stage("build", f"written {report.count(WRITTEN)}, unchanged {report.count(UNCHANGED)}, "
+                             f"left alone (edited since built) {report.count(DIFFERS)}, "
+                             f"invalid sidecars {report.count(INVALID)}")
+        self.outcome.messages += [f"invalid sidecar: {o.reason}" for o in report.of(INVALID)]
+        return True
+
+    def _lint(self, policy) -> bool:
+        csv = os.environ.get(TAGS_ENV)
+        path = Path(csv) if csv else policy.tags_csv_path()
+        vocab = Vocabulary.load(path) if path else None
+        findings = lint_dataset(self.root, policy, vocab)
+        errors = [f for f in findings if f.severity == ERROR]
+        self._stage("lint", f"{len(errors)} error(s), {len(findings) - len(errors)} warning(s)"
+                            + ("" if vocab else " (no tag CSV: unknown-tag skipped)"))
+        if errors:
+            self.outcome.code = LINT_ERRORS
+            self.outcome.messages += [str(f) for f in errors]
+            self.outcome.messages.append("fix these captions (or the policy), then run again")
+        return not errors
+
+    def _verify(self, policy, store) -> None:
+        run = asyncio.run(verify_dataset(self.root, policy, self.verify_options, store, self.hooks.verify_result,
+                                         on_plan=self.hooks.verify_plan))
+        _, page = write_reports(self.root, run, policy, all_agreements(store, policy))
+        asked = len(run.asked)
+        counts = " · ".join(f"{s} {run.count(s)}" for s in (OK, FIX, REFUSED, VERDICT_ERROR))
+        self._stage("verify", f"{len(run.results)} images ({asked} asked, {len(run.results) - asked} from the store): "
+                              f"{counts}", str(page))
+
+    def _apply(self, policy, store) -> None:
+        store.start_run("apply", json.dumps({"aspects": self.apply_aspects}))
+        done = apply_report(self.root, policy, reports_dir(self.root) / "latest.jsonl", store,
+                            aspects=self.apply_aspects)
+        count = {s: sum(1 for d in done if d.status == s) for s in (CHANGED, SKIPPED, STALE)}
+        self._stage("apply", f"changed {count[CHANGED]}, borderline left for a person {count[SKIPPED]}, "
+                             f"stale {count[STALE]}")
+
+    def _route(self, policy, store, checked) -> None:
+        """Route what the gate leaves pending, by the aspects in dispute; stop with exit 3."""
+        report = reports_dir(self.root) / "latest.jsonl"
+        lines = {json.loads(x)["image"]: json.loads(x) for x in report.read_text(encoding="utf-8").splitlines() if x}
+        aspects: dict[str, set[str]] = {}
+        first = self.verify_options.aspects[0]
+        for image in checked.pending:
+            line = lines.get(image, {})
+            disputed = {f["aspect"] for f in line.get("fixes", []) if f.get("borderline")} or {first}
+            for aspect in disputed:
+                aspects.setdefault(aspect, set()).add(image)
+        store.start_run("route", json.dumps({"aspects": sorted(aspects)}))
+        folders = []
+        for aspect, images in sorted(aspects.items()):
+            routed = route(self.root, policy, report, aspect, store, only=images)
+            placed = [f"{folder}/{Path(image).name}" for image, folder, _ in routed.placed]
+            folders.append(f"{routed.folder}: " + ", ".join(placed or routed.already))
+            self.outcome.messages.append(f"capcheck ingest {routed.folder.parent} --aspect {aspect}")
+        self._stage("review", f"{len(checked.pending)} image(s) need a person", "; ".join(folders))
+        reasons = [f"  {image}: {why}" for image, why in sorted(checked.pending.items())]
+        self.outcome.messages = [
+            "sort by eye: move each image into the folder of what it shows "
+            f"({UNSURE}/ holds what the model refused or failed on); then run:", *self.outcome.messages,
+            "then run this same `capcheck run` command again", "why:", *reasons]
+        self.outcome.code = REVIEW
+
+    def _train(self, config, metadata) -> None:
+        from trainer.errors import PreflightFailed
+        from trainer.loop import Trainer
+        from trainer.preflight import run_preflight
+
+        output = config.path(config.output_dir)
+        state = _read_json(output / "state.json")
+        same = state is not None and state.get("dataset_hash") == metadata["capcheck_dataset_hash"]
+        if same and state.get("status") == "done":
+            loras = sorted(output.glob(f"{config.output_name}_epoch*.safetensors"))
+            self._stage("train", f"already done on this exact dataset ({state['step']} steps)",
+                        str(loras[-1]) if loras else str(output))
+            return
+        try:
+            checks = run_preflight(config)
+        except PreflightFailed as exc:
+            self._stage("preflight", f"failed: {exc.check}: {exc.problem}")
+            self.outcome.messages += [f"fix: {exc.fix}",
+                                      "everything before training is done; run again where the fix holds "
+                                      "(or add --no-train)"]
+            self.outcome.code = CANNOT_TRAIN
+            return
+        self._stage("preflight", f"{len(checks)} checks passed")
+        resume = same and (output / f"{config.output_name}_state.pt").exists()
+        trainer = Trainer(config, self.root, metadata, on_step=self.hooks.train_step, on_event=self.hooks.event)
+        result = trainer.run(resume=resume)
+        if result.interrupted:
+            raise KeyboardInterrupt
+        resumed = f", resumed at step {result.resumed_from}" if result.resumed_from is not None else ""
+        self._stage("train", f"{result.steps}/{result.total_steps} steps{resumed}, "
+                             f"{len(result.loras)} LoRA file(s)", str(result.loras[-1]) if result.loras else "")
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
