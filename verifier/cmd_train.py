@@ -59,7 +59,7 @@ def plan(
         batch, grad_accum = batch or cfg.batch_size, grad_accum or cfg.grad_accum
         folder = dataset or (cfg.path(cfg.data_dir) if cfg.data_dir else None)
         if images is None and folder is not None:
-            images = sum(1 for item in iter_images(dataset_path(folder)) if item.caption.exists())
+            images = sum(1 for _ in iter_images(dataset_path(folder)))  # planning comes before captions
     missing = [n for n, v in (("--images", images), ("--repeats", repeats), ("--epochs", epochs)) if not v]
     if missing:
         raise typer.BadParameter(f"give {', '.join(missing)} (or --config and a dataset)")
@@ -68,7 +68,8 @@ def plan(
               + (f" / grad accum {p.grad_accum}" if p.grad_accum > 1 else "")
               + f" = {p.steps_per_epoch:,} steps per epoch; x {p.epochs} epochs = {p.steps:,} steps")
     if p.hours is not None:
-        out.print(f"at {p.its:g} it/s ({p.images_per_second:.2f} images/s): {p.hours:.1f} h (≈{round(p.hours)} h)"
+        took = f"{p.hours * 60:.0f} min" if p.hours < 1 else f"{p.hours:.1f} h (≈{round(p.hours)} h)"
+        out.print(f"at {p.its:g} it/s ({p.images_per_second:.2f} images/s): {took}"
                   + (f", ${p.cost:.2f} at ${p.usd_per_hour:g}/h" if p.cost is not None else ""))
     for line in guidance(p.exposures):
         out.print(line)
