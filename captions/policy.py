@@ -316,11 +316,12 @@ def load_policy(path: str | Path) -> Policy:
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
-        raise PolicyError(path, _describe(exc)) from None
+        raise PolicyError(path, describe_validation_error(exc)) from None
     return policy.model_copy(update={"source": path.resolve()})
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_validation_error(exc: ValidationError) -> str:
+    """pydantic's first error as one line: `unknown key 'a.b'`, `missing key 'x'`, `loc: message`."""
     err = exc.errors()[0]
     loc = ".".join(str(part) for part in err["loc"])
     if err["type"] == "extra_forbidden":

@@ -15,6 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from captions.policy import describe_validation_error
 from trainer.errors import TrainError
 
 # AnimaLoraToolkit keys accepted for compatibility that capcheck does not use.
@@ -167,18 +168,9 @@ def load_config(path: str | Path, **overrides: object) -> TrainConfig:
     try:
         config = TrainConfig.model_validate(data)
     except ValidationError as exc:
-        raise TrainError(path, _describe(exc)) from None
+        raise TrainError(path, describe_validation_error(exc)) from None
     config.source = path.resolve()
     return config
-
-
-def _describe(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    if err["type"] == "extra_forbidden":
-        return f"unknown key '{loc}'"
-    msg = err["msg"].removeprefix("Value error, ")
-    return f"{loc}: {msg}" if loc else msg
 
 
 def save_resolved(config: TrainConfig, folder: Path) -> Path:
