@@ -26,10 +26,11 @@ class Item:
         return self.image.with_suffix(".json")
 
 
-def iter_images(root: Path) -> Iterator[Item]:
-    """Every image under `root`, in a stable (sorted) order."""
+def iter_images(root: Path, skip: frozenset[str] | tuple[str, ...] = SKIP_DIRS) -> Iterator[Item]:
+    """Every image under `root`, in a stable (sorted) order; folders named in
+    `skip`, and hidden ones, are not entered."""
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if d not in skip and not d.startswith("."))
         for name in sorted(filenames):
             path = Path(dirpath) / name
             if path.suffix.lower() in IMAGE_EXTS and not name.startswith("."):

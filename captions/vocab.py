@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import difflib
 import io
+import os
 import re
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 from captions.errors import VocabularyError
 
 GENERAL, ARTIST, COPYRIGHT, CHARACTER, META = 0, 1, 3, 4, 5
+TAGS_ENV = "CAPCHECK_TAGS_CSV"
 _COMPACT = re.compile(r"[\s_\-]+")
 
 
@@ -108,3 +110,10 @@ class Vocabulary:
                     return candidate
         close = difflib.get_close_matches(tag, self._buckets.get(tag[:1], []), n=1, cutoff=0.8)
         return close[0] if close else None
+
+
+def find_vocabulary(explicit: str | Path | None = None, policy=None) -> Vocabulary | None:
+    """The tag CSV from `explicit` (--tags), else $CAPCHECK_TAGS_CSV, else the
+    policy's `tags_csv`; None when none is set (lint then skips unknown-tag)."""
+    path = explicit or os.environ.get(TAGS_ENV) or (policy.tags_csv_path() if policy is not None else None)
+    return Vocabulary.load(path) if path else None

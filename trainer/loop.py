@@ -10,6 +10,7 @@ Ctrl-C, which saves before it leaves).
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -61,7 +62,6 @@ class _Session:
     device: object
     dtype: object
     amp: object
-    total: int
     result: Result
     monitor: Monitor
     step: int = 0
@@ -99,9 +99,10 @@ def _speed(window: list[tuple[float, int]]) -> float:
 
 
 def total_steps(config: TrainConfig, samples: list[Sample]) -> int:
-    per_epoch = [math.ceil(len(epoch_batches(samples, config.repeats, config.batch_size, config.seed, e))
-                           / config.grad_accum) for e in range(1, config.epochs + 1)]
-    total = sum(per_epoch)
+    """Optimizer steps of the run. Every epoch has as many batches (the order
+    changes, the buckets' sizes do not), so one epoch's count serves all."""
+    batches = len(epoch_batches(samples, config.repeats, config.batch_size, config.seed, 1))
+    total = math.ceil(batches / config.grad_accum) * config.epochs
     return min(total, config.max_steps) if config.max_steps else total
 
 
@@ -176,7 +177,7 @@ class Trainer:
         optimizer = torch.optim.AdamW(params, lr=c.learning_rate)
         return _Session(rng=random.Random(c.seed), parts=parts, samples=samples, cache=cache, contexts=contexts,
                         prompts=prompts, negative=negative, params=params, optimizer=optimizer, device=device,
-                        dtype=weights_dtype, amp=amp, total=total, result=Result(total_steps=total),
+                        dtype=weights_dtype, amp=amp, result=Result(total_steps=total),
                         monitor=Monitor(self.output / "state.json", total, c.epochs,
                                         extra={"dataset_hash": self.metadata.get("capcheck_dataset_hash")}))
 
@@ -223,7 +224,7 @@ class Trainer:
                 s.monitor.losses.append([s.step, round(loss.item(), 6)])
                 window = [*window[-49:], (time.monotonic(), s.step)]
                 info = s.monitor.write(s.step, epoch, lr=c.learning_rate)
-                self.on_step(Step(s.step, s.total, epoch, loss.item(), _speed(window) or info["speed"],
+                self.on_step(Step(s.step, s.result.total_steps, epoch, loss.item(), _speed(window) or info["speed"],
                                   info["eta_seconds"]))
                 if c.save_every_steps and s.step % c.save_every_steps == 0:
                     self._save(s, epoch, b + 1, by_step=True)
@@ -251,7 +252,7 @@ class Trainer:
                 latent = encode_images(parts.vae, image_tensor(sample, flip).unsqueeze(0), device)[0]
             latents.append(latent.to(device, torch.float32))
         x0 = torch.stack(latents)
-        texts = [training_text(s.caption, c.keep_tokens, c.shuffle_caption, c.tag_dropout, rng) for s in batch]
+        texts = [training_text(x.caption, c.keep_tokens, c.shuffle_caption, c.tag_dropout, rng) for x in batch]
         if contexts:
             ctx = _pad([contexts[t].to(device) for t in texts])
         else:
@@ -271,8 +272,6 @@ class Trainer:
               lora: bool = True) -> None:
         """The LoRA (unless only the state is wanted) and the state to resume from:
         `epoch` and `batch` are where the run would continue."""
-        import json
-
         import torch
         from peft.utils import get_peft_model_state_dict
 

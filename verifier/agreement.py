@@ -58,11 +58,8 @@ class Agreement:
 
 
 def latest_model(store: Store) -> tuple[str, str] | None:
-    run = store.latest_run("verify")
-    if run is None or not run["args"]:
-        return None
-    args = json.loads(run["args"])
-    return args.get("backend"), args.get("model")
+    args = store.latest_args("verify")
+    return (args.get("backend"), args.get("model")) if args else None
 
 
 def agreement(store: Store, aspect: str, vocabulary: list[str], backend: str | None = None,
@@ -98,11 +95,13 @@ def agreement(store: Store, aspect: str, vocabulary: list[str], backend: str | N
     return out
 
 
-def all_agreements(store: Store, policy) -> list[Agreement]:
-    """Model vs person on every aspect of the policy a person has answered."""
+def all_agreements(store: Store, policy, aspects: list[str] | None = None, backend: str | None = None,
+                   model: str | None = None) -> list[Agreement]:
+    """Model vs person on every aspect (of `aspects`, default all the policy's) a person has answered."""
     out = []
-    for aspect, spec in policy.aspects.items():
-        found = agreement(store, aspect, list(spec.values))
+    for aspect in aspects or [name for name, _ in policy.aspects.items()]:
+        spec = policy.aspect(aspect)
+        found = agreement(store, aspect, list(spec.values), backend, model) if spec is not None else None
         if found is not None and found.n:
             out.append(found)
     return out

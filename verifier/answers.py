@@ -18,7 +18,7 @@ from verifier.backends import Reply
 from verifier.fixline import parse_fixline
 from verifier.observation import Observation, ObservationError, parse_observe
 from verifier.prompting import OBSERVE, PromptSpec
-from verifier.verdict import ERROR, REFUSED, Verdict, filtered_reason, is_apology, judge
+from verifier.verdict import ERROR, REFUSED, Verdict, checked_claims, filtered_reason, is_apology, judge
 
 
 def read_observation(content: str, spec: PromptSpec, policy: Policy, claims: Facts) -> Observation:
@@ -29,7 +29,7 @@ def read_observation(content: str, spec: PromptSpec, policy: Policy, claims: Fac
 
 
 def interpret(reply: Reply, spec: PromptSpec, policy: Policy, claims: Facts) -> Verdict:
-    checked = {a: claims.get(a) for a in spec.aspects}
+    checked = checked_claims(claims, spec.aspects)
     why = filtered_reason(reply.refusal, reply.finish_reason, reply.content)
     if why is not None:
         return Verdict(REFUSED, reason=why, claims=checked)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -14,16 +13,9 @@ from rich.table import Table
 
 from captions.build import DIFFERS, INVALID, SKIPPED, UNCHANGED, WRITTEN, BuildReport, build_dataset
 from captions.lint import ERROR, lint_dataset
-from captions.policy import Policy, load_policy
-from captions.vocab import Vocabulary
-from verifier.console import EXIT_FINDINGS, TAGS_ENV, PolicyOpt, app, dataset_path, err, handled, out
-
-
-def _vocabulary(tags: Path | None, policy: Policy | None) -> Vocabulary | None:
-    path = tags or (Path(os.environ[TAGS_ENV]) if os.environ.get(TAGS_ENV) else None)
-    if path is None and policy is not None:
-        path = policy.tags_csv_path()
-    return Vocabulary.load(path) if path else None
+from captions.policy import load_policy
+from captions.vocab import TAGS_ENV, find_vocabulary
+from verifier.console import EXIT_FINDINGS, PolicyOpt, app, dataset_path, err, handled, out
 
 
 @app.command()
@@ -99,7 +91,7 @@ def lint(
     """Check every caption; exit 1 when any error-severity finding exists."""
     root = dataset_path(dataset)
     pol = load_policy(policy) if policy else None
-    vocab = _vocabulary(tags, pol)
+    vocab = find_vocabulary(tags, pol)
     findings = lint_dataset(root, pol, vocab)
     errors = sum(1 for f in findings if f.severity == ERROR)
     if fmt is Format.json:

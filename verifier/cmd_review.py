@@ -199,7 +199,7 @@ def agreement(
     policy: PolicyOverride = None,
 ) -> None:
     """The model's answers against the person's: confusion matrix, accuracy, Cohen's kappa, disagreements."""
-    from verifier.agreement import agreement as compare
+    from verifier.agreement import all_agreements
     from verifier.report import agreement_page, reports_dir
     from verifier.review import policy_for
     from verifier.store import Store
@@ -207,9 +207,8 @@ def agreement(
     root = dataset_path(dataset)
     with Store(root) as store:
         pol = policy_for(store, policy)
-        names = [a.strip() for a in aspect.split(",")] if aspect else [n for n, _ in pol.aspects.items()]
-        found = [a for n in names if (spec := pol.aspect(n)) is not None
-                 and (a := compare(store, n, list(spec.values), backend, model)) is not None and a.n]
+        names = [a.strip() for a in aspect.split(",")] if aspect else None
+        found = all_agreements(store, pol, names, backend, model)
     if not found:
         out.print("no human answers to compare with yet: sort with `capcheck route`, then `capcheck ingest`")
         return

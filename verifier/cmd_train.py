@@ -8,13 +8,13 @@ with --resume).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from captions.errors import CaptionsError
 from verifier.console import EXIT_FINDINGS, EXIT_INTERRUPTED, app, dataset_path, err, handled, out
 
 
@@ -117,7 +117,7 @@ def train(
     with Store(root) as store:
         try:
             pol = policy_for(store, None)
-        except Exception:  # never verified: no policy on record
+        except CaptionsError:  # never verified (no policy on record), or that policy file is gone
             pol = None
         checked = gate.check(root, store, pol)
     if not checked.open and not allow_unverified:
@@ -129,9 +129,7 @@ def train(
             out.print(f"  … and {len(checked.pending) - 30} more")
         out.print("verify them (capcheck verify / apply / route / ingest), or pass --allow-unverified")
         raise typer.Exit(EXIT_FINDINGS)
-    metadata = {"capcheck_dataset_hash": checked.dataset_hash,
-                "capcheck_policy": json.dumps(gate.policy_summary(pol)),
-                "capcheck_verification": json.dumps(checked.summary())}
+    metadata = checked.metadata(pol)
     progress, step = train_progress()
     with progress:
         result = Trainer(cfg, root, metadata, on_step=step, on_event=lambda m: err.print(m, soft_wrap=True)).run(

@@ -33,8 +33,6 @@ EXIT_BAD_INPUT = 2  # a file or an option we cannot use
 EXIT_NO_MODEL = 4  # the vision model could not be used at all (key, model, server, executable)
 EXIT_INTERRUPTED = 130  # Ctrl-C; everything answered so far is kept
 
-TAGS_ENV = "CAPCHECK_TAGS_CSV"
-
 PolicyOpt = Annotated[Path, typer.Option("--policy", "-p", help="Caption policy YAML.")]
 
 

@@ -21,7 +21,7 @@ from captions.dataset import iter_images
 from captions.facts import facts_from_caption
 from captions.journal import read_caption
 from captions.policy import Policy
-from verifier.images import sha256_file
+from verifier.images import sha256_file, text_sha
 from verifier.store import Store
 from verifier.verdict import FIX, OK
 
@@ -38,6 +38,11 @@ class Gate:
     def open(self) -> bool:
         return not self.pending and bool(self.passed)
 
+    def metadata(self, policy: Policy | None) -> dict[str, str]:
+        """What a LoRA trained on this dataset carries in its safetensors metadata."""
+        return {"capcheck_dataset_hash": self.dataset_hash, "capcheck_policy": json.dumps(policy_summary(policy)),
+                "capcheck_verification": json.dumps(self.summary())}
+
     def summary(self) -> dict:
         counts = Counter(self.passed.values())
         return {"images": len(self.passed) + len(self.pending), OK_STATE: counts[OK_STATE], FIXED: counts[FIXED],
@@ -53,7 +58,7 @@ def check(root: Path, store: Store, policy: Policy | None) -> Gate:
             continue
         rel = store.rel(item.image)
         image_sha = store.file_sha(item.image, sha256_file)
-        caption_sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        caption_sha = text_sha(text)
         digest.update(f"{rel}\0{image_sha}\0{caption_sha}\n".encode())
         how, why = _state(store, policy, image_sha, caption_sha, text)
         if how:
@@ -76,8 +81,7 @@ def _state(store: Store, policy: Policy | None, image_sha: str, caption_sha: str
     latest = db.execute("SELECT * FROM verdicts WHERE image_sha=? ORDER BY id DESC LIMIT 1", (image_sha,)).fetchone()
     if latest is None:
         return "", "never verified"
-    people = {r["aspect"]: r["value"] for r in db.execute("SELECT aspect, value FROM human WHERE image_sha=?",
-                                                          (image_sha,))}
+    people = store.human_answers(image_sha)
     if people and policy is not None:
         claims = facts_from_caption(parse(text), policy)
         agrees = all(claims.get(a) == v for a, v in people.items())

@@ -30,6 +30,11 @@ class Prepared:
     size: tuple[int, int]  # width, height as sent
 
 
+def text_sha(text: str) -> str:
+    """sha256 of a caption's text (UTF-8): the caption half of every verdict key."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -19,19 +19,18 @@ the human answer is recorded, and a second ingest changes nothing.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from captions.dataset import IMAGE_EXTS, iter_images
+from captions.dataset import iter_images
 from captions.edit import set_facts
 from captions.journal import read_caption, write_caption
 from captions.policy import Policy, squash
 from verifier.errors import VerifierError
-from verifier.images import sha256_file
-from verifier.review import text_sha
+from verifier.images import sha256_file, text_sha
+from verifier.review import unified
 from verifier.route import UNSURE
 from verifier.store import STATE_DIR, Store
 
@@ -71,14 +70,6 @@ def find_dataset(path: Path) -> Path:
     raise VerifierError(path, "no capcheck dataset at or above this folder (pass --dataset)")
 
 
-def _images_under(path: Path):
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames[:] = sorted(d for d in dirnames if d != STATE_DIR and not d.startswith("."))
-        for name in sorted(filenames):
-            if Path(name).suffix.lower() in IMAGE_EXTS and not name.startswith("."):
-                yield Path(dirpath) / name
-
-
 def scan(path: Path, policy: Policy, aspect: str, result: Ingested) -> list[Sorted]:
     """Every image in a value folder; the others are counted, not guessed."""
     spec = policy.aspect(aspect)
@@ -86,7 +77,8 @@ def scan(path: Path, policy: Policy, aspect: str, result: Ingested) -> list[Sort
         raise VerifierError(policy.source, f"no aspect '{aspect}' in the policy")
     names = {squash(v): v for v in spec.values}  # folder names: the values themselves, any spelling/case
     found = []
-    for image in _images_under(path):
+    for item in iter_images(path, skip=()):  # a review tree is what we read here: skip nothing but hidden folders
+        image = item.image
         folder = image.parent
         value = names.get(squash(folder.name))
         if value is not None:
@@ -94,7 +86,7 @@ def scan(path: Path, policy: Policy, aspect: str, result: Ingested) -> list[Sort
         elif folder.name == UNSURE:
             result.unsure += 1
         elif any(names.get(squash(d.name)) for d in folder.parent.iterdir() if d.is_dir()) and folder != path:
-            where = folder.relative_to(path).as_posix() if folder != path else folder.name
+            where = folder.relative_to(path).as_posix()
             result.unknown_folders[where] = result.unknown_folders.get(where, 0) + 1
     return found
 
@@ -177,8 +169,6 @@ def _fix_one(image: Path, s: Sorted, root: Path, policy: Policy, aspect: str, st
         return
     result.changed[(said or "-", s.value)] += 1
     result.notes += [f"{rel}: {n}" for n in edit.notes]
-    from verifier.review import unified
-
     result.diffs.append(unified(rel, text, edit.text))
     if not dry_run:
         write_caption(caption, edit.text, store, "ingest", expect=text)

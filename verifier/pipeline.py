@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +24,10 @@ from pathlib import Path
 from captions.build import DIFFERS, INVALID, UNCHANGED, WRITTEN, build_dataset
 from captions.lint import ERROR, lint_dataset
 from captions.policy import load_policy
-from captions.vocab import Vocabulary
+from captions.vocab import find_vocabulary
 from verifier import gate
 from verifier.agreement import all_agreements
-from verifier.report import reports_dir, write_reports
+from verifier.report import read_report, reports_dir, write_reports
 from verifier.review import CHANGED, SKIPPED, STALE, apply_report
 from verifier.route import UNSURE, route
 from verifier.store import Store
@@ -37,7 +36,6 @@ from verifier.verdict import FIX, OK, REFUSED
 from verifier.verify import ItemResult, VerifyOptions, verify_dataset
 
 DONE, LINT_ERRORS, REVIEW, CANNOT_TRAIN = 0, 1, 3, 5
-TAGS_ENV = "CAPCHECK_TAGS_CSV"
 
 
 @dataclass
@@ -97,9 +95,7 @@ class Pipeline:
             if self.no_train or config is None:
                 self._stage("train", "skipped (--no-train)" if self.no_train else "skipped (no --config)")
                 return self.outcome
-            metadata = {"capcheck_dataset_hash": checked.dataset_hash,
-                        "capcheck_policy": json.dumps(gate.policy_summary(policy)),
-                        "capcheck_verification": json.dumps(checked.summary())}
+            metadata = checked.metadata(policy)
         self._train(config, metadata)
         return self.outcome
 
@@ -113,9 +109,7 @@ class Pipeline:
         return True
 
     def _lint(self, policy) -> bool:
-        csv = os.environ.get(TAGS_ENV)
-        path = Path(csv) if csv else policy.tags_csv_path()
-        vocab = Vocabulary.load(path) if path else None
+        vocab = find_vocabulary(None, policy)
         findings = lint_dataset(self.root, policy, vocab)
         errors = [f for f in findings if f.severity == ERROR]
         self._stage("lint", f"{len(errors)} error(s), {len(findings) - len(errors)} warning(s)"
@@ -146,7 +140,7 @@ class Pipeline:
     def _route(self, policy, store, checked) -> None:
         """Route what the gate leaves pending, by the aspects in dispute; stop with exit 3."""
         report = reports_dir(self.root) / "latest.jsonl"
-        lines = {json.loads(x)["image"]: json.loads(x) for x in report.read_text(encoding="utf-8").splitlines() if x}
+        lines = {line["image"]: line for line in read_report(report)}
         aspects: dict[str, set[str]] = {}
         first = self.verify_options.aspects[0]
         for image in checked.pending:

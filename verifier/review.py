@@ -11,7 +11,6 @@ byte for byte, refusing if any file changed since.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from captions.edit import set_facts
 from captions.journal import atomic_write, read_caption, write_caption
 from captions.policy import Policy, load_policy
 from verifier.errors import VerifierError
-from verifier.images import sha256_file
+from verifier.images import sha256_file, text_sha
 from verifier.report import read_report, reports_dir
 from verifier.store import Store
 from verifier.verdict import FIX
@@ -32,16 +31,11 @@ class UndoRefused(VerifierError):
     """A file changed since the run being undone; nothing was restored."""
 
 
-def text_sha(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def policy_for(store: Store, override: Path | None) -> Policy:
     """`--policy`, else the policy the latest verify run used."""
     if override is not None:
         return load_policy(override)
-    run = store.latest_run("verify")
-    path = json.loads(run["args"]).get("policy") if run is not None and run["args"] else None
+    path = store.latest_args("verify").get("policy")
     if not path:
         raise VerifierError(store.root, "no policy known for this dataset: pass --policy")
     return load_policy(path)
@@ -75,8 +69,7 @@ def apply_report(root: Path, policy: Policy, report: Path, store: Store, *, aspe
         if line.get("status") != FIX:
             continue
         image = line["image"]
-        people = {r["aspect"]: r["value"] for r in store.db.execute(
-            "SELECT aspect, value FROM human WHERE image_sha=?", (line.get("image_sha"),))}
+        people = store.human_answers(line.get("image_sha"))
         # A person's folder sort is ground truth: the model never overrules it.
         fixes = [f for f in line.get("fixes", []) if (aspects is None or f["aspect"] in aspects)
                  and f["aspect"] not in people]

@@ -215,12 +215,22 @@ class Store:
     def latest_run(self, kind: str) -> sqlite3.Row | None:
         return self.db.execute("SELECT * FROM runs WHERE kind=? ORDER BY id DESC LIMIT 1", (kind,)).fetchone()
 
+    def latest_args(self, kind: str) -> dict:
+        """The arguments the newest run of `kind` recorded (empty when there is none)."""
+        run = self.latest_run(kind)
+        return json.loads(run["args"]) if run is not None and run["args"] else {}
+
     # -- the human loop --------------------------------------------------------
 
     def add_human(self, image: str, image_sha: str, aspect: str, value: str, source: str) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO human(run_id, ts, image, image_sha, aspect, value, source) VALUES (?,?,?,?,?,?,?)",
             (self.run_id, time.time(), image, image_sha, aspect, value, source))
+
+    def human_answers(self, image_sha: str | None) -> dict[str, str]:
+        """aspect -> what a person said this image shows (by folder sort)."""
+        rows = self.db.execute("SELECT aspect, value FROM human WHERE image_sha=?", (image_sha,))
+        return {r["aspect"]: r["value"] for r in rows}
 
     def human(self, aspect: str | None = None) -> list[sqlite3.Row]:
         if aspect is None:

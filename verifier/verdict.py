@@ -55,6 +55,11 @@ class Verdict:
     claims: dict[str, str | None] = field(default_factory=dict)  # the caption's facts that were checked
 
 
+def checked_claims(claims: Facts, aspects) -> dict[str, str | None]:
+    """What the caption claims for the aspects being checked (kept with every verdict)."""
+    return {a: claims.get(a) for a in aspects}
+
+
 def judge(observation: Observation, claims: Facts, aspects: list[str]) -> Verdict:
     """Compare what the image shows with what the caption claims.
 
@@ -64,7 +69,7 @@ def judge(observation: Observation, claims: Facts, aspects: list[str]) -> Verdic
     """
     fixes: list[FixItem] = []
     undetermined: list[str] = []
-    checked = {a: claims.get(a) for a in aspects}
+    checked = checked_claims(claims, aspects)
     for aspect in aspects:
         claim = claims.get(aspect)
         seen = observation.aspects.get(aspect)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import hashlib
 import json
 import os
 import time
@@ -27,12 +26,12 @@ from captions.policy import Policy
 from verifier.answers import interpret
 from verifier.backends import Backend, Request
 from verifier.errors import BackendUnavailable, VerifierError
-from verifier.images import prepare, sha256_file
+from verifier.images import prepare, sha256_file, text_sha
 from verifier.observation import Observation
 from verifier.pool import Outcome, Pool, RetryPolicy
 from verifier.prompting import DEFAULT_ASPECTS, FIXLINE, OBSERVE, PromptSpec, build_prompt
 from verifier.store import Store
-from verifier.verdict import ERROR, REFUSED, STATUSES, FixItem, Verdict, judge
+from verifier.verdict import ERROR, REFUSED, STATUSES, FixItem, Verdict, checked_claims, judge
 
 ASKED, STORED, DERIVED = "asked", "store", "derived"
 
@@ -159,15 +158,14 @@ def collect(root: Path, policy: Policy, store: Store, only: list[str]) -> tuple[
             continue
         sha = store.file_sha(item.image, sha256_file)
         claims = facts_from_caption(parse(text), policy)
-        works.append(Work(item.image, rel, sha, text, hashlib.sha256(text.encode("utf-8")).hexdigest(), claims))
+        works.append(Work(item.image, rel, sha, text, text_sha(text), claims))
     return works, skipped
 
 
-def _verdict_from_row(row, claims: dict | None = None) -> Verdict:
+def _verdict_from_row(row) -> Verdict:
     fixes = tuple(FixItem(**f) for f in json.loads(row["fixes"] or "[]"))
     observation = Observation.from_dict(json.loads(row["observation"])) if row["observation"] else None
-    stored_claims = json.loads(row["claims"]) if row["claims"] else {}
-    return Verdict(row["status"], fixes, row["reason"], observation, claims if claims is not None else stored_claims)
+    return Verdict(row["status"], fixes, row["reason"], observation, json.loads(row["claims"]) if row["claims"] else {})
 
 
 def _result_from_row(row, source: str) -> ItemResult:
@@ -214,7 +212,7 @@ class Verifier:
         if old.observation is not None:
             verdict = judge(old.observation, w.claims, list(self.spec.aspects))
         else:
-            verdict = Verdict(REFUSED, reason=old.reason, claims={a: w.claims.get(a) for a in self.spec.aspects})
+            verdict = Verdict(REFUSED, reason=old.reason, claims=checked_claims(w.claims, self.spec.aspects))
         result = ItemResult(w.image, w.image_sha, w.caption_sha, verdict, DERIVED)
         self._store(result, backend, model, derived_from=answer["id"])
         return result
@@ -281,7 +279,7 @@ class Verifier:
     def _result(self, w: Work, outcome: Outcome) -> ItemResult:
         reply = outcome.reply
         if reply is None:
-            verdict = Verdict(ERROR, reason=outcome.error, claims={a: w.claims.get(a) for a in self.spec.aspects})
+            verdict = Verdict(ERROR, reason=outcome.error, claims=checked_claims(w.claims, self.spec.aspects))
             return ItemResult(w.image, w.image_sha, w.caption_sha, verdict, ASKED, outcome.attempts,
                               outcome.latency_s)
         verdict = interpret(reply, self.spec, self.policy, w.claims)
