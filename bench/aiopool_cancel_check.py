@@ -2,7 +2,7 @@
 
     pip install asyncio-pool==0.6.0 && python bench/aiopool_cancel_check.py
 
-Why capcheck's pool is a TaskGroup instead (verifier/pool.py). Prints how
+Why capcheck's pool is a TaskGroup instead (verifier/core/pool.py). Prints how
 long the cancelled owner took to finish, how many jobs started after the
 cancel, and whether they ran to completion. capcheck does not depend on
 asyncio-pool; this script only documents the check.

@@ -57,7 +57,7 @@ def make_dataset(root: Path, n: int) -> None:
 
 
 def start_server(root: Path, latency: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "verifier.demo_server", "--truth", str(root / "truth.json"),
+    proc = subprocess.Popen([sys.executable, "-m", "verifier.demo.server", "--truth", str(root / "truth.json"),
                              "--latency", str(latency)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     return proc, proc.stdout.readline().strip()
 
@@ -70,8 +70,8 @@ def server_stats(url: str) -> dict:
 def case(root: Path, url: str, concurrency: int) -> dict:
     """One verify run in this process; prints its figures as JSON."""
     from captions import load_policy
-    from verifier.store import Store
-    from verifier.verify import VerifyOptions, verify_dataset
+    from verifier.core.store import Store
+    from verifier.core.verify import VerifyOptions, verify_dataset
 
     policy = load_policy(POLICY)
     options = VerifyOptions(model="demo", base_url=url, concurrency=concurrency, aspects=["framing"])
@@ -95,7 +95,7 @@ def child(root: Path, url: str, concurrency: int) -> dict:
 
 
 def prep_cost(repeat: int = 20) -> float:
-    from verifier.images import prepare
+    from verifier.core.images import prepare
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "big.png"

@@ -9,14 +9,14 @@ import shutil
 import pytest
 
 from captions import build_dataset
-from verifier.demo import DemoModel
-from verifier.demo_server import DemoServer, Faults
-from verifier.ingest import ingest
-from verifier.report import reports_dir, write_reports
-from verifier.review import CHANGED, SKIPPED, STALE, UndoRefused, apply_report, undo_run
-from verifier.route import route
-from verifier.store import Store
-from verifier.verify import VerifyOptions, verify_dataset
+from verifier.core.report import reports_dir, write_reports
+from verifier.core.store import Store
+from verifier.core.verify import VerifyOptions, verify_dataset
+from verifier.demo.model import DemoModel
+from verifier.demo.server import DemoServer, Faults
+from verifier.human.apply import CHANGED, SKIPPED, STALE, UndoRefused, apply_report, undo_run
+from verifier.human.ingest import ingest
+from verifier.human.route import route
 
 from conftest import EXAMPLES
 

@@ -3,7 +3,7 @@ import re
 
 from captions import build_dataset, parse
 from captions.build import DIFFERS, INVALID, SKIPPED, UNCHANGED, WRITTEN
-from verifier.store import Store
+from verifier.core.store import Store
 
 from article import make_article_dataset
 

@@ -12,12 +12,12 @@ HEAVY = ("torch", "diffusers", "transformers", "peft", "openai", "safetensors")
 
 
 def capcheck(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "verifier.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "verifier.cli.main", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=120)
 
 
 def test_help_does_not_import_heavy_modules():
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "verifier.cli", "--help"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "verifier.cli.main", "--help"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and "build" in proc.stdout and "lint" in proc.stdout
     imported = {m.group(1).split(".")[0] for m in re.finditer(r"^import time:.*\|\s+(\S+)$", proc.stderr, re.M)}

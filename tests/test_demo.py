@@ -5,8 +5,8 @@ import json
 
 from PIL import Image
 
-from verifier.demo import DemoModel
-from verifier.images import prepare
+from verifier.core.images import prepare
+from verifier.demo.model import DemoModel
 
 from conftest import EXAMPLES
 

@@ -1,8 +1,8 @@
 import pytest
 
 from captions import Facts
-from verifier.fixline import letters, parse_fixline
-from verifier.observation import ObservationError
+from verifier.core.fixline import letters, parse_fixline
+from verifier.core.observation import ObservationError
 
 ASPECTS = ["framing", "view", "facing", "expression"]
 CLAIMS = Facts(framing="full body", view="three-quarter", facing="left", expression="soft smile")

@@ -3,8 +3,8 @@ import io
 import pytest
 from PIL import Image
 
+from verifier.core.images import fit, prepare, sha256_file
 from verifier.errors import VerifierError
-from verifier.images import fit, prepare, sha256_file
 
 
 def _decode(prepared):

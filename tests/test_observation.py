@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from verifier.observation import (
+from verifier.core.observation import (
     CANNOT,
     AspectObservation,
     Observation,

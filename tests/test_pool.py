@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from verifier.backends import ItemFailed, Reply, Request, Retryable, retry_after
+from verifier.core.backends import ItemFailed, Reply, Request, Retryable, retry_after
+from verifier.core.images import Prepared
+from verifier.core.pool import Pool, RetryPolicy
 from verifier.errors import BackendUnavailable
-from verifier.images import Prepared
-from verifier.pool import Pool, RetryPolicy
 
 REQ = Request("p", Prepared(b"", "image/jpeg", (1, 1)))
 

@@ -1,8 +1,8 @@
 import pytest
 
 import prompts
+from verifier.core.prompting import build_prompt
 from verifier.errors import VerifierError
-from verifier.prompting import build_prompt
 
 
 def test_templates_are_package_data():

@@ -2,11 +2,11 @@ import json
 
 import pytest
 
+from verifier.core.observation import AspectObservation, Observation
+from verifier.core.report import _highlight, fix_groups, read_report, write_reports
+from verifier.core.verdict import ERROR, FIX, OK, FixItem, Verdict
+from verifier.core.verify import ASKED, ItemResult, RunResult
 from verifier.errors import ReportError
-from verifier.observation import AspectObservation, Observation
-from verifier.report import _highlight, fix_groups, read_report, write_reports
-from verifier.verdict import ERROR, FIX, OK, FixItem, Verdict
-from verifier.verify import ASKED, ItemResult, RunResult
 
 
 def result(image, status, fixes=(), reason=None):

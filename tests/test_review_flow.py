@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from captions import facts_from_caption, load_policy, parse
-from verifier.demo import DemoModel
-from verifier.demo_server import DemoServer
+from verifier.demo.model import DemoModel
+from verifier.demo.server import DemoServer
 
 from conftest import EXAMPLES
 
@@ -19,7 +19,7 @@ FOLDER = "02_clothed_pose/available"
 
 
 def capcheck(*args):
-    return subprocess.run([sys.executable, "-m", "verifier.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "verifier.cli.main", *map(str, args)], capture_output=True, text=True,
                           timeout=300)
 
 

@@ -15,8 +15,8 @@ import yaml
 from safetensors.torch import load_file
 
 from captions import facts_from_caption, parse
-from verifier.demo import DemoModel
-from verifier.demo_server import DemoServer, Faults
+from verifier.demo.model import DemoModel
+from verifier.demo.server import DemoServer, Faults
 
 from conftest import EXAMPLES
 
@@ -25,7 +25,7 @@ TRUTH = EXAMPLES / "keichan" / "truth.json"
 
 
 def run_args(root, cfg, *extra):
-    return [sys.executable, "-m", "verifier.cli", "run", str(root), "--policy", POLICY, "--config", str(cfg), *extra]
+    return [sys.executable, "-m", "verifier.cli.main", "run", str(root), "--policy", POLICY, "--config", str(cfg), *extra]
 
 
 def capcheck(*args):
@@ -43,7 +43,7 @@ def person_sorts(root):
     """What a person does with the routed image: the feet are in frame, so full body."""
     review = root / "_review" / "framing"
     (review / "cowboy_shot" / "020104.png").rename(review / "full_body" / "020104.png")
-    proc = capcheck(sys.executable, "-m", "verifier.cli", "ingest", root / "_review", "--aspect", "framing")
+    proc = capcheck(sys.executable, "-m", "verifier.cli.main", "ingest", root / "_review", "--aspect", "framing")
     assert proc.returncode == 0 and "changed 0, unchanged 1" in proc.stdout
 
 

@@ -1,6 +1,6 @@
 import sqlite3
 
-from verifier.store import MIGRATIONS, Store
+from verifier.core.store import MIGRATIONS, Store
 
 
 def test_store_migrates_once_and_uses_wal(tmp_path):

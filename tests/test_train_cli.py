@@ -8,8 +8,8 @@ import torch
 import yaml
 from safetensors import safe_open
 
-from verifier.demo import DemoModel
-from verifier.demo_server import DemoServer
+from verifier.demo.model import DemoModel
+from verifier.demo.server import DemoServer
 
 from conftest import EXAMPLES
 
@@ -17,7 +17,7 @@ POLICY = str(EXAMPLES / "keichan" / "policy.yaml")
 
 
 def capcheck(*args):
-    return subprocess.run([sys.executable, "-m", "verifier.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "verifier.cli.main", *map(str, args)], capture_output=True, text=True,
                           timeout=600)
 
 
@@ -93,7 +93,7 @@ def test_ctrl_c_saves_state_and_resume_finishes(example_dataset, tiny_anima, tmp
 
     cfg = write_config(tmp_path / "long.yaml", tiny_anima, tmp_path / "out", epochs=40, save_every=0)
     assert capcheck("build", example_dataset, "--policy", POLICY).returncode == 0
-    proc = subprocess.Popen([sys.executable, "-m", "verifier.cli", "train", str(example_dataset), "--config", str(cfg),
+    proc = subprocess.Popen([sys.executable, "-m", "verifier.cli.main", "train", str(example_dataset), "--config", str(cfg),
                              "--allow-unverified"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     state = tmp_path / "out" / "state.json"
     deadline = time.monotonic() + 120

@@ -3,11 +3,11 @@ import json
 import pytest
 
 from captions import Facts
-from verifier.answers import interpret
-from verifier.backends import Reply
-from verifier.observation import AspectObservation, Observation
-from verifier.prompting import build_prompt
-from verifier.verdict import ERROR, FIX, OK, REFUSED, FixItem, judge
+from verifier.core.answers import interpret
+from verifier.core.backends import Reply
+from verifier.core.observation import AspectObservation, Observation
+from verifier.core.prompting import build_prompt
+from verifier.core.verdict import ERROR, FIX, OK, REFUSED, FixItem, judge
 
 ASPECTS = ["framing", "view", "facing", "expression"]
 CLAIMS = Facts(framing="full body", view="front", facing="forward", expression="smile")

@@ -7,12 +7,12 @@ from collections import Counter
 
 import pytest
 
-from verifier.demo import DemoModel
-from verifier.demo_server import DemoServer, Faults
+from verifier.core.store import Store
+from verifier.core.verdict import ERROR, FIX, OK, REFUSED
+from verifier.core.verify import ASKED, DERIVED, STORED, VerifyOptions, verify_dataset
+from verifier.demo.model import DemoModel
+from verifier.demo.server import DemoServer, Faults
 from verifier.errors import BackendUnavailable
-from verifier.store import Store
-from verifier.verdict import ERROR, FIX, OK, REFUSED
-from verifier.verify import ASKED, DERIVED, STORED, VerifyOptions, verify_dataset
 
 from clothed47 import EXPECTED, EXPECTED_FIX_IMAGES, expected_items
 

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from verifier.demo import DemoModel
-from verifier.demo_server import DemoServer, Faults
+from verifier.demo.model import DemoModel
+from verifier.demo.server import DemoServer, Faults
 
 from conftest import EXAMPLES
 
@@ -25,7 +25,7 @@ def model(clothed47_dataset, keichan):
 
 
 def argv(root, url, *extra):
-    return [sys.executable, "-m", "verifier.cli", "verify", str(root), "--policy", POLICY, "--model", "demo-vision",
+    return [sys.executable, "-m", "verifier.cli.main", "verify", str(root), "--policy", POLICY, "--model", "demo-vision",
             "--base-url", url, *map(str, extra)]
 
 

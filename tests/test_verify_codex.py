@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from verifier.demo import DemoModel
+from verifier.core.store import Store
+from verifier.core.verdict import ERROR
+from verifier.core.verify import VerifyOptions, verify_dataset
+from verifier.demo.model import DemoModel
 from verifier.errors import BackendUnavailable
-from verifier.store import Store
-from verifier.verdict import ERROR
-from verifier.verify import VerifyOptions, verify_dataset
 
 from clothed47 import EXPECTED, expected_items
 from conftest import EXAMPLES

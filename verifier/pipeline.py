@@ -25,15 +25,15 @@ from captions.build import DIFFERS, INVALID, UNCHANGED, WRITTEN, build_dataset
 from captions.lint import ERROR, lint_dataset
 from captions.policy import load_policy
 from captions.vocab import find_vocabulary
-from verifier import gate
-from verifier.agreement import all_agreements
-from verifier.report import read_report, reports_dir, write_reports
-from verifier.review import CHANGED, SKIPPED, STALE, apply_report
-from verifier.route import UNSURE, route
-from verifier.store import Store
-from verifier.verdict import ERROR as VERDICT_ERROR
-from verifier.verdict import FIX, OK, REFUSED
-from verifier.verify import ItemResult, VerifyOptions, verify_dataset
+from verifier.core.report import read_report, reports_dir, write_reports
+from verifier.core.store import Store
+from verifier.core.verdict import ERROR as VERDICT_ERROR
+from verifier.core.verdict import FIX, OK, REFUSED
+from verifier.core.verify import ItemResult, VerifyOptions, verify_dataset
+from verifier.human import gate
+from verifier.human.agreement import all_agreements
+from verifier.human.apply import CHANGED, SKIPPED, STALE, apply_report
+from verifier.human.route import UNSURE, route
 
 DONE, LINT_ERRORS, REVIEW, CANNOT_TRAIN = 0, 1, 3, 5
 

@@ -68,7 +68,7 @@ def main() -> None:
     time.sleep(float(os.environ.get("FAKE_CODEX_SLEEP", "0")))
 
     from captions.policy import load_policy
-    from verifier.demo import DemoModel
+    from verifier.demo.model import DemoModel
 
     policy = load_policy(os.environ["FAKE_CODEX_POLICY"])
     model = DemoModel.load_index(Path(os.environ["FAKE_CODEX_INDEX"]), policy)

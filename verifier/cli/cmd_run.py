@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from verifier.cmd_verify import (
+from verifier.cli.cmd_verify import (
     ASPECTS,
     AspectsOpt,
     AttemptsOpt,
@@ -38,7 +38,7 @@ from verifier.cmd_verify import (
     TimeoutOpt,
     verify_options,
 )
-from verifier.console import EXIT_INTERRUPTED, PolicyOpt, app, dataset_path, err, handled, out
+from verifier.cli.console import EXIT_INTERRUPTED, PolicyOpt, app, dataset_path, err, handled, out
 
 DEMO_BANNER = ("DEMO MODEL: a stand-in that answers from the ground truth in {truth}; it is not a vision model "
                "and sees nothing. Use a real model for a real dataset.")
@@ -51,8 +51,8 @@ def _demo(truth: Path | None, root: Path, policy: Path, latency: float = 0.0):
         yield None
         return
     from captions.policy import load_policy
-    from verifier.demo import DemoModel
-    from verifier.demo_server import DemoServer, Faults
+    from verifier.demo.model import DemoModel
+    from verifier.demo.server import DemoServer, Faults
 
     model = DemoModel.load(truth, root, load_policy(policy))
     with DemoServer(model, Faults(latency=latency)) as server:
@@ -88,7 +88,7 @@ def run(
     codex_bin: CodexOpt = "codex",
 ) -> None:
     """Sidecars to checkpoints: build, lint, verify, apply, route what needs a person, then train."""
-    from verifier.cmd_train import train_progress
+    from verifier.cli.cmd_train import train_progress
     from verifier.pipeline import Hooks, Pipeline
 
     root = dataset_path(dataset)
@@ -133,8 +133,8 @@ def demo_server(
 ) -> None:
     """Serve the demo stand-in as an OpenAI-compatible API on loopback (not a vision model)."""
     from captions.policy import load_policy
-    from verifier.demo import DemoModel
-    from verifier.demo_server import DemoServer, Faults
+    from verifier.demo.model import DemoModel
+    from verifier.demo.server import DemoServer, Faults
 
     model = DemoModel.load(truth, root or truth.parent, load_policy(policy) if policy else None)
     server = DemoServer(model, Faults(latency=latency), host, port)

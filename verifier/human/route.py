@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from captions.policy import Policy
+from verifier.core.report import read_report
+from verifier.core.store import Store
+from verifier.core.verdict import ERROR, REFUSED
 from verifier.errors import VerifierError
-from verifier.report import read_report
-from verifier.store import Store
-from verifier.verdict import ERROR, REFUSED
 
 UNSURE = "_unsure"
 MODES = ("link", "copy", "move")

@@ -16,9 +16,9 @@ from functools import cached_property
 
 import prompts
 from captions.policy import Policy
+from verifier.core.fixline import letters
+from verifier.core.observation import CANNOT, observe_schema, vocabulary
 from verifier.errors import VerifierError
-from verifier.fixline import letters
-from verifier.observation import CANNOT, observe_schema, vocabulary
 
 OBSERVE, FIXLINE = "observe", "fixline"
 PROTOCOLS = (OBSERVE, FIXLINE)

@@ -15,7 +15,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from captions.errors import CaptionsError
-from verifier.console import EXIT_FINDINGS, EXIT_INTERRUPTED, app, dataset_path, err, handled, out
+from verifier.cli.console import EXIT_FINDINGS, EXIT_INTERRUPTED, app, dataset_path, err, handled, out
 
 
 def train_progress():
@@ -106,9 +106,9 @@ def train(
     """Train an Anima LoRA on the verified captions; ComfyUI-loadable checkpoints per epoch."""
     from trainer.config import load_config
     from trainer.loop import Trainer
-    from verifier import gate
-    from verifier.review import policy_for
-    from verifier.store import Store
+    from verifier.core.store import Store
+    from verifier.human import gate
+    from verifier.human.apply import policy_for
 
     root = dataset_path(dataset)
     cfg = load_config(config, data_dir=str(root.resolve()))

@@ -21,9 +21,9 @@ from captions.dataset import iter_images
 from captions.facts import facts_from_caption
 from captions.journal import read_caption
 from captions.policy import Policy
-from verifier.images import sha256_file, text_sha
-from verifier.store import Store
-from verifier.verdict import FIX, OK
+from verifier.core.images import sha256_file, text_sha
+from verifier.core.store import Store
+from verifier.core.verdict import FIX, OK
 
 OK_STATE, FIXED, INGESTED = "verified", "fixed", "human-ingested"
 

@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from verifier.console import EXIT_FINDINGS, app, dataset_path, err, handled, out
+from verifier.cli.console import EXIT_FINDINGS, app, dataset_path, err, handled, out
 
 ReportOpt = Annotated[Path | None, typer.Option("--report", "-r", help="Verify report (default: latest.jsonl).")]
 PolicyOverride = Annotated[Path | None, typer.Option("--policy", "-p", help="Caption policy (default: the one "
@@ -42,8 +42,8 @@ def apply(
     policy: PolicyOverride = None,
 ) -> None:
     """Write the non-borderline fixes of the last verify as diffs (journaled; `undo` takes them back)."""
-    from verifier.review import CHANGED, MISSING, SKIPPED, STALE, UNCHANGED, apply_report, policy_for, report_path
-    from verifier.store import Store
+    from verifier.core.store import Store
+    from verifier.human.apply import CHANGED, MISSING, SKIPPED, STALE, UNCHANGED, apply_report, policy_for, report_path
 
     root = dataset_path(dataset)
     with Store(root) as store:
@@ -81,8 +81,8 @@ def undo(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be restored.")] = False,
 ) -> None:
     """Restore the captions a run wrote, byte for byte; refuses if any changed since."""
-    from verifier.review import undo_run
-    from verifier.store import Store
+    from verifier.core.store import Store
+    from verifier.human.apply import undo_run
 
     root = dataset_path(dataset)
     with Store(root) as store:
@@ -113,9 +113,9 @@ def route(
     policy: PolicyOverride = None,
 ) -> None:
     """Put the images that need a person into DIR/<aspect>/<value>/, pre-sorted by the model's answer."""
-    from verifier.review import policy_for, report_path
-    from verifier.route import route as route_images
-    from verifier.store import Store
+    from verifier.core.store import Store
+    from verifier.human.apply import policy_for, report_path
+    from verifier.human.route import route as route_images
 
     root = dataset_path(dataset)
     with Store(root) as store:
@@ -151,10 +151,10 @@ def ingest(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")] = False,
 ) -> None:
     """Read a folder sort as ground truth: rewrite that one fact in each caption, record the answer."""
-    from verifier.ingest import find_dataset
-    from verifier.ingest import ingest as ingest_sorted
-    from verifier.review import policy_for
-    from verifier.store import Store
+    from verifier.core.store import Store
+    from verifier.human.apply import policy_for
+    from verifier.human.ingest import find_dataset
+    from verifier.human.ingest import ingest as ingest_sorted
 
     dataset_path(path)
     root = dataset_path(dataset) if dataset else find_dataset(path)
@@ -199,10 +199,10 @@ def agreement(
     policy: PolicyOverride = None,
 ) -> None:
     """The model's answers against the person's: confusion matrix, accuracy, Cohen's kappa, disagreements."""
-    from verifier.agreement import all_agreements
-    from verifier.report import agreement_page, reports_dir
-    from verifier.review import policy_for
-    from verifier.store import Store
+    from verifier.core.report import agreement_page, reports_dir
+    from verifier.core.store import Store
+    from verifier.human.agreement import all_agreements
+    from verifier.human.apply import policy_for
 
     root = dataset_path(dataset)
     with Store(root) as store:

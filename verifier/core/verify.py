@@ -23,15 +23,15 @@ from captions.dataset import iter_images
 from captions.facts import Facts, facts_from_caption
 from captions.journal import read_caption
 from captions.policy import Policy
-from verifier.answers import interpret
-from verifier.backends import Backend, Request
+from verifier.core.answers import interpret
+from verifier.core.backends import Backend, Request
+from verifier.core.images import prepare, sha256_file, text_sha
+from verifier.core.observation import Observation
+from verifier.core.pool import Outcome, Pool, RetryPolicy
+from verifier.core.prompting import DEFAULT_ASPECTS, FIXLINE, OBSERVE, PromptSpec, build_prompt
+from verifier.core.store import Store
+from verifier.core.verdict import ERROR, REFUSED, STATUSES, FixItem, Verdict, checked_claims, judge
 from verifier.errors import BackendUnavailable, VerifierError
-from verifier.images import prepare, sha256_file, text_sha
-from verifier.observation import Observation
-from verifier.pool import Outcome, Pool, RetryPolicy
-from verifier.prompting import DEFAULT_ASPECTS, FIXLINE, OBSERVE, PromptSpec, build_prompt
-from verifier.store import Store
-from verifier.verdict import ERROR, REFUSED, STATUSES, FixItem, Verdict, checked_claims, judge
 
 ASKED, STORED, DERIVED = "asked", "store", "derived"
 
@@ -124,7 +124,7 @@ def backend_identity(options: VerifyOptions) -> tuple[str, str]:
 
 def open_backend(options: VerifyOptions) -> Backend:
     if options.backend == "codex":
-        from verifier.backends.codex import CodexBackend
+        from verifier.core.backends.codex import CodexBackend
 
         return CodexBackend(options.model or None, binary=options.codex_bin)
     if options.backend != "openai":
@@ -135,7 +135,7 @@ def open_backend(options: VerifyOptions) -> Backend:
     if not key and options.base_url is None:
         raise BackendUnavailable("https://api.openai.com/v1",
                                  f"no API key: set ${options.api_key_env} (or pass --base-url for a local server)")
-    from verifier.backends.openai_api import OpenAIBackend
+    from verifier.core.backends.openai_api import OpenAIBackend
 
     return OpenAIBackend(options.model, base_url=options.base_url, api_key=key, api_key_env=options.api_key_env,
                          concurrency=options.concurrency, timeout=options.timeout)

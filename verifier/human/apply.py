@@ -18,11 +18,11 @@ from pathlib import Path
 from captions.edit import set_facts
 from captions.journal import atomic_write, read_caption, write_caption
 from captions.policy import Policy, load_policy
+from verifier.core.images import sha256_file, text_sha
+from verifier.core.report import read_report, reports_dir
+from verifier.core.store import Store
+from verifier.core.verdict import FIX
 from verifier.errors import VerifierError
-from verifier.images import sha256_file, text_sha
-from verifier.report import read_report, reports_dir
-from verifier.store import Store
-from verifier.verdict import FIX
 
 CHANGED, UNCHANGED, STALE, SKIPPED, MISSING = "changed", "unchanged", "stale", "skipped", "missing"
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from verifier.images import Prepared
+from verifier.core.images import Prepared
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,11 @@ from captions.dataset import iter_images
 from captions.edit import set_facts
 from captions.journal import read_caption, write_caption
 from captions.policy import Policy, squash
+from verifier.core.images import sha256_file, text_sha
+from verifier.core.store import STATE_DIR, Store
 from verifier.errors import VerifierError
-from verifier.images import sha256_file, text_sha
-from verifier.review import unified
-from verifier.route import UNSURE
-from verifier.store import STATE_DIR, Store
+from verifier.human.apply import unified
+from verifier.human.route import UNSURE
 
 
 class IngestConflict(VerifierError):

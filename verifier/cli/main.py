@@ -1,15 +1,15 @@
 """The `capcheck` command: a thin typer layer over the library.
 
 Each command group lives in its own `cmd_*` module and registers on the
-shared app (`verifier.console`); importing them here is what makes them
+shared app (`verifier.cli.console`); importing them here is what makes them
 commands. Errors are typed in the library and rendered once, in
 `console.handled`.
 """
 
 from __future__ import annotations
 
-from verifier import cmd_captions, cmd_review, cmd_run, cmd_train, cmd_verify  # noqa: F401  (register commands)
-from verifier.console import app
+from verifier.cli import cmd_captions, cmd_review, cmd_run, cmd_train, cmd_verify  # noqa: F401  (register commands)
+from verifier.cli.console import app
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ from typing import TypeVar
 
 from aiolimiter import AsyncLimiter
 
-from verifier.backends import Backend, ItemFailed, Reply, Request, Retryable
+from verifier.core.backends import Backend, ItemFailed, Reply, Request, Retryable
 
 T = TypeVar("T")
 

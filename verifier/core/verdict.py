@@ -13,7 +13,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from captions.facts import Facts
-from verifier.observation import Observation
+from verifier.core.observation import Observation
 
 OK, FIX, REFUSED, ERROR = "ok", "fix", "refused", "error"
 STATUSES = (OK, FIX, REFUSED, ERROR)

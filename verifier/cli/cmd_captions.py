@@ -15,7 +15,7 @@ from captions.build import DIFFERS, INVALID, SKIPPED, UNCHANGED, WRITTEN, BuildR
 from captions.lint import ERROR, lint_dataset
 from captions.policy import load_policy
 from captions.vocab import TAGS_ENV, find_vocabulary
-from verifier.console import EXIT_FINDINGS, PolicyOpt, app, dataset_path, err, handled, out
+from verifier.cli.console import EXIT_FINDINGS, PolicyOpt, app, dataset_path, err, handled, out
 
 
 @app.command()
@@ -27,7 +27,7 @@ def build(
     force: Annotated[bool, typer.Option("--force", help="Overwrite captions that differ (journaled).")] = False,
 ) -> None:
     """Write <stem>.txt captions from each image's JSON sidecar, by the policy."""
-    from verifier.store import Store
+    from verifier.core.store import Store
 
     root = dataset_path(dataset)
     pol = load_policy(policy)

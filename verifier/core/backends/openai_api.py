@@ -14,7 +14,7 @@ import json
 import httpx2
 import openai
 
-from verifier.backends import ItemFailed, Reply, Request, Retryable, retry_after
+from verifier.core.backends import ItemFailed, Reply, Request, Retryable, retry_after
 from verifier.errors import BackendUnavailable
 
 NO_KEY = "capcheck-no-key"  # local servers accept any key; the SDK insists on one

@@ -1,7 +1,7 @@
 """The shared parts of the `capcheck` command: the typer app, the consoles,
 the exit codes, and the one place where typed errors become one line.
 
-Commands live in `cmd_*` modules that register on `app`; `verifier.cli`
+Commands live in `cmd_*` modules that register on `app`; `verifier.cli.main`
 imports them all. Heavy modules (torch, diffusers, openai) are imported
 only inside the commands that need them, so `capcheck --help` stays instant.
 """

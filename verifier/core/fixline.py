@@ -18,7 +18,7 @@ import string
 
 from captions.facts import Facts
 from captions.policy import Policy
-from verifier.observation import AspectObservation, Observation, ObservationError, is_undetermined, resolve
+from verifier.core.observation import AspectObservation, Observation, ObservationError, is_undetermined, resolve
 
 _LEAD = re.compile(r"^[\s>*_`\"']*(?:(?:final )?answer|result|verdict|output)?\s*[:\-]?\s*[*_`\"']*", re.I)
 _HEAD = re.compile(r"^(ok|fix)\b[\s*_`\"']*:?[\s*_`\"']*(.*)$", re.I | re.S)

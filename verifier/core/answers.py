@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from captions.facts import Facts
 from captions.policy import Policy
-from verifier.backends import Reply
-from verifier.fixline import parse_fixline
-from verifier.observation import Observation, ObservationError, parse_observe
-from verifier.prompting import OBSERVE, PromptSpec
-from verifier.verdict import ERROR, REFUSED, Verdict, checked_claims, filtered_reason, is_apology, judge
+from verifier.core.backends import Reply
+from verifier.core.fixline import parse_fixline
+from verifier.core.observation import Observation, ObservationError, parse_observe
+from verifier.core.prompting import OBSERVE, PromptSpec
+from verifier.core.verdict import ERROR, REFUSED, Verdict, checked_claims, filtered_reason, is_apology, judge
 
 
 def read_observation(content: str, spec: PromptSpec, policy: Policy, claims: Facts) -> Observation:

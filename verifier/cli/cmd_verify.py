@@ -20,9 +20,9 @@ from rich.table import Table
 from rich.text import Text
 
 from captions.policy import load_policy
-from verifier.console import EXIT_INTERRUPTED, EXIT_NO_MODEL, PolicyOpt, app, dataset_path, err, handled, out
-from verifier.prompting import DEFAULT_ASPECTS
-from verifier.verdict import ERROR, FIX, OK, REFUSED, STATUSES
+from verifier.cli.console import EXIT_INTERRUPTED, EXIT_NO_MODEL, PolicyOpt, app, dataset_path, err, handled, out
+from verifier.core.prompting import DEFAULT_ASPECTS
+from verifier.core.verdict import ERROR, FIX, OK, REFUSED, STATUSES
 
 
 class BackendName(StrEnum):
@@ -89,7 +89,7 @@ def verify_options(model: str, backend: BackendName, base_url: str | None, api_k
                    protocol: ProtocolName | None, aspects: str, concurrency: int, rpm: float | None, timeout: float,
                    max_attempts: int, image_size: int, image_format: ImageFormat, fresh: bool, only: list[str] | None,
                    codex_bin: str):
-    from verifier.verify import VerifyOptions
+    from verifier.core.verify import VerifyOptions
 
     return VerifyOptions(
         model=model, backend=backend.value, base_url=base_url, api_key_env=api_key_env,
@@ -120,10 +120,10 @@ def verify(
     codex_bin: CodexOpt = "codex",
 ) -> None:
     """Ask a vision model what each image shows and compare it with the caption."""
-    from verifier.agreement import all_agreements
-    from verifier.report import write_reports
-    from verifier.store import Store
-    from verifier.verify import verify_dataset
+    from verifier.core.report import write_reports
+    from verifier.core.store import Store
+    from verifier.core.verify import verify_dataset
+    from verifier.human.agreement import all_agreements
 
     root = dataset_path(dataset)
     pol = load_policy(policy)
@@ -147,7 +147,7 @@ def verify(
 
 
 def _summary(run, jsonl: Path, page: Path) -> None:
-    from verifier.report import fix_groups
+    from verifier.core.report import fix_groups
 
     asked = len(run.asked)
     minutes, seconds = divmod(run.wall_s, 60)

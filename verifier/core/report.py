@@ -17,10 +17,10 @@ from urllib.parse import quote
 
 from captions.journal import atomic_write, read_caption
 from captions.policy import Policy
+from verifier.core.store import STATE_DIR
+from verifier.core.verdict import ERROR, STATUSES
+from verifier.core.verify import ItemResult, RunResult
 from verifier.errors import ReportError
-from verifier.store import STATE_DIR
-from verifier.verdict import ERROR, STATUSES
-from verifier.verify import ItemResult, RunResult
 
 REPORTS = "reports"
 

@@ -20,7 +20,7 @@ import signal
 import tempfile
 from pathlib import Path
 
-from verifier.backends import ItemFailed, Reply, Request, Retryable
+from verifier.core.backends import ItemFailed, Reply, Request, Retryable
 from verifier.errors import BackendUnavailable
 
 # stderr phrases that mean no later attempt will do better.

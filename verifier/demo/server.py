@@ -8,7 +8,7 @@ dropped connections, fenced or chatty JSON, refusals (`stop` with an
 apology, `content_filter`, `message.refusal`, upper-case `SAFETY`), empty
 and unreadable answers. It counts requests and the most ever in flight.
 
-    python -m verifier.demo_server --truth truth.json [--root DIR] [--policy P] [--latency 2]
+    python -m verifier.demo.server --truth truth.json [--root DIR] [--policy P] [--latency 2]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from verifier.demo import DemoModel, Known
+from verifier.demo.model import DemoModel, Known
 
 FAULTS = ("429", "500", "503", "401", "hang", "drop", "refuse_stop", "refuse_filter", "refusal_field", "safety",
           "empty", "garbage", "length", "fenced", "chatty")

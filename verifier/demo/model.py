@@ -27,9 +27,9 @@ from PIL import Image
 from captions.caption import parse
 from captions.facts import facts_from_caption
 from captions.policy import Policy
-from verifier.images import flatten
-from verifier.observation import CANNOT
-from verifier.prompting import HEADINGS
+from verifier.core.images import flatten
+from verifier.core.observation import CANNOT
+from verifier.core.prompting import HEADINGS
 
 _LETTER = re.compile(r"^([A-Z])\. (.+?) — ", re.M)
 _CAPTION = re.compile(r"Caption: ---\n(.*?)\n---", re.S)

@@ -13,8 +13,8 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 
-from verifier.observation import CANNOT
-from verifier.store import Store
+from verifier.core.observation import CANNOT
+from verifier.core.store import Store
 
 
 @dataclass

@@ -1,0 +1,5 @@
+"""`python -m verifier.cli` runs the `capcheck` command."""
+
+from verifier.cli.main import main
+
+main()

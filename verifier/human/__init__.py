@@ -1,0 +1,1 @@
+"""The human loop: apply and undo, route for a person, ingest their sorting, agreement, the training gate."""
