@@ -39,8 +39,8 @@ ASKED, STORED, DERIVED = "asked", "store", "derived"
 @dataclass
 class VerifyOptions:
     model: str = ""
-    backend: str = "openai"  # openai | codex
-    base_url: str | None = None
+    backend: str = "openai"  # openai | codex | batch
+    base_url: str | list[str] | None = None  # several: a fleet of servers, `concurrency` each
     api_key_env: str = "OPENAI_API_KEY"
     protocol: str | None = None  # default: observe for openai, fixline for codex
     aspects: list[str] = field(default_factory=lambda: list(DEFAULT_ASPECTS))
@@ -54,6 +54,11 @@ class VerifyOptions:
     only: list[str] = field(default_factory=list)
     codex_bin: str = "codex"
     retry_base: float = 1.0  # first backoff in seconds (tests shorten it)
+
+    @property
+    def base_urls(self) -> list[str]:
+        urls = [self.base_url] if isinstance(self.base_url, str) else list(self.base_url or [])
+        return list(dict.fromkeys(u.rstrip("/") for u in urls))  # one server named twice is one server
 
     @property
     def resolved_protocol(self) -> str:
@@ -122,23 +127,30 @@ def backend_identity(options: VerifyOptions) -> tuple[str, str]:
     return options.backend, options.model
 
 
-def open_backend(options: VerifyOptions) -> Backend:
+def open_backend(options: VerifyOptions, notice: Callable[[str], None] | None = None) -> Backend:
+    """The backend, behind a Fleet (one server or several) so fail-fast and
+    taking out a dead server work the same everywhere."""
+    from verifier.core.backends.fleet import Fleet
+
     if options.backend == "codex":
         from verifier.core.backends.codex import CodexBackend
 
-        return CodexBackend(options.model or None, binary=options.codex_bin)
-    if options.backend != "openai":
-        raise VerifierError(None, f"backend must be openai or codex, not '{options.backend}'")
+        codex = CodexBackend(options.model or None, binary=options.codex_bin, timeout=options.timeout)
+        return Fleet([codex], ["codex"], options.concurrency, notice)
+    if options.backend not in ("openai", "batch"):
+        raise VerifierError(None, f"backend must be openai, batch or codex, not '{options.backend}'")
     if not options.model:
-        raise VerifierError(None, "--model is required for the openai backend")
+        raise VerifierError(None, f"--model is required for the {options.backend} backend")
     key = os.environ.get(options.api_key_env)
-    if not key and options.base_url is None:
+    urls = options.base_urls
+    if not key and not urls:
         raise BackendUnavailable("https://api.openai.com/v1",
                                  f"no API key: set ${options.api_key_env} (or pass --base-url for a local server)")
     from verifier.core.backends.openai_api import OpenAIBackend
 
-    return OpenAIBackend(options.model, base_url=options.base_url, api_key=key, api_key_env=options.api_key_env,
-                         concurrency=options.concurrency, timeout=options.timeout)
+    backends = [OpenAIBackend(options.model, base_url=url, api_key=key, api_key_env=options.api_key_env,
+                              concurrency=options.concurrency, timeout=options.timeout) for url in urls or [None]]
+    return Fleet(backends, urls or ["https://api.openai.com/v1"], options.concurrency, notice)
 
 
 def _selected(rel: str, only: list[str]) -> bool:
@@ -255,7 +267,8 @@ class Verifier:
                          requests, max_in_flight)
 
     async def _ask(self, backend: Backend, todo: list[Work], asked: list[ItemResult]) -> Pool:
-        pool = Pool(backend, concurrency=self.options.concurrency, rpm=self.options.rpm, timeout=self.options.timeout,
+        servers = len(getattr(backend, "servers", ())) or 1  # a fleet: --concurrency per server
+        pool = Pool(backend, concurrency=self.options.concurrency * servers, rpm=self.options.rpm, timeout=self.options.timeout,
                     retry=RetryPolicy(self.options.max_attempts, base=self.options.retry_base))
 
         async def one(w: Work) -> None:

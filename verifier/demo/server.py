@@ -105,13 +105,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _complete(self, request: dict) -> None:
         srv = self.server
-        text, image = _unpack(request)
-        known = srv.model.identify(image) if image else None
-        key = known.key if known else "?"
-        fault = srv.next_fault(key)
-        with srv.stats.lock:
-            srv.stats.per_image[key] += 1
-            srv.stats.log.append((key, fault, time.monotonic()))
+        known, fault = srv.take(request)
         wait = srv.faults.latency + srv.rng_uniform(srv.faults.jitter) + (srv.faults.hang if fault == "hang" else 0)
         if not self._wait(wait):
             self.close_connection = True  # the client gave up (its timeout): stop, as real servers do
@@ -120,23 +114,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
-        if fault in ("429", "500", "503", "401"):
-            status = int(fault)
-            headers = {"Retry-After": f"{srv.faults.retry_after:g}"} if status == 429 else {}
-            self._json(status, {"error": {"message": f"demo fault {fault}", "type": "demo"}}, headers)
-            return
-        content, refusal, finish = self._answer(request, text, known, fault)
-        if fault in ("ok", "fenced", "chatty"):
-            with srv.stats.lock:
-                srv.stats.answered[key] += 1
-        self._json(200, {
-            "id": f"demo-{srv.stats.requests}", "object": "chat.completion", "created": int(time.time()),
-            "model": request.get("model", "capcheck-demo"),
-            "choices": [{"index": 0, "finish_reason": finish,
-                         "message": {"role": "assistant", "content": content, "refusal": refusal}}],
-            "usage": {"prompt_tokens": len(text) // 4 + 258, "completion_tokens": len(content or "") // 4 + 1,
-                      "total_tokens": len(text) // 4 + 259 + len(content or "") // 4},
-        })
+        status, payload, headers = srv.complete(request, known, fault)
+        self._json(status, payload, headers)
 
     def _wait(self, seconds: float) -> bool:
         """Sleep, but notice a client that hangs up meanwhile; False if it did."""
@@ -152,34 +131,6 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(max(0.0, deadline - time.monotonic()))  # data, not a hang-up: just wait
                 return True
         return True
-
-    def _answer(self, request: dict, text: str, known: Known | None, fault: str) -> tuple[str | None, str | None, str]:
-        if fault == "refuse_stop":
-            return APOLOGY, None, "stop"
-        if fault == "refuse_filter":
-            return None, None, "content_filter"
-        if fault == "refusal_field":
-            return None, "I can't assist with that request.", "stop"
-        if fault == "safety":
-            return "", None, "SAFETY"
-        if fault == "empty":
-            return "", None, "stop"
-        if fault == "garbage":
-            return "The image shows a girl standing on a white background.", None, "stop"
-        schema = ((request.get("response_format") or {}).get("json_schema") or {}).get("schema")
-        if schema:
-            aspects = [a for a in schema.get("properties", {}) if a != "note"]
-            answer = json.dumps(self.server.model.observe(known, aspects))
-        else:
-            answer = self.server.model.fixline(known, text, self.server.faults.view_under_a)
-        if fault == "length":
-            return answer[: len(answer) // 2], None, "length"
-        style = fault if fault in ("fenced", "chatty") else self.server.faults.style
-        if style == "fenced":
-            answer = f"```json\n{answer}\n```" if schema else f"```\n{answer}\n```"
-        elif style == "chatty":
-            answer = f"Sure! Here is my answer:\n\n{answer}\n\nLet me know if you need anything else."
-        return answer, None, "stop"
 
     def _json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
@@ -228,6 +179,68 @@ class _Server(ThreadingHTTPServer):
         if isinstance(sys.exc_info()[1], ConnectionError):
             return
         super().handle_error(request, client_address)
+
+    def take(self, request: dict) -> tuple[Known | None, str]:
+        """Count a request for a completion; which image it is about and the fault it gets."""
+        text, image = _unpack(request)
+        known = self.model.identify(image) if image else None
+        key = known.key if known else "?"
+        fault = self.next_fault(key)
+        with self.stats.lock:
+            self.stats.per_image[key] += 1
+            self.stats.log.append((key, fault, time.monotonic()))
+        return known, fault
+
+    def complete(self, request: dict, known: Known | None, fault: str) -> tuple[int, dict, dict[str, str]]:
+        """(HTTP status, body, headers) for a chat completion request: the live
+        endpoint and a batch line get the same answer."""
+        if fault in ("429", "500", "503", "401", "hang", "drop"):  # hang/drop: a batch line fails like a 500
+            status = int(fault) if fault[0].isdigit() else 500
+            headers = {"Retry-After": f"{self.faults.retry_after:g}"} if status == 429 else {}
+            return status, {"error": {"message": f"demo fault {fault}", "type": "demo"}}, headers
+        text, _ = _unpack(request)
+        key = known.key if known else "?"
+        content, refusal, finish = self._answer(request, text, known, fault)
+        with self.stats.lock:
+            if fault in ("ok", "fenced", "chatty"):
+                self.stats.answered[key] += 1
+            number = self.stats.requests
+        return 200, {
+            "id": f"demo-{number}", "object": "chat.completion", "created": int(time.time()),
+            "model": request.get("model", "capcheck-demo"),
+            "choices": [{"index": 0, "finish_reason": finish,
+                         "message": {"role": "assistant", "content": content, "refusal": refusal}}],
+            "usage": {"prompt_tokens": len(text) // 4 + 258, "completion_tokens": len(content or "") // 4 + 1,
+                      "total_tokens": len(text) // 4 + 259 + len(content or "") // 4},
+        }, {}
+
+    def _answer(self, request: dict, text: str, known: Known | None, fault: str) -> tuple[str | None, str | None, str]:
+        if fault == "refuse_stop":
+            return APOLOGY, None, "stop"
+        if fault == "refuse_filter":
+            return None, None, "content_filter"
+        if fault == "refusal_field":
+            return None, "I can't assist with that request.", "stop"
+        if fault == "safety":
+            return "", None, "SAFETY"
+        if fault == "empty":
+            return "", None, "stop"
+        if fault == "garbage":
+            return "The image shows a girl standing on a white background.", None, "stop"
+        schema = ((request.get("response_format") or {}).get("json_schema") or {}).get("schema")
+        if schema:
+            aspects = [a for a in schema.get("properties", {}) if a != "note"]
+            answer = json.dumps(self.model.observe(known, aspects))
+        else:
+            answer = self.model.fixline(known, text, self.faults.view_under_a)
+        if fault == "length":
+            return answer[: len(answer) // 2], None, "length"
+        style = fault if fault in ("fenced", "chatty") else self.faults.style
+        if style == "fenced":
+            answer = f"```json\n{answer}\n```" if schema else f"```\n{answer}\n```"
+        elif style == "chatty":
+            answer = f"Sure! Here is my answer:\n\n{answer}\n\nLet me know if you need anything else."
+        return answer, None, "stop"
 
     def rng_uniform(self, high: float) -> float:
         if high <= 0:

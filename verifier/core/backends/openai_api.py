@@ -37,22 +37,15 @@ class OpenAIBackend:
         self._where = base_url or "https://api.openai.com/v1"
 
     async def ask(self, request: Request) -> Reply:
-        data_url = f"data:{request.image.mime};base64,{base64.b64encode(request.image.data).decode('ascii')}"
-        messages = [{"role": "user", "content": [
-            {"type": "text", "text": request.prompt},
-            {"type": "image_url", "image_url": {"url": data_url}},
-        ]}]
-        extra: dict[str, object] = {}
-        if request.schema is not None:
-            extra["response_format"] = {"type": "json_schema",
-                                        "json_schema": {"name": "observation", "strict": True,
-                                                        "schema": request.schema}}
         try:
-            completion = await self._client.chat.completions.create(model=self.model, messages=messages, **extra)
+            completion = await self._client.chat.completions.create(**chat_body(self.model, request))
         except openai.APITimeoutError:
             raise Retryable("timed out") from None
         except openai.APIConnectionError as exc:
-            raise Retryable(f"connection error: {exc.__cause__ or exc}") from None
+            cause = exc.__cause__ or exc
+            if isinstance(cause, httpx2.ConnectError):  # nothing listens there (refused, no route, DNS)
+                raise Retryable(str(cause) or "connection refused", connect=True) from None
+            raise Retryable(f"connection error: {cause}") from None
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
         except openai.APIError as exc:  # a 200 whose body is not a completion
@@ -78,6 +71,26 @@ class OpenAIBackend:
     async def aclose(self) -> None:
         await self._client.close()
         await self._http.aclose()
+
+
+def chat_body(model: str, request: Request) -> dict:
+    """The Chat Completions request body: the live request and a batch line send exactly this."""
+    data_url = f"data:{request.image.mime};base64,{base64.b64encode(request.image.data).decode('ascii')}"
+    body: dict = {"model": model, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": request.prompt},
+        {"type": "image_url", "image_url": {"url": data_url}},
+    ]}]}
+    if request.schema is not None:
+        body["response_format"] = {"type": "json_schema",
+                                   "json_schema": {"name": "observation", "strict": True, "schema": request.schema}}
+    return body
+
+
+def reply_from_body(body: dict) -> Reply:
+    """A completion that arrived as JSON (a batch output line) -> the same Reply as a live answer."""
+    from openai.types.chat import ChatCompletion
+
+    return _reply(ChatCompletion.model_validate(body))
 
 
 def _message(exc: openai.APIStatusError) -> str:
