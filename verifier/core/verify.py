@@ -190,7 +190,7 @@ class Verifier:
 
     def __init__(self, root: Path, policy: Policy, options: VerifyOptions, store: Store,
                  on_result: Callable[[ItemResult], None] | None = None,
-                 on_plan: Callable[[int], None] | None = None):
+                 on_plan: Callable[[int], None] | None = None, on_notice: Callable[[str], None] | None = None):
         if options.concurrency < 1:
             raise VerifierError(None, "--concurrency must be at least 1")
         if options.max_attempts < 1:
@@ -200,6 +200,7 @@ class Verifier:
                                              options.image_size, options.image_format)
         self.on_result = on_result or (lambda r: None)
         self.on_plan = on_plan or (lambda total: None)
+        self.on_notice = on_notice or (lambda message: None)  # one line for the person running it
 
     def plan(self, works: list[Work], backend: str, model: str) -> tuple[list[ItemResult], list[Work]]:
         """Split into results the store already holds and work to ask."""
@@ -311,12 +312,13 @@ class Verifier:
 async def verify_dataset(root: Path, policy: Policy, options: VerifyOptions, store: Store,
                          on_result: Callable[[ItemResult], None] | None = None,
                          backend: Backend | None = None,
-                         on_plan: Callable[[int], None] | None = None) -> RunResult:
+                         on_plan: Callable[[int], None] | None = None,
+                         on_notice: Callable[[str], None] | None = None) -> RunResult:
     """The library entry point: verify every captioned image under `root`."""
-    verifier = Verifier(root, policy, options, store, on_result, on_plan)
+    verifier = Verifier(root, policy, options, store, on_result, on_plan, on_notice)
     if backend is not None:
         return await verifier.run((backend.name, backend.model), lambda: backend, close=False)
-    return await verifier.run(backend_identity(options), lambda: open_backend(options))
+    return await verifier.run(backend_identity(options), lambda: open_backend(options, verifier.on_notice))
 
 
 __all__ = ["ASKED", "DERIVED", "STATUSES", "STORED", "ItemResult", "RunResult", "VerifyOptions", "verify_dataset"]
