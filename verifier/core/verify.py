@@ -87,6 +87,8 @@ class ItemResult:
     raw: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    total_tokens: int | None = None  # where the backend reports only a total (codex)
+    model: str | None = None  # the model that answered, where it differs from the planned one (codex)
 
 
 @dataclass
@@ -100,6 +102,7 @@ class RunResult:
     wall_s: float
     requests: int
     max_in_flight: int
+    pending: int = 0  # images whose answers wait in a submitted batch
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.verdict.status == status)
@@ -119,11 +122,20 @@ class RunResult:
         asked = self.asked
         return sum(r.prompt_tokens or 0 for r in asked), sum(r.completion_tokens or 0 for r in asked)
 
+    def total_tokens(self) -> int:
+        """Usage reported only as a total (codex), apart from the split above."""
+        return sum(r.total_tokens or 0 for r in self.asked if r.prompt_tokens is None)
+
 
 def backend_identity(options: VerifyOptions) -> tuple[str, str]:
     """The (backend, model) pair verdicts are keyed by, known without opening the backend."""
     if options.backend == "codex":
-        return "codex", options.model or "default"
+        from verifier.core.backends.codex import configured_model
+
+        # without --model, the model of codex's config.toml; the answers are stored under the one it reports
+        return "codex", options.model or configured_model() or "default"
+    if options.backend == "batch":
+        return "openai", options.model  # the same model through another door: the same verdicts
     return options.backend, options.model
 
 
@@ -182,7 +194,8 @@ def _verdict_from_row(row) -> Verdict:
 
 def _result_from_row(row, source: str) -> ItemResult:
     return ItemResult(row["image"], row["image_sha"], row["caption_sha"], _verdict_from_row(row), source,
-                      row["attempts"], row["latency_s"], row["raw"], row["prompt_tokens"], row["completion_tokens"])
+                      row["attempts"], row["latency_s"], row["raw"], row["prompt_tokens"], row["completion_tokens"],
+                      row["total_tokens"])
 
 
 class Verifier:
@@ -237,7 +250,8 @@ class Verifier:
             backend=backend, model=model, protocol=self.spec.protocol, status=v.status,
             fixes=[f.as_dict() for f in v.fixes], observation=v.observation.as_dict() if v.observation else None,
             claims=v.claims, reason=v.reason, attempts=r.attempts, latency_s=r.latency_s, raw=r.raw,
-            prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens, derived_from=derived_from)
+            prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens, derived_from=derived_from,
+            total_tokens=r.total_tokens)
 
     async def run(self, identity: tuple[str, str], opener: Callable[[], Backend], close: bool = True) -> RunResult:
         """Plan, then open the backend (only if anything needs asking) and ask;
@@ -263,24 +277,33 @@ class Verifier:
                 if close:
                     await backend.aclose()
             requests, max_in_flight = pool.requests, pool.max_in_flight
+            model = backend.model  # codex may have named another model than the one planned
         results = sorted(done + asked, key=lambda r: r.image)
         return RunResult(run_id, name, model, self.spec.protocol, results, skipped, time.monotonic() - started,
                          requests, max_in_flight)
 
     async def _ask(self, backend: Backend, todo: list[Work], asked: list[ItemResult]) -> Pool:
         servers = len(getattr(backend, "servers", ())) or 1  # a fleet: --concurrency per server
-        pool = Pool(backend, concurrency=self.options.concurrency * servers, rpm=self.options.rpm, timeout=self.options.timeout,
+        pool = Pool(backend, concurrency=self.options.concurrency * servers, rpm=self.options.rpm,
+                    timeout=self.options.timeout,
                     retry=RetryPolicy(self.options.max_attempts, base=self.options.retry_base))
 
+        planned = backend.model
+
         async def one(w: Work) -> None:
-            try:
-                image = await asyncio.to_thread(prepare, w.path, self.options.image_size, self.options.image_format)
-            except VerifierError as exc:
-                outcome = Outcome(None, exc.message, 0, 0.0)
+            if backend.model != planned and (row := self._answered_under(w, backend)) is not None:
+                result = _result_from_row(row, STORED)  # codex named another model: what it answered stands
             else:
-                outcome = await pool.ask(Request(self.spec.render(w.caption), image, self.spec.schema))
-            result = self._result(w, outcome)
-            self._store(result, backend.name, backend.model)  # at once: a kill loses only what is in flight
+                try:
+                    image = await asyncio.to_thread(prepare, w.path, self.options.image_size,
+                                                    self.options.image_format)
+                except VerifierError as exc:
+                    outcome = Outcome(None, exc.message, 0, 0.0)
+                else:
+                    outcome = await pool.ask(self.request(w, image))
+                result = self._result(w, outcome)
+                # at once: a kill loses only what is in flight; keyed by the model that answered
+                self._store(result, backend.name, result.model or backend.model)
             asked.append(result)
             self.on_result(result)
 
@@ -290,6 +313,16 @@ class Verifier:
             raise group.exceptions[0] from None
         return pool
 
+    def request(self, w: Work, image) -> Request:
+        """The question about one image: the live pool and a batch line send the same."""
+        return Request(self.spec.render(w.caption), image, self.spec.schema)
+
+    def _answered_under(self, w: Work, backend: Backend):
+        if self.options.fresh:
+            return None
+        row = self.store.find_verdict(w.image_sha, w.caption_sha, self.spec.sha, backend.name, backend.model)
+        return row if row is not None and row["status"] != ERROR else None
+
     def _result(self, w: Work, outcome: Outcome) -> ItemResult:
         reply = outcome.reply
         if reply is None:
@@ -298,7 +331,7 @@ class Verifier:
                               outcome.latency_s)
         verdict = interpret(reply, self.spec, self.policy, w.claims)
         return ItemResult(w.image, w.image_sha, w.caption_sha, verdict, ASKED, outcome.attempts, outcome.latency_s,
-                          reply.raw, reply.prompt_tokens, reply.completion_tokens)
+                          reply.raw, reply.prompt_tokens, reply.completion_tokens, reply.total_tokens, reply.model)
 
     def _args(self, backend: str, model: str) -> dict:
         o = self.options

@@ -2,7 +2,8 @@
 
 A real HTTP/1.1 server (threads, keep-alive) that the `openai` SDK talks
 to exactly as it talks to a provider. It answers `POST .../chat/completions`
-from the demo model's truth table and can misbehave the way providers do:
+(and `POST .../responses`, streamed, for the Codex CLI) from the demo
+model's truth table and can misbehave the way providers do:
 latency, 429 with Retry-After, 5xx, hanging past the client's timeout,
 dropped connections, fenced or chatty JSON, refusals (`stop` with an
 apology, `content_filter`, `message.refusal`, upper-case `SAFETY`), empty
@@ -27,9 +28,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from verifier.demo.model import DemoModel, Known
+from verifier.demo.responses import as_chat_request, sse_events
 
-FAULTS = ("429", "500", "503", "401", "hang", "drop", "refuse_stop", "refuse_filter", "refusal_field", "safety",
-          "empty", "garbage", "length", "fenced", "chatty")
+FAULTS = ("429", "500", "503", "401", "quota", "no_model", "hang", "drop", "refuse_stop", "refuse_filter",
+          "refusal_field", "safety", "empty", "garbage", "length", "fenced", "chatty")
 APOLOGY = "I'm sorry, but I can't help with evaluating this image."
 
 
@@ -89,7 +91,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
-        if not self.path.rstrip("/").endswith("/chat/completions"):
+        route = self.path.rstrip("/")
+        responses = route.endswith("/responses")  # the Codex CLI's wire protocol
+        if not (responses or route.endswith("/chat/completions")):
             self._json(404, {"error": {"message": f"no route {self.path}"}})
             return
         stats = self.server.stats
@@ -98,12 +102,13 @@ class _Handler(BaseHTTPRequestHandler):
             stats.in_flight += 1
             stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         try:
-            self._complete(json.loads(body))
+            request = json.loads(body)
+            self._complete(as_chat_request(request) if responses else request, responses)
         finally:
             with stats.lock:
                 stats.in_flight -= 1
 
-    def _complete(self, request: dict) -> None:
+    def _complete(self, request: dict, responses: bool = False) -> None:
         srv = self.server
         known, fault = srv.take(request)
         wait = srv.faults.latency + srv.rng_uniform(srv.faults.jitter) + (srv.faults.hang if fault == "hang" else 0)
@@ -115,7 +120,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         status, payload, headers = srv.complete(request, known, fault)
-        self._json(status, payload, headers)
+        if responses and status == 200:
+            self._send(200, sse_events(payload, srv.stats.requests), "text/event-stream", headers)
+        else:
+            self._json(status, payload, headers)
 
     def _wait(self, seconds: float) -> bool:
         """Sleep, but notice a client that hangs up meanwhile; False if it did."""
@@ -133,10 +141,12 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     def _json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
+        self._send(status, json.dumps(payload).encode(), "application/json", headers)
+
+    def _send(self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             for k, v in (headers or {}).items():
                 self.send_header(k, v)
@@ -182,7 +192,7 @@ class _Server(ThreadingHTTPServer):
 
     def take(self, request: dict) -> tuple[Known | None, str]:
         """Count a request for a completion; which image it is about and the fault it gets."""
-        text, image = _unpack(request)
+        _, image = _unpack(request)
         known = self.model.identify(image) if image else None
         key = known.key if known else "?"
         fault = self.next_fault(key)
@@ -194,6 +204,12 @@ class _Server(ThreadingHTTPServer):
     def complete(self, request: dict, known: Known | None, fault: str) -> tuple[int, dict, dict[str, str]]:
         """(HTTP status, body, headers) for a chat completion request: the live
         endpoint and a batch line get the same answer."""
+        if fault == "quota":
+            message = "You exceeded your current quota, please check your plan and billing details."
+            return 429, {"error": {"message": message, "type": "insufficient_quota", "code": "insufficient_quota"}}, {}
+        if fault == "no_model":
+            return 400, {"error": {"message": f"The requested model '{request.get('model')}' is not supported.",
+                                   "type": "invalid_request_error", "code": "model_not_supported"}}, {}
         if fault in ("429", "500", "503", "401", "hang", "drop"):  # hang/drop: a batch line fails like a 500
             status = int(fault) if fault[0].isdigit() else 500
             headers = {"Retry-After": f"{self.faults.retry_after:g}"} if status == 429 else {}

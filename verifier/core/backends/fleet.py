@@ -44,12 +44,16 @@ class Fleet:
                  notice: Callable[[str], None] | None = None):
         if not backends or len(backends) != len(urls):
             raise ValueError("one URL per backend")
-        self.name, self.model = backends[0].name, backends[0].model
+        self.name = backends[0].name
         self.timeout_grace = getattr(backends[0], "timeout_grace", 0.0)
         self.servers = [Server(b, u) for b, u in zip(backends, urls, strict=True)]
         self.concurrency = concurrency
         self.notice = notice or (lambda message: None)
         self._changed = asyncio.Event()  # a slot was given back or a server taken out
+
+    @property
+    def model(self) -> str:
+        return self.servers[0].backend.model  # codex learns it from its first answer
 
     @property
     def live(self) -> list[Server]:
@@ -62,7 +66,7 @@ class Fleet:
         except Retryable as exc:
             if exc.connect:
                 self._refused(server, exc.reason)
-            else:
+            elif exc.connect is not None:  # the server answered, with an error
                 server.reached, server.refused = True, 0
             raise
         except asyncio.CancelledError:  # a timeout says nothing about the server

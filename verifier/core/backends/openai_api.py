@@ -40,7 +40,7 @@ class OpenAIBackend:
         try:
             completion = await self._client.chat.completions.create(**chat_body(self.model, request))
         except openai.APITimeoutError:
-            raise Retryable("timed out") from None
+            raise Retryable("timed out", connect=None) from None
         except openai.APIConnectionError as exc:
             cause = exc.__cause__ or exc
             if isinstance(cause, httpx2.ConnectError):  # nothing listens there (refused, no route, DNS)
@@ -64,6 +64,8 @@ class OpenAIBackend:
         if status == 400 and ("response_format" in message or "json_schema" in message):
             return BackendUnavailable(self._where, f"HTTP 400 ({message}): this server does not take JSON-schema "
                                                    f"output; use --protocol fixline")
+        if status == 429 and _code(exc) == "insufficient_quota":  # billing, not a rate: waiting will not help
+            return BackendUnavailable(self._where, f"HTTP 429 ({message}): the account is out of quota")
         if status == 429 or status >= 500 or status in (408, 409):
             return Retryable(f"HTTP {status} ({message})", retry_after(exc.response.headers))
         return ItemFailed(f"HTTP {status} ({message})")
@@ -91,6 +93,12 @@ def reply_from_body(body: dict) -> Reply:
     from openai.types.chat import ChatCompletion
 
     return _reply(ChatCompletion.model_validate(body))
+
+
+def _code(exc: openai.APIStatusError) -> str | None:
+    body = exc.body
+    inner = body.get("error", body) if isinstance(body, dict) else None
+    return inner.get("code") if isinstance(inner, dict) else None
 
 
 def _message(exc: openai.APIStatusError) -> str:
