@@ -54,11 +54,20 @@ class VerifyOptions:
     only: list[str] = field(default_factory=list)
     codex_bin: str = "codex"
     retry_base: float = 1.0  # first backoff in seconds (tests shorten it)
+    batch_file: str | None = None  # write the batch JSONL here and stop (for vllm run-batch)
+    batch_results: str | None = None  # read answers from this batch results file
+    wait: bool = True  # batch: wait for the batches to finish (False: submit, collect what is done, exit)
+    poll: float = 30.0  # batch: seconds between polls
+    batch_retry: str = "live"  # batch lines that failed or expired: live | batch | error
 
     @property
     def base_urls(self) -> list[str]:
         urls = [self.base_url] if isinstance(self.base_url, str) else list(self.base_url or [])
         return list(dict.fromkeys(u.rstrip("/") for u in urls))  # one server named twice is one server
+
+    @property
+    def batch_mode(self) -> bool:
+        return self.backend == "batch" or bool(self.batch_file or self.batch_results)
 
     @property
     def resolved_protocol(self) -> str:
@@ -208,6 +217,10 @@ class Verifier:
             raise VerifierError(None, "--concurrency must be at least 1")
         if options.max_attempts < 1:
             raise VerifierError(None, "--max-attempts must be at least 1")
+        if options.batch_mode and (options.backend == "codex" or not options.model):
+            raise VerifierError(None, "batch jobs need --model and an OpenAI-compatible server (not codex)")
+        if options.batch_retry not in ("live", "batch", "error"):
+            raise VerifierError(None, f"--batch-retry must be live, batch or error, not '{options.batch_retry}'")
         self.root, self.policy, self.options, self.store = root, policy, options, store
         self.spec: PromptSpec = build_prompt(policy, options.resolved_protocol, options.aspects,
                                              options.image_size, options.image_format)
@@ -268,8 +281,13 @@ class Verifier:
         for r in done:
             self.on_result(r)
         asked: list[ItemResult] = []
-        requests = max_in_flight = 0
-        if todo:
+        requests = max_in_flight = pending = 0
+        if todo and self.options.batch_mode:
+            from verifier.core.batchjob import run_batch
+
+            outcome = await run_batch(self, todo, asked, model)
+            requests, pending = outcome.submitted, outcome.pending
+        elif todo:
             backend = opener()
             try:
                 pool = await self._ask(backend, todo, asked)
@@ -280,7 +298,7 @@ class Verifier:
             model = backend.model  # codex may have named another model than the one planned
         results = sorted(done + asked, key=lambda r: r.image)
         return RunResult(run_id, name, model, self.spec.protocol, results, skipped, time.monotonic() - started,
-                         requests, max_in_flight)
+                         requests, max_in_flight, pending)
 
     async def _ask(self, backend: Backend, todo: list[Work], asked: list[ItemResult]) -> Pool:
         servers = len(getattr(backend, "servers", ())) or 1  # a fleet: --concurrency per server

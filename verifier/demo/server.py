@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from verifier.demo.batches import BatchDesk
 from verifier.demo.model import DemoModel, Known
 from verifier.demo.responses import as_chat_request, sse_events
 
@@ -79,7 +80,17 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:  # quiet
         return
 
+    def _desk(self, method: str, body: bytes = b"") -> bool:
+        """The batch API's routes, if this is one of them."""
+        if "/files" not in self.path and "/batches" not in self.path:
+            return False
+        status, data, content_type = self.server.desk.handle(method, self.path, self.headers, body)
+        self._send(status, data, content_type)
+        return True
+
     def do_GET(self) -> None:
+        if self._desk("GET"):
+            return
         if self.path.rstrip("/").endswith("/stats"):  # for benchmarks: what the server saw
             snap = self.server.stats.snapshot()
             self._json(200, {k: snap[k] for k in ("requests", "max_in_flight", "in_flight")})
@@ -91,6 +102,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
+        if self._desk("POST", body):
+            return
         route = self.path.rstrip("/")
         responses = route.endswith("/responses")  # the Codex CLI's wire protocol
         if not (responses or route.endswith("/chat/completions")):
@@ -179,6 +192,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], model: DemoModel, faults: Faults):
         super().__init__(address, _Handler)
         self.model, self.faults, self.stats = model, faults, Stats()
+        self.desk = BatchDesk(self)
         self._rng = random.Random(faults.seed)
         self._rng_lock = threading.Lock()
 
@@ -291,6 +305,10 @@ class DemoServer:
     @property
     def stats(self) -> Stats:
         return self._server.stats
+
+    @property
+    def desk(self) -> BatchDesk:
+        return self._server.desk
 
     @property
     def faults(self) -> Faults:

@@ -54,7 +54,7 @@ class OpenAIBackend:
 
     def _status_error(self, exc: openai.APIStatusError) -> Exception:
         status = exc.status_code
-        message = _message(exc)
+        message = error_message(exc)
         if status in (401, 403):
             return BackendUnavailable(self._where, f"HTTP {status} ({message}): check the API key in "
                                                    f"${self.api_key_env}")
@@ -101,7 +101,7 @@ def _code(exc: openai.APIStatusError) -> str | None:
     return inner.get("code") if isinstance(inner, dict) else None
 
 
-def _message(exc: openai.APIStatusError) -> str:
+def error_message(exc: openai.APIStatusError) -> str:
     body = exc.body
     if isinstance(body, dict):
         inner = body.get("error", body)
