@@ -27,7 +27,14 @@ from verifier.core.verdict import ERROR, FIX, OK, REFUSED, STATUSES
 
 class BackendName(StrEnum):
     openai = "openai"
+    batch = "batch"
     codex = "codex"
+
+
+class BatchRetry(StrEnum):
+    live = "live"
+    batch = "batch"
+    error = "error"
 
 
 class ProtocolName(StrEnum):
@@ -68,8 +75,10 @@ class Live:
 # The verify options, shared by `verify` and `run`.
 ASPECTS = ",".join(DEFAULT_ASPECTS)
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model name (openai backend: required).")]
-BackendOpt = Annotated[BackendName, typer.Option(help="openai: any OpenAI-compatible API; codex: the Codex CLI.")]
-BaseUrlOpt = Annotated[str | None, typer.Option(help="API base URL (vLLM, Ollama, LM Studio, OpenRouter, …).")]
+BackendOpt = Annotated[BackendName, typer.Option(help="openai: any OpenAI-compatible API; batch: its batch jobs "
+                                                      "(/v1/files + /v1/batches); codex: the Codex CLI.")]
+BaseUrlOpt = Annotated[list[str] | None, typer.Option(help="API base URL (vLLM, Ollama, LM Studio, OpenRouter, …); "
+                                                           "repeat it for several servers of one model.")]
 KeyEnvOpt = Annotated[str, typer.Option(help="Environment variable holding the API key.")]
 ProtocolOpt = Annotated[ProtocolName | None, typer.Option(help="observe (JSON; openai default) or fixline "
                                                                "(one line; codex default).")]
@@ -83,19 +92,30 @@ FormatOpt = Annotated[ImageFormat, typer.Option(help="jpeg or png.")]
 FreshOpt = Annotated[bool, typer.Option("--fresh", help="Ask again even what the store has answered.")]
 OnlyOpt = Annotated[list[str] | None, typer.Option(help="Only images whose path or name matches (repeatable).")]
 CodexOpt = Annotated[str, typer.Option(help="The codex executable.")]
+BatchFileOpt = Annotated[Path | None, typer.Option(help="Write the requests as batch JSONL here and stop "
+                                                        "(for vllm run-batch -i FILE).")]
+BatchResultsOpt = Annotated[Path | None, typer.Option(help="Read the answers from this batch results JSONL "
+                                                           "(vllm run-batch -o FILE).")]
+NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="batch: submit (and collect what is done), then exit.")]
+PollOpt = Annotated[float, typer.Option(help="batch: seconds between status checks.")]
+BatchRetryOpt = Annotated[BatchRetry, typer.Option(help="batch: requests that failed or expired are asked live, "
+                                                        "in a new batch, or stored as errors.")]
 
 
 def verify_options(model: str, backend: BackendName, base_url: str | None, api_key_env: str,
                    protocol: ProtocolName | None, aspects: str, concurrency: int, rpm: float | None, timeout: float,
                    max_attempts: int, image_size: int, image_format: ImageFormat, fresh: bool, only: list[str] | None,
-                   codex_bin: str):
+                   codex_bin: str, batch_file: Path | None = None, batch_results: Path | None = None,
+                   wait: bool = True, poll: float = 30.0, batch_retry: BatchRetry = BatchRetry.live):
     from verifier.core.verify import VerifyOptions
 
     return VerifyOptions(
         model=model, backend=backend.value, base_url=base_url, api_key_env=api_key_env,
         protocol=protocol.value if protocol else None, aspects=[a.strip() for a in aspects.split(",") if a.strip()],
         concurrency=concurrency, rpm=rpm, timeout=timeout, max_attempts=max_attempts, image_size=image_size,
-        image_format=image_format.value, fresh=fresh, only=list(only or []), codex_bin=codex_bin)
+        image_format=image_format.value, fresh=fresh, only=list(only or []), codex_bin=codex_bin,
+        batch_file=str(batch_file) if batch_file else None, batch_results=str(batch_results) if batch_results else None,
+        wait=wait, poll=poll, batch_retry=batch_retry.value)
 
 
 @app.command()
@@ -118,6 +138,11 @@ def verify(
     fresh: FreshOpt = False,
     only: OnlyOpt = None,
     codex_bin: CodexOpt = "codex",
+    batch_file: BatchFileOpt = None,
+    batch_results: BatchResultsOpt = None,
+    no_wait: NoWaitOpt = False,
+    poll: PollOpt = 30.0,
+    batch_retry: BatchRetryOpt = BatchRetry.live,
 ) -> None:
     """Ask a vision model what each image shows and compare it with the caption."""
     from verifier.core.report import write_reports
@@ -128,15 +153,18 @@ def verify(
     root = dataset_path(dataset)
     pol = load_policy(policy)
     options = verify_options(model, backend, base_url, api_key_env, protocol, aspects, concurrency, rpm, timeout,
-                             max_attempts, image_size, image_format, fresh, only, codex_bin)
+                             max_attempts, image_size, image_format, fresh, only, codex_bin, batch_file,
+                             batch_results, not no_wait, poll, batch_retry)
     live = Live()
     with Store(root) as store:
         try:
             with live.progress:
-                run = asyncio.run(verify_dataset(root, pol, options, store, on_result=live, on_plan=live.plan))
+                run = asyncio.run(verify_dataset(root, pol, options, store, on_result=live, on_plan=live.plan,
+                                                 on_notice=lambda m: err.print(m, soft_wrap=True, markup=False)))
         except KeyboardInterrupt:
             stored = sum(live.counts.values())
-            err.print(f"interrupted: {stored} verdicts are in the store; run the same command to resume")
+            batch = " (submitted batches keep running on the server)" if options.backend == "batch" else ""
+            err.print(f"interrupted: {stored} verdicts are in the store{batch}; run the same command to resume")
             raise typer.Exit(EXIT_INTERRUPTED) from None
         jsonl, page = write_reports(root, run, pol, all_agreements(store, pol))
     _summary(run, jsonl, page)
@@ -166,11 +194,16 @@ def _summary(run, jsonl: Path, page: Path) -> None:
     for r in run.results:
         if r.verdict.status in (REFUSED, ERROR):
             out.print(f"{r.verdict.status}: {r.image}: {r.verdict.reason}", soft_wrap=True)
+    if run.pending:
+        out.print(f"waiting: {run.pending} images are in a batch not finished yet; run the same command to collect "
+                  f"them")
     if run.skipped:
         reasons: dict[str, int] = {}
         for why in run.skipped.values():
             reasons[why] = reasons.get(why, 0) + 1
         out.print("skipped: " + ", ".join(f"{why} × {n}" for why, n in reasons.items()))
     prompt_tokens, completion_tokens = run.tokens()
-    out.print(f"tokens: {prompt_tokens:,} prompt + {completion_tokens:,} completion")
+    total = run.total_tokens()
+    out.print(f"tokens: {prompt_tokens:,} prompt + {completion_tokens:,} completion"
+              + (f" · {total:,} reported as a total only (codex)" if total else ""))
     out.print(f"report: {jsonl}\n        {page}", soft_wrap=True)
