@@ -15,6 +15,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -307,14 +308,19 @@ class Verifier:
                     retry=RetryPolicy(self.options.max_attempts, base=self.options.retry_base))
 
         planned = backend.model
+        loop = asyncio.get_running_loop()
+        # Preparing is CPU work (PNG decode, resize, JPEG): one thread per core. More threads only
+        # stretch every image's preparation, so the first requests leave later and the replies are
+        # read late (832x1216 PNGs at concurrency 32 on 2 cores: 19.8 s -> 12.8 s for 64 images).
+        preparing = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="capcheck-prepare")
 
         async def one(w: Work) -> None:
             if backend.model != planned and (row := self._answered_under(w, backend)) is not None:
                 result = _result_from_row(row, STORED)  # codex named another model: what it answered stands
             else:
                 try:
-                    image = await asyncio.to_thread(prepare, w.path, self.options.image_size,
-                                                    self.options.image_format)
+                    image = await loop.run_in_executor(preparing, prepare, w.path, self.options.image_size,
+                                                       self.options.image_format)
                 except VerifierError as exc:
                     outcome = Outcome(None, exc.message, 0, 0.0)
                 else:
@@ -329,6 +335,8 @@ class Verifier:
             await pool.map(todo, one)
         except* BackendUnavailable as group:
             raise group.exceptions[0] from None
+        finally:
+            preparing.shutdown(wait=False, cancel_futures=True)
         return pool
 
     def request(self, w: Work, image) -> Request:
