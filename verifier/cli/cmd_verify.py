@@ -195,8 +195,7 @@ def _summary(run, jsonl: Path, page: Path) -> None:
         if r.verdict.status in (REFUSED, ERROR):
             out.print(f"{r.verdict.status}: {r.image}: {r.verdict.reason}", soft_wrap=True)
     if run.pending:
-        out.print(f"waiting: {run.pending} images are in a batch not finished yet; run the same command to collect "
-                  f"them")
+        out.print(f"pending: {run.pending} images wait for a batch's answers (not counted above)")
     if run.skipped:
         reasons: dict[str, int] = {}
         for why in run.skipped.values():
