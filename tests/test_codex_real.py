@@ -147,3 +147,20 @@ def test_timeout_keeps_what_codex_said(clothed47_dataset, keichan, model, tmp_pa
     by = {r.image.rsplit("/", 1)[1]: r for r in result.results}
     assert by["020000.png"].attempts == 1 and by["020021.png"].attempts == 2
     assert Counter(r.verdict.status for r in result.results)[ERROR] == 0
+
+
+def test_without_a_model_in_the_config_the_reported_one_keys_the_verdicts(clothed47_dataset, keichan, loop, tmp_path,
+                                                                          monkeypatch):
+    home = tmp_path / "codex-home"
+    config = home / "config.toml"
+    config.write_text("\n".join(ln for ln in config.read_text().splitlines() if not ln.startswith("model =")))
+    three = ["*02000[0-2].png"]
+    first = run(clothed47_dataset, keichan, only=three, concurrency=1)
+    reported = first.model
+    assert reported not in ("default", "demo-vision") and all(r.model == reported for r in first.results)
+    loop.stats.reset()
+    again = run(clothed47_dataset, keichan, only=three, concurrency=1)
+    # planned as "default"; the first answer names the model, and the rest stand in the store under it
+    assert loop.stats.requests == 1 and [r.source for r in again.results].count("store") == 2
+    with Store(clothed47_dataset) as store:
+        assert {r["model"] for r in store.verdicts()} == {reported}

@@ -35,6 +35,7 @@ from verifier.core.verdict import ERROR, REFUSED, STATUSES, FixItem, Verdict, ch
 from verifier.errors import BackendUnavailable, VerifierError
 
 ASKED, STORED, DERIVED = "asked", "store", "derived"
+UNKNOWN_MODEL = "default"  # codex with no model named anywhere: its own default, learnt from its header
 
 
 @dataclass
@@ -143,7 +144,7 @@ def backend_identity(options: VerifyOptions) -> tuple[str, str]:
         from verifier.core.backends.codex import configured_model
 
         # without --model, the model of codex's config.toml; the answers are stored under the one it reports
-        return "codex", options.model or configured_model() or "default"
+        return "codex", options.model or configured_model() or UNKNOWN_MODEL
     if options.backend == "batch":
         return "openai", options.model  # the same model through another door: the same verdicts
     return options.backend, options.model
@@ -314,20 +315,38 @@ class Verifier:
         # read late (832x1216 PNGs at concurrency 32 on 2 cores: 19.8 s -> 12.8 s for 64 images).
         preparing = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="capcheck-prepare")
 
-        async def one(w: Work) -> None:
+        # codex without a model in its config: the first answer names the model; the others wait
+        # for it, so what the store holds under that name is found instead of asked again
+        named = asyncio.Event()
+        first = [planned == UNKNOWN_MODEL]
+        if not first[0]:
+            named.set()
+
+        async def answer(w: Work) -> ItemResult:
             if backend.model != planned and (row := self._answered_under(w, backend)) is not None:
-                result = _result_from_row(row, STORED)  # codex named another model: what it answered stands
+                return _result_from_row(row, STORED)  # codex named another model: what it answered stands
+            try:
+                image = await loop.run_in_executor(preparing, prepare, w.path, self.options.image_size,
+                                                   self.options.image_format)
+            except VerifierError as exc:
+                outcome = Outcome(None, exc.message, 0, 0.0)
             else:
+                outcome = await pool.ask(self.request(w, image))
+            result = self._result(w, outcome)
+            # at once: a kill loses only what is in flight; keyed by the model that answered
+            self._store(result, backend.name, result.model or backend.model)
+            return result
+
+        async def one(w: Work) -> None:
+            if first[0]:
+                first[0] = False
                 try:
-                    image = await loop.run_in_executor(preparing, prepare, w.path, self.options.image_size,
-                                                       self.options.image_format)
-                except VerifierError as exc:
-                    outcome = Outcome(None, exc.message, 0, 0.0)
-                else:
-                    outcome = await pool.ask(self.request(w, image))
-                result = self._result(w, outcome)
-                # at once: a kill loses only what is in flight; keyed by the model that answered
-                self._store(result, backend.name, result.model or backend.model)
+                    result = await answer(w)
+                finally:
+                    named.set()  # named or not, one answer is all the waiting a run should do
+            else:
+                await named.wait()
+                result = await answer(w)
             asked.append(result)
             self.on_result(result)
 
