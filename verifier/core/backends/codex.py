@@ -102,17 +102,13 @@ class CodexBackend:
             async with asyncio.timeout(self.timeout):
                 stdout = await talk()
         except TimeoutError:
-            _kill(proc)
-            with contextlib.suppress(Exception):
-                await proc.wait()
+            await _reap(proc)
             output = CodexOutput(err.decode("utf-8", "replace"))
             said = output.error_line()
             raise Retryable(f"no answer within {self.timeout:g} s" + (f" (codex: {said})" if said else ""),
                             connect=True if output.offline else None) from None
         except BaseException:  # Ctrl-C or the run cancelled: leave nothing running
-            _kill(proc)
-            with contextlib.suppress(Exception):
-                await proc.wait()
+            await _reap(proc)
             raise
         return proc.returncode, stdout.decode("utf-8", "replace"), CodexOutput(err.decode("utf-8", "replace"))
 
@@ -139,6 +135,10 @@ def configured_model(environ: dict[str, str] | None = None) -> str | None:
     return model if isinstance(model, str) and model else None
 
 
-def _kill(proc: asyncio.subprocess.Process) -> None:
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    """Kill codex and all it started, and read its pipes to the end, so nothing
+    is left running or open when the event loop closes."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(asyncio.shield(proc.communicate()), 5)
