@@ -170,6 +170,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller runs (a smoke test of the bench itself)")
     ap.add_argument("--big", action="store_true", help="also 5,000 images at concurrency 128")
     ap.add_argument("--latency", type=float, default=2.0, help="the server's fixed latency, seconds")
+    ap.add_argument("--size", default=f"{SIZE[0]}x{SIZE[1]}",
+                    help="input PNG size, WxH (256x384: no resize, to see the client without the image work)")
     ap.add_argument("--child", nargs=4, metavar=("KIND", "ROOT", "URL", "CONCURRENCY"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -178,14 +180,15 @@ def main() -> None:
         print(json.dumps(run(Path(root), url, int(concurrency))))
         return
     cases = [(32, 256), (128, 512)] if not args.quick else [(32, 64), (128, 128)]
-    print(f"verify bench: loopback demo server (own process), latency {args.latency:g} s, {SIZE[0]}x{SIZE[1]} PNG "
+    size = tuple(int(x) for x in args.size.lower().split("x"))
+    print(f"verify bench: loopback demo server (own process), latency {args.latency:g} s, {size[0]}x{size[1]} PNG "
           f"inputs, aspects=framing; bare = httpx2, same bodies, same concurrency")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start")
     print(f"{'conc':>5} {'images':>6} {'bare s':>7} {'capcheck s':>10} {'ratio':>6} {'capcheck cpu ms/img':>19} "
           f"{'bare cpu ms/img':>15} {'cores needed':>12} {'cores used':>10} {'max in flight':>13} {'rss MiB':>7}")
     with tempfile.TemporaryDirectory() as tmp:
         master = Path(tmp) / "master"
-        make_dataset(master, max(n for _, n in cases))
+        make_dataset(master, max(n for _, n in cases), size)
         for concurrency, n in cases:
             root = subset(master, Path(tmp) / f"c{concurrency}", n)
             server, url = start_server(root, args.latency)
