@@ -185,3 +185,24 @@ def test_vllm_fixture_rejects_a_malformed_line(tmp_path, server):
     proc = subprocess.run([sys.executable, str(VLLM), "-i", str(bad), "-o", str(tmp_path / "o.jsonl"), "--model",
                            "m", "--url", server.url], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "unsupported GET" in proc.stderr
+
+
+def test_a_cancelled_batch_is_collected_and_its_rest_asked_by_the_next_run(many, keichan, server):
+    from verifier.core.backends.batch import BatchClient
+
+    run(many, keichan, backend="batch", base_url=server.url, wait=False, only=["*002?.png"])
+
+    async def cancel():
+        client = BatchClient(server.url, None)
+        try:
+            return await client.cancel("batch_0001")
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(cancel()).status == "cancelling"
+    notices = []
+    second = run(many, keichan, notices, backend="batch", base_url=server.url, only=["*002?.png"])
+    assert second.results == [] and any("was cancelled: 10 requests not answered" in n for n in notices)
+    assert len(server.desk.batches) == 1 and server.stats.requests == 0  # not retried: the user stopped it
+    third = run(many, keichan, backend="batch", base_url=server.url, only=["*002?.png"])
+    assert len(server.desk.batches) == 2 and len(third.results) == 10 and third.count(FIX) == 2
