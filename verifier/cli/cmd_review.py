@@ -199,7 +199,7 @@ def agreement(
     policy: PolicyOverride = None,
 ) -> None:
     """The model's answers against the person's: confusion matrix, accuracy, Cohen's kappa, disagreements."""
-    from verifier.core.report import agreement_page, reports_dir
+    from verifier.core.report import write_agreement
     from verifier.core.store import Store
     from verifier.human.agreement import all_agreements
     from verifier.human.apply import policy_for
@@ -222,10 +222,6 @@ def agreement(
         out.print(table)
         out.print(f"{a.aspect}: {a.n} images · accuracy {a.accuracy:.1%} · Cohen's kappa {a.kappa:.3f} · "
                   f"{len(a.disagreements)} disagreement(s)")
-        for image, person, machine in a.disagreements:
-            out.print(f"  {image}: person {person}, model {machine}", soft_wrap=True)
-    folder = reports_dir(root)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "agreement.json").write_text(json.dumps([a.as_dict() for a in found], indent=1) + "\n")
-    (folder / "agreement.html").write_text(agreement_page(found))
-    out.print(f"report: {folder / 'agreement.html'}", soft_wrap=True)
+        for d in a.disagreements:
+            out.print(f"  {d.image}: person {d.person}, model {d.model}", soft_wrap=True)
+    out.print(f"report: {write_agreement(root, found)}", soft_wrap=True)
