@@ -151,7 +151,9 @@ def ingest(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")] = False,
 ) -> None:
     """Read a folder sort as ground truth: rewrite that one fact in each caption, record the answer."""
+    from verifier.core.report import refresh_latest_page
     from verifier.core.store import Store
+    from verifier.human.agreement import all_agreements
     from verifier.human.apply import policy_for
     from verifier.human.ingest import find_dataset
     from verifier.human.ingest import ingest as ingest_sorted
@@ -163,6 +165,8 @@ def ingest(
         if not dry_run:
             store.start_run("ingest", json.dumps({"path": str(Path(path).resolve()), "aspect": aspect}))
         done = ingest_sorted(path, root, pol, aspect, store, dry_run=dry_run)
+        if not dry_run:  # the report shows the person's answers from now on
+            refresh_latest_page(root, pol, all_agreements(store, pol))
     for diff in done.diffs:
         _diff(diff)
     verb = "would change" if dry_run else "changed"

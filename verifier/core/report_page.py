@@ -17,6 +17,8 @@ import re
 from pathlib import Path
 from urllib.parse import quote
 
+from captions.caption import parse
+from captions.facts import Facts, facts_from_caption
 from captions.journal import read_caption
 from captions.policy import Policy
 from verifier.core.verdict import ERROR, FIX, REFUSED, STATUSES, FixItem
@@ -84,22 +86,31 @@ def value_words(policy: Policy | None, aspect: str, value: str | None) -> list[s
     return words
 
 
-def shown_status(r: ItemResult, people: dict[str, str]) -> str:
+def shown_status(r: ItemResult, people: dict[str, str], says: dict) -> str:
     """The model's status, or `settled` once a person answered everything in
-    dispute and the caption says what they said (what the training gate counts)."""
+    dispute and the caption now says what they said (`says`: the caption's
+    facts as it reads today, the way the training gate counts it)."""
     v = r.verdict
     if not people:
         return v.status
-    if v.status == FIX and all(_overruled(f, people, v.claims) for f in v.fixes):
+    if v.status == FIX and all(_overruled(f, people, says) for f in v.fixes):
         return SETTLED
-    if v.status in (REFUSED, ERROR) and all(v.claims.get(a) == value for a, value in people.items()):
+    if v.status in (REFUSED, ERROR) and all(says.get(a) == value for a, value in people.items()):
         return SETTLED
     return v.status
 
 
-def _overruled(f: FixItem, people: dict[str, str], claims: dict) -> bool:
-    """The person answered this aspect and the caption now says what they said."""
-    return f.aspect in people and claims.get(f.aspect) == people[f.aspect]
+def _overruled(f: FixItem, people: dict[str, str], says: dict) -> bool:
+    """The person answered this aspect and the caption says what they said."""
+    return f.aspect in people and says.get(f.aspect) == people[f.aspect]
+
+
+def caption_facts(text: str | None, policy: Policy | None, claims: dict) -> Facts | dict:
+    """What the caption claims today (it may have been fixed since the run);
+    the claims recorded with the verdict when there is no policy or caption."""
+    if text is None or policy is None:
+        return claims
+    return facts_from_caption(parse(text), policy)
 
 
 def picture(src: str | None, alt: str) -> str:
@@ -108,13 +119,12 @@ def picture(src: str | None, alt: str) -> str:
     return f'<img loading="lazy" src="{quote(src)}" alt="{html.escape(alt)}">'
 
 
-def _card(root: Path, r: ItemResult, policy: Policy | None, people: dict[str, str], thumb: str | None) -> str:
+def _card(r: ItemResult, status: str, text: str, says: dict, policy: Policy | None, people: dict[str, str],
+          thumb: str | None) -> str:
     v = r.verdict
-    status = shown_status(r, people)
-    text = read_caption(Path(root) / Path(r.image).with_suffix(".txt")) or ""
     items, words = [], []
     for f in v.fixes:
-        if _overruled(f, people, v.claims):
+        if _overruled(f, people, says):
             person = html.escape(people[f.aspect])
             items.append(f'<li class="overruled"><s>{html.escape(str(f))}</s> (the person: {person})</li>')
         else:
@@ -133,8 +143,13 @@ def render_html(root: Path, run: RunResult, policy: Policy | None = None, agreem
     """The contact sheet. `settled`: image sha -> the person's answers (aspect -> value);
     `thumbs`: image sha -> thumbnail path relative to the reports folder."""
     settled, thumbs = settled or {}, thumbs or {}
-    cards = [_card(root, r, policy, settled.get(r.image_sha, {}), thumbs.get(r.image_sha)) for r in run.results]
-    statuses = [shown_status(r, settled.get(r.image_sha, {})) for r in run.results]
+    cards, statuses = [], []
+    for r in run.results:
+        text = read_caption(Path(root) / Path(r.image).with_suffix(".txt"))
+        people = settled.get(r.image_sha, {})
+        says = caption_facts(text, policy, r.verdict.claims) if people else r.verdict.claims
+        statuses.append(shown_status(r, people, says))
+        cards.append(_card(r, statuses[-1], text or "", says, policy, people, thumbs.get(r.image_sha)))
     shown = [*STATUSES, *([SETTLED] if SETTLED in statuses else [])]
     buttons = [f"<button data-show=all aria-pressed=true onclick=\"show('all')\">all {len(run.results)}</button>"]
     buttons += [f"<button data-show={s} aria-pressed=false onclick=\"show('{s}')\">{s} {statuses.count(s)}</button>"
