@@ -229,3 +229,39 @@ def agreement(
         for d in a.disagreements:
             out.print(f"  {d.image}: person {d.person}, model {d.model}", soft_wrap=True)
     out.print(f"report: {write_agreement(root, found)}", soft_wrap=True)
+
+
+@app.command()
+@handled
+def review(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder (its _review/ folder, made by route).")],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (default: any free one).")] = 0,
+    open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open the page in the default browser.")]
+    = True,
+    policy: PolicyOverride = None,
+) -> None:
+    """Sort the images waiting for a person in the browser: each click moves the file, as in Finder; then ingest."""
+    import webbrowser
+
+    from verifier.core.store import Store
+    from verifier.human.apply import policy_for
+    from verifier.human.review import ReviewTree
+    from verifier.human.review_page import ReviewServer
+
+    root = dataset_path(dataset)
+    with Store(root) as store:
+        pol = policy_for(store, policy)
+    tree = ReviewTree(root, pol)
+    waiting = sum(len(cards) for cards in tree.cards().values())
+    server = ReviewServer(tree, port)
+    out.print(f"capcheck review: {waiting} image(s) waiting in {tree.review}\n"
+              f"  open {server.url}   (Ctrl-C to stop)", soft_wrap=True)
+    out.file.flush()  # the address must reach a pipe (a script waiting for it) before we block
+    if open_browser:
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        out.print("capcheck review: stopped; the folders keep every move (run ingest from the page or the CLI)")
+    finally:
+        server.server_close()
