@@ -60,6 +60,7 @@ def routed(clothed47_dataset, keichan):
     assert proc.returncode == 0, proc.stderr
     proc = capcheck("route", root, "--aspect", "framing")
     assert proc.returncode == 0, proc.stderr
+    assert f"or sort them in the browser: capcheck review '{root}'" in proc.stdout  # quoted: the path has a space
     placed = sorted(p.relative_to(root / "_review").as_posix() for p in (root / "_review").rglob("*.png"))
     assert placed == sorted(f"framing/full_body/{Path(p).name}" for p in liars)
     return root, liars

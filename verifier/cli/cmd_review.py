@@ -9,6 +9,7 @@ changed since, an image sorted into two values).
 from __future__ import annotations
 
 import json
+import shlex
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -138,6 +139,7 @@ def route(
     out.print(f"next: open {done.folder} and move each image into the folder of what it shows "
               f"(_unsure/ holds what the model refused or failed on); then\n"
               f"      capcheck ingest {done.folder.parent} --aspect {aspect}", soft_wrap=True)
+    out.print(f"  or sort them in the browser: capcheck review {shlex.quote(str(dataset))}", soft_wrap=True)
 
 
 @app.command()

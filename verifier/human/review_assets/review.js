@@ -99,9 +99,9 @@ document.getElementById("ingest").addEventListener("click", (event) => {
   later(async () => {
     try {
       const data = await post("/ingest", {});
+      await redraw();  // first, so that what the result says is already on the cards
       result.textContent = data.lines.join("\n");
       result.className = "";
-      await redraw();
       say("ingested: the captions now say what the folders say");
     } catch (error) {
       result.textContent = error.message;
