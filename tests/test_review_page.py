@@ -198,9 +198,16 @@ def test_only_this_machines_pages_may_use_it(server):
     assert status == 415
     status, body = _request(url, "POST", "/move", raw=b"{oops")  # a broken body: one line, never a traceback
     assert status == 400 and json.loads(body)["error"].startswith("the request is not JSON (Expecting")
+    status, body = _request(url, "POST", "/move", ["a list"])
+    assert status == 400 and json.loads(body)["error"] == "the request is not a JSON object"
     assert (root / "_review" / "framing" / "full_body" / name).exists()
     status, body = _request(url, "POST", "/move", move, headers={"Origin": url.rstrip("/")})
     assert status == 200 and json.loads(body)["path"] == f"framing/cowboy_shot/{name}"
+    port = url.rstrip("/").rsplit(":", 1)[1]
+    back = {"path": f"framing/cowboy_shot/{name}", "to": "full body"}  # the page opened as localhost works too
+    status, _ = _request(url, "POST", "/move", back, headers={"Host": f"localhost:{port}",
+                                                              "Origin": f"http://localhost:{port}"})
+    assert status == 200 and (root / "_review" / "framing" / "full_body" / name).exists()
     assert running.server_address[0] == "127.0.0.1"
 
 

@@ -73,9 +73,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass  # the terminal shows what capcheck says, not an access log
 
-    def _ours(self) -> bool:
-        port = self.server.server_address[1]
-        return self.headers.get("Host", "") in (f"{HOST}:{port}", f"localhost:{port}")
+    def _ours(self, *, posting: bool = False) -> bool:
+        """Addressed to this server by this machine's name for it (and, for
+        a change, sent by its own page, when the browser says where from)."""
+        hosts = {f"{HOST}:{self.server.server_address[1]}", f"localhost:{self.server.server_address[1]}"}
+        origin = self.headers.get("Origin")
+        return self.headers.get("Host", "") in hosts and (
+            not posting or origin is None or origin.removeprefix("http://").rstrip("/") in hosts)
 
     def do_GET(self) -> None:
         if not self._ours():
@@ -93,11 +97,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(200, kind, file.read_bytes())
         except CaptionsError as exc:
             return self._fail(404, str(exc))
+        except OSError as exc:  # the review folder changed under us
+            return self._fail(500, f"{exc.filename or 'review folder'}: {exc.strerror or exc}")
         self._fail(404, f"{path}: no such page")
 
     def do_POST(self) -> None:
-        origin = self.headers.get("Origin")
-        if not self._ours() or (origin is not None and origin.rstrip("/") != self.server.url.rstrip("/")):
+        if not self._ours(posting=True):
             return self._fail(403, "this page answers only http://127.0.0.1 on this machine")
         if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
             return self._fail(415, "send application/json")
@@ -105,6 +110,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
         except ValueError as exc:
             return self._fail(400, f"the request is not JSON ({exc})")
+        if not isinstance(body, dict):
+            return self._fail(400, "the request is not a JSON object")
         try:
             with self.server.lock:
                 if self.path == "/move":
