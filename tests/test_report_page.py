@@ -149,6 +149,18 @@ def test_a_settled_image_shows_the_persons_answer_not_the_stale_fix(tmp_path, ke
     assert "settled 1</button>" in page_path.read_text() and "fix 1</button>" in page_path.read_text()
 
 
+def test_a_refusal_a_person_settled_is_settled(tmp_path, keichan):
+    root = tmp_path / "data"
+    run = dataset(root)
+    run.results[2] = item("c.png", run.results[2].image_sha, REFUSED, "cowboy shot", reason="refused: filtered")
+    with Store(root) as store:
+        store.add_human("c.png", run.results[2].image_sha, "framing", "cowboy shot", "sorted")
+    _, page_path = write_reports(root, run, keichan)
+    card = page_path.read_text().split('<div class="card"')[3]
+    assert card.startswith(' data-status="settled"') and "refused: filtered" not in card
+    assert "refused 0</button>" in page_path.read_text()
+
+
 def test_a_person_who_disagrees_with_the_caption_leaves_it_a_fix(tmp_path, keichan):
     root = tmp_path / "data"
     run = dataset(root)

@@ -191,7 +191,7 @@ def _card(tree: ReviewTree, card: Card, choices: list[tuple[str, str, str]]) -> 
         f'<p class=warn>in {html.escape(card.folder)}/, which is not a value of {html.escape(card.aspect)}</p>'
     name = html.escape(card.image or card.path)
     return (f'<article class=card tabindex=0 data-path="{html.escape(card.path)}">'
-            f'<img src="{image_url(card.path)}" alt="{name}"><div class=name>{name}</div>'
+            f'<img loading=lazy src="{image_url(card.path)}" alt="{name}"><div class=name>{name}</div>'
             f"<dl><dt>caption says</dt><dd>{html.escape(card.says or '(nothing)')}</dd>"
             f"<dt>model</dt><dd>{html.escape(card.model)}</dd></dl>{where}"
             f"<div class=choices>{buttons}</div><pre>{caption}</pre></article>")
