@@ -240,3 +240,19 @@ def test_review_without_a_routed_folder_is_one_line(clothed47_dataset):
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"error: {clothed47_dataset / '_review'}: nothing routed for a person here: run "
                                    f"`capcheck route DATASET --aspect ASPECT` first")
+
+
+def test_originals_routed_by_move_go_home_when_the_page_ingests(routed, keichan):
+    root, liars = routed
+    shutil.rmtree(root / "_review")
+    proc = capcheck("route", root, "--aspect", "framing", "--mode", "move")
+    assert proc.returncode == 0, proc.stderr
+    assert not any((root / p).exists() for p in liars)  # the originals are in the review folder now
+    tree = ReviewTree(root, keichan)
+    for p in liars:
+        assert tree.move(f"framing/full_body/{Path(p).name}", "cowboy shot") == f"framing/cowboy_shot/{Path(p).name}"
+    done = tree.ingest_all()
+    assert [(aspect, d.changed_count, d.unchanged) for aspect, d in done] == [("framing", 2, 0)]
+    for p in liars:  # home again, captions rewritten; nothing left behind, nothing lost
+        assert (root / p).exists() and framing(root, p, keichan) == "cowboy shot"
+    assert not list((root / "_review").rglob("*.png")) and tree.cards() == {"framing": []}
