@@ -6,6 +6,7 @@ import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from verifier.core.images import sha256_file
@@ -14,6 +15,7 @@ from verifier.core.report import refresh_latest_page, reports_dir, write_agreeme
 from verifier.core.store import Store
 from verifier.core.verdict import FIX, OK, REFUSED, FixItem, Verdict
 from verifier.core.verify import ASKED, ItemResult, RunResult
+from verifier.errors import ReportError
 from verifier.human.agreement import all_agreements
 
 from browser import browser, page  # noqa: F401  (fixtures)
@@ -183,6 +185,9 @@ def test_after_ingest_the_latest_page_is_rendered_again(tmp_path, keichan):
     assert refresh_latest_page(root, keichan) == latest
     assert 'data-status="settled"' in latest.read_text()
     assert refresh_latest_page(tmp_path / "nothing", keichan) is None
+    (reports_dir(root) / "latest.jsonl").write_text('{"image": "a.png"}\n')
+    with pytest.raises(ReportError, match=r"latest.jsonl: not a capcheck report \(KeyError: 'image_sha'\)"):
+        refresh_latest_page(root, keichan)
 
 
 def test_the_agreement_page_shows_each_disagreement_with_its_picture(tmp_path, keichan):

@@ -76,7 +76,11 @@ def refresh_latest_page(root: Path, policy: Policy | None, agreements: list | No
     if not source.exists():
         return None
     page = reports_dir(root) / "latest.html"
-    _write_page(root, run_from_lines(read_report(source)), policy, agreements, page)
+    try:
+        run = run_from_lines(read_report(source))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReportError(source, f"not a capcheck report ({type(exc).__name__}: {exc})") from None
+    _write_page(root, run, policy, agreements, page)
     return page
 
 
