@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -235,11 +236,22 @@ def test_a_move_takes_the_files_beside_the_image_and_never_overwrites(routed, ke
     assert tree.move(f"framing/portrait/{b}", "full body") == f"framing/Full Body/{b}"
 
 
-def test_review_without_a_routed_folder_is_one_line(clothed47_dataset):
+def test_review_without_a_routed_folder_is_one_line(clothed47_dataset, tmp_path):
     proc = capcheck("review", clothed47_dataset, "--no-open", "--policy", POLICY)
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"error: {clothed47_dataset / '_review'}: nothing routed for a person here: run "
                                    f"`capcheck route DATASET --aspect ASPECT` first")
+    (tmp_path / "elsewhere" / "framing").mkdir(parents=True)
+    with socket.socket() as taken:  # a port another program holds
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = capcheck("review", clothed47_dataset, "--no-open", "--into", tmp_path / "elsewhere", "--port", port)
+        assert proc.returncode == 2  # no policy known yet: said before anything listens
+        assert proc.stderr.strip() == f"error: {clothed47_dataset}: no policy known for this dataset: pass --policy"
+        proc = capcheck("review", clothed47_dataset, "--no-open", "--into", tmp_path / "elsewhere", "--port", port,
+                        "--policy", POLICY)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: 127.0.0.1:{port}: cannot listen: Address already in use"
 
 
 def test_originals_routed_by_move_go_home_when_the_page_ingests(routed, keichan):

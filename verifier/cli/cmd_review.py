@@ -237,6 +237,8 @@ def agreement(
 @handled
 def review(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder (its _review/ folder, made by route).")],
+    into: Annotated[Path | None, typer.Option(help="The review folder route made (default DATASET/_review).")]
+    = None,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (default: any free one).")] = 0,
     open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open the page in the default browser.")]
     = True,
@@ -253,7 +255,7 @@ def review(
     root = dataset_path(dataset)
     with Store(root) as store:
         pol = policy_for(store, policy)
-    tree = ReviewTree(root, pol)
+    tree = ReviewTree(root, pol, into)
     waiting = sum(len(cards) for cards in tree.cards().values())
     server = ReviewServer(tree, port)
     out.print(f"capcheck review: {waiting} image(s) waiting in {tree.review}\n"
