@@ -26,7 +26,7 @@ from verifier.demo.model import DemoModel
 from verifier.demo.server import DemoServer
 from verifier.errors import VerifierError
 from verifier.human.review import ReviewTree
-from verifier.human.review_page import ReviewServer
+from verifier.human.review_page import ReviewServer, render
 
 from browser import browser, page  # noqa: F401  (fixtures)
 from conftest import EXAMPLES
@@ -268,3 +268,20 @@ def test_originals_routed_by_move_go_home_when_the_page_ingests(routed, keichan)
     for p in liars:  # home again, captions rewritten; nothing left behind, nothing lost
         assert (root / p).exists() and framing(root, p, keichan) == "cowboy shot"
     assert not list((root / "_review").rglob("*.png")) and tree.cards() == {"framing": []}
+
+
+def test_what_ingest_leaves_for_attention_is_said_on_the_page(routed, keichan):
+    root, liars = routed
+    review = root / "_review" / "framing"
+    a, b = (Path(p).name for p in liars)
+    (review / "knee_shot").mkdir()  # a folder a person made that is no value
+    (review / "full_body" / a).rename(review / "knee_shot" / a)
+    tree = ReviewTree(root, keichan)
+    tree.move(f"framing/full_body/{b}", "_unsure")
+    html = render(tree)
+    assert "in knee_shot/, which is not a value of framing" in html
+    [(aspect, done)] = tree.ingest_all()
+    assert done.summary(aspect) == ["framing: changed 0, unchanged 0",
+                                    "not a value of framing: knee_shot/ (1 image(s) left alone)",
+                                    "still in _unsure/: 1 (move them to a value folder to decide)"]
+    assert all(framing(root, p, keichan) == "full body" for p in liars)  # nothing guessed

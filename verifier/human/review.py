@@ -185,16 +185,3 @@ def _free_stem(folder: Path, source: Path, companions: list[Path]) -> str:
         n += 1
         stem = f"{source.stem}__{n}"
     return stem
-
-
-def summary(aspect: str, done: Ingested) -> list[str]:
-    """What ingest did, in the words `capcheck ingest` prints."""
-    lines = [f"{aspect}: changed {done.changed_count}, unchanged {done.unchanged}"]
-    lines += [f"  {said} -> {now} × {n}" for (said, now), n in done.changed.most_common()]
-    lines += [f"not a value of {aspect}: {folder}/ ({n} image(s) left alone)"
-              for folder, n in sorted(done.unknown_folders.items())]
-    lines += [f"no caption next to {image} (move its .txt with it)" for image in done.no_caption]
-    lines += [f"not in the dataset: {image}" for image in done.not_found]
-    if done.unsure:
-        lines.append(f"still in _unsure/: {done.unsure} (move them to a value folder to decide)")
-    return lines + [f"note: {note}" for note in done.notes]

@@ -32,7 +32,7 @@ from urllib.parse import quote, unquote, urlsplit
 from captions.errors import CaptionsError
 from verifier.core.report_page import highlight, value_words
 from verifier.errors import VerifierError
-from verifier.human.review import Card, ReviewTree, summary
+from verifier.human.review import Card, ReviewTree
 from verifier.human.route import UNSURE, folder_name
 
 HOST = "127.0.0.1"
@@ -119,7 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._json(200, {"path": new, "src": image_url(new)})
                 if self.path == "/ingest":
                     done = self.server.tree.ingest_all()
-                    lines = [line for aspect, result in done for line in summary(aspect, result)]
+                    lines = [line for aspect, result in done for line in result.summary(aspect)]
                     return self._json(200, {"lines": lines or ["nothing sorted to ingest"]})
         except CaptionsError as exc:
             return self._fail(400, str(exc))
