@@ -7,7 +7,7 @@ a number key moves the file on disk (as Finder would), and a button at the
 end runs `ingest` on the same folders. Every request reads the folders
 again, so a reload shows a move made in Finder.
 
-    GET  /                 the page
+    GET  /                 the page (its script and style: /review.js, /review.css)
     GET  /image/<path>     an image file in the review folder
     POST /move             {"path": "framing/full_body/a.png", "to": "cowboy_shot"}
     POST /ingest           {}
