@@ -45,11 +45,12 @@ def framing(root: Path, image: str, policy) -> str:
     return facts_from_caption(parse((root / image).with_suffix(".txt").read_text()), policy).framing
 
 
-@pytest.fixture
-def routed(clothed47_dataset, keichan):
-    """Two captions that lie (full body; the image is a cowboy shot), which the
-    model also calls full body, borderline: route puts both in full_body/."""
-    root = clothed47_dataset
+@pytest.fixture(scope="module")
+def verified(tmp_path_factory, clothed47_master, keichan):
+    """The 47 set verified once for this module. Two captions lie (full body;
+    the image is a cowboy shot) and the model, borderline, calls them full body too."""
+    root = tmp_path_factory.mktemp("verified") / "clothed 47 データ"
+    shutil.copytree(clothed47_master, root)
     truth = json.loads((root / "truth.json").read_text())
     liars = [p for p, facts in truth.items() if facts["framing"] == "cowboy shot"
              and framing(root, p, keichan) == "full body"][:2]
@@ -59,6 +60,15 @@ def routed(clothed47_dataset, keichan):
     with DemoServer(DemoModel.load(root / "truth.json", root, keichan)) as server:
         proc = capcheck("verify", root, "--policy", POLICY, "--model", "demo", "--base-url", server.url)
     assert proc.returncode == 0, proc.stderr
+    return root, liars
+
+
+@pytest.fixture
+def routed(verified, tmp_path):
+    """A private copy of the verified set, routed: both liars in full_body/."""
+    master, liars = verified
+    root = tmp_path / master.name
+    shutil.copytree(master, root)
     proc = capcheck("route", root, "--aspect", "framing")
     assert proc.returncode == 0, proc.stderr
     assert f"or sort them in the browser: capcheck review '{root}'" in proc.stdout  # quoted: the path has a space

@@ -41,7 +41,8 @@ body{font:14px system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
 mark{background:#ffd54f}
 .cm td,.cm th{border:1px solid #ccc;padding:2px 8px;text-align:right}
 .dis{display:flex;flex-wrap:wrap;gap:10px;list-style:none;padding:0}
-.dis li{background:#fff;border:1px solid #ddd;border-radius:6px;padding:6px;width:180px;font-size:12px;word-break:break-all}
+.dis li{background:#fff;border:1px solid #ddd;border-radius:6px;padding:6px;width:180px;font-size:12px}
+.dis li div{word-break:break-all}
 .dis img{max-width:100%;max-height:200px;display:block;margin:auto}
 """
 # The active filter is pressed, named under the bar and kept in the address
