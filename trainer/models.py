@@ -121,7 +121,7 @@ def load_conditioner(config: TrainConfig, device, dtype):
     path = _need(config.path(config.transformer_path), "transformer_path")
     adapter = {}
     with safe_open(str(path), framework="pt") as fh:
-        for key in fh.keys():
+        for key in list(fh.keys()):  # safe_open has no __iter__
             if strip_prefix(key).startswith("llm_adapter."):
                 adapter[strip_prefix(key).removeprefix("llm_adapter.")] = fh.get_tensor(key)
     if not adapter:

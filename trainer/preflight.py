@@ -8,7 +8,8 @@ CUDA and the GPU's compute capability against the torch build, free VRAM
 against an estimate, every model file present with the keys it must have
 (read from safetensors headers, not loaded), tokenizers, and finally the
 text path itself: a padded batch of two captions through the text encoder
-and the LLM adapter (only the adapter's tensors are read from the DiT file). The first failure stops with its fix in one line.
+and the LLM adapter (only the adapter's tensors are read from the DiT file).
+The first failure stops with its fix in one line.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from pathlib import Path
 
 from trainer.config import TrainConfig
 from trainer.errors import PreflightFailed
-
 
 # Two captions of different length: one padded batch, as a training batch of two is.
 PROBE_CAPTIONS = ("1girl, solo", "masterpiece, best quality, safe, 1girl, solo, a girl with long hair and a smile")
