@@ -89,7 +89,11 @@ def _build(cls, config: dict, state: dict, device, dtype, where: Path):
     with torch.device(device):  # random init where it is cheap (the GPU), then the weights
         model = cls(**config)
     model.to(dtype=dtype)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shapes that differ: name the first one, in one line
+        first = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc))
+        raise TrainError(where, f"weights do not fit {cls.__name__}: {first}") from None
     if missing or unexpected:
         raise TrainError(where, f"weights do not fit {cls.__name__}: missing {sorted(missing)[:3]}, "
                                 f"unexpected {sorted(unexpected)[:3]}")
