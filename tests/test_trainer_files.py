@@ -8,11 +8,10 @@ import sys
 import pytest
 import torch
 import yaml
+from comfy_files import article_models, article_text_encoder, single_file_dit
 
 from trainer.config import TrainConfig, load_config
 from trainer.models import load_single_file_dit, load_tokenizer
-
-from comfy_files import article_models, article_text_encoder, single_file_dit
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +39,7 @@ def test_a_tokenizer_without_any_padding_token_is_a_one_line_error(tiny_anima, t
     data["added_tokens"] = []
     data["model"]["vocab"].pop("<|endoftext|>")
     (folder / "tokenizer.json").write_text(json.dumps(data))
-    with pytest.raises(TrainError, match="no padding token and no <|endoftext|>") as exc:
+    with pytest.raises(TrainError, match=r"no padding token and no <\|endoftext\|>") as exc:
         load_tokenizer(folder)
     assert str(folder) in str(exc.value) and "\n" not in str(exc.value)
 

@@ -70,6 +70,7 @@ class _Session:
     batch: int = 0  # the next batch of `epoch` not yet in an optimizer step
     pending: list = field(default_factory=list)  # (step, loss on the device) not read yet
     window: list = field(default_factory=list)  # (time, step) of recent reads, for it/s
+    reported: int = 0  # the last step on_step was told about
 
 
 def pick_device(config: TrainConfig):
@@ -253,19 +254,21 @@ class Trainer:
         """The pending losses, from the device in one read: the loop's only wait for the GPU."""
         import torch
 
-        if s.pending:
-            values = torch.stack([loss for _, loss in s.pending]).float().tolist()
-            for (step, _), value in zip(s.pending, values, strict=True):
-                s.result.losses.append(value)
-                s.monitor.losses.append([step, round(value, 6)])
-            s.pending = []
-            s.window = [*s.window[-49:], (time.monotonic(), s.step)]
+        if not s.pending:
+            return
+        values = torch.stack([loss for _, loss in s.pending]).float().tolist()
+        for (step, _), value in zip(s.pending, values, strict=True):
+            s.result.losses.append(value)
+            s.monitor.losses.append([step, round(value, 6)])
+        s.pending = []
+        s.window = [*s.window[-49:], (time.monotonic(), s.step)]
 
     def _log(self, s: _Session, status: str = "running") -> None:
-        """Read the pending losses, report the last one, rewrite state.json."""
+        """Read the pending losses, report the last step not reported yet, rewrite state.json."""
         self._read_losses(s)
         info = s.monitor.write(s.step, s.epoch, status=status, lr=self.config.learning_rate)
-        if s.result.losses and status == "running":
+        if s.result.losses and s.step > s.reported and status != "interrupted":
+            s.reported = s.step
             self.on_step(Step(s.step, s.result.total_steps, s.epoch, s.result.losses[-1],
                               _speed(s.window) or info["speed"], info["eta_seconds"]))
 
