@@ -73,18 +73,6 @@ class _Session:
     reported: int = 0  # the last step on_step was told about
 
 
-def pick_device(config: TrainConfig):
-    import torch
-
-    if config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available()):
-        if config.device == "auto":
-            raise TrainError(None, "no CUDA GPU: training an Anima LoRA needs one (device: cpu only for smoke tests)")
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise TrainError(None, "device: cuda, but torch sees no CUDA GPU")
-    return torch.device("cuda")
-
-
 def _speed(window: list[tuple[float, int]]) -> float:
     """Steps per second over the recent window."""
     if len(window) < 2:
@@ -135,7 +123,7 @@ class Trainer:
         from trainer.lora import add_lora, load_comfy_lora
         from trainer.models import load_anima
         from trainer.speed import checkpoint_blocks, choose_checkpointing, compile_blocks
-        from trainer.step import Stepper, compute_dtype
+        from trainer.step import Stepper, compute_dtype, pick_device
 
         c = self.config
         device = pick_device(c)

@@ -17,7 +17,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from trainer.errors import TrainError
+
 COMPUTE = {"bf16": "bfloat16", "fp16": "float16", "no": "float32"}
+
+
+def pick_device(config):
+    import torch
+
+    if config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available()):
+        if config.device == "auto":
+            raise TrainError(None, "no CUDA GPU: training an Anima LoRA needs one (device: cpu only for smoke tests)")
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise TrainError(None, "device: cuda, but torch sees no CUDA GPU")
+    return torch.device("cuda")
 
 
 def compute_dtype(mixed_precision: str):
