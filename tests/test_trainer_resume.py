@@ -39,7 +39,7 @@ def settings(tiny_anima, out, **over) -> dict:
     return {**dict(model_path=str(tiny_anima), resolution=256, epochs=2, batch_size=1, lora_rank=4,
                    learning_rate=5e-3, mixed_precision="no", device="cpu", output_dir=str(out), output_name="tiny",
                    max_sequence_length=64, seed=5, flip_augment=True, shuffle_caption=True, keep_tokens=2,
-                   tag_dropout=0.2, log_every=1, save_state_every=3), **over}
+                   tag_dropout=0.2, log_every=1, save_state_every=3, save_every=0), **over}
 
 
 def test_a_run_killed_between_state_saves_resumes_to_the_same_lora(tiny_anima, tiny_dataset, tmp_path):

@@ -2,8 +2,8 @@
 
 Per save: `{output_name}_epoch{NNN}.safetensors` (ComfyUI names, with the
 resolved config, dataset hash, caption policy and verification summary in
-its metadata). Every `save_state_every` steps (default: every epoch), on
-Ctrl-C and at the end: `{output_name}_state.pt` (LoRA, optimizer and
+its metadata). With each of them, every `save_state_every` steps (default:
+every epoch) and on Ctrl-C: `{output_name}_state.pt` (LoRA, optimizer and
 scaler, position, the CPU, CUDA and Python random states, losses) for
 `--resume`, written to a temp file and renamed, so a kill at any moment
 leaves the previous state whole. While it runs: `state.json` in

@@ -4,8 +4,8 @@ Flat on purpose: prepare (models, caches, LoRA, stepper), then for each
 epoch, for each batch, one call to the step function (`trainer.step`, the
 same one bench/train_bench.py times). Every `log_every` steps the losses
 are read from the GPU (the only wait), the progress and state.json are
-updated; every `save_state_every` steps (default: each epoch) the resume
-state is written. An epoch's batch order and each batch's augmentation
+updated; every `save_state_every` steps (default: each epoch), and with
+every LoRA saved, the resume state is written. An epoch's batch order and each batch's augmentation
 depend only on the seed, the epoch and the batch, and the random streams
 are saved with the optimizer, so `--resume` continues at the exact batch
 and step a run stopped at, and reaches the same LoRA.
@@ -107,8 +107,7 @@ class Trainer:
             self._save_state(s)
             self._log(s, status="interrupted")
             s.result.interrupted = True
-        else:
-            self._save_state(s)
+        else:  # the last epoch saved its LoRA and the state
             self._log(s, status="done")
         s.result.steps = s.step
         s.result.cache_hits, s.result.cache_misses = s.cache.hits, s.cache.misses
@@ -221,17 +220,17 @@ class Trainer:
                 s.step, s.batch, micro = s.step + 1, batch.index + 1, []
                 if s.step % c.log_every == 0:
                     self._log(s)
-                if c.save_state_every and s.step % c.save_state_every == 0:
-                    self._save_state(s)
                 if c.save_every_steps and s.step % c.save_every_steps == 0:
                     self._save_lora(s, epoch, by_step=True)
+                elif c.save_state_every and s.step % c.save_state_every == 0:
+                    self._save_state(s)
             if s.batch == len(order):  # the epoch is done: a resume starts the next one
                 s.epoch, s.batch = epoch + 1, 0
             last = epoch == c.epochs or bool(c.max_steps and s.step >= c.max_steps)
             self._log(s)
             if last or (c.save_every and epoch % c.save_every == 0):
                 self._save_lora(s, epoch)
-            if c.save_state_every is None and not last:
+            elif c.save_state_every is None:
                 self._save_state(s)
             if c.sample_every and s.prompts and (epoch % c.sample_every == 0 or last):
                 self._samples(s, epoch)
@@ -272,6 +271,7 @@ class Trainer:
                              started_at=s.started_at, extra=self.metadata)
         dtype = torch.bfloat16 if c.save_precision == "bf16" else torch.float32
         s.result.loras.append(save_lora(path, s.parts.transformer, c.lora_rank, c.alpha, meta, dtype))
+        self._save_state(s)  # every LoRA is also a point to resume from
 
     def _save_state(self, s: _Session) -> None:
         """What `--resume` needs to continue exactly here (`s.epoch`, `s.batch`: the next batch)."""
