@@ -2,6 +2,7 @@
 
     python bench/train_bench.py                               # on a CUDA GPU: 2B config, bf16, rank 32
     python bench/train_bench.py --tiny --device cpu           # smoke test of this script (CI)
+    python bench/train_bench.py --flops                       # FLOPs of the 2B step, counted anywhere
 
 It times `trainer.step.Stepper`, the function the training loop calls
 (forward, rectified-flow loss, backward, gradient clipping, AdamW), not a
@@ -16,6 +17,8 @@ attention's backward costs about twice its forward, and the frozen weights
 get no weight gradients). Checkpointing's recomputation is not counted, as
 model-FLOPs utilisation (MFU) conventionally does not. MFU is against the
 card's dense bf16 peak, read from `torch.cuda.get_device_name`.
+`--flops` counts them on the meta device (shapes only, no weights, no GPU)
+and prints what 40% MFU means in images/s on an H100.
 The last column is images/s against gradient checkpointing on every block
 without compile (the trainer's old default), measured in the same run.
 """
@@ -27,6 +30,8 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
+
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -42,12 +47,43 @@ def peak_flops(name: str) -> float | None:
 
 def step_flops(stepper, batch) -> int:
     """FLOPs of one optimizer step, counted by torch on the step itself."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     counter = FlopCounterMode(display=False)
     with counter:
         stepper([batch])
     return counter.get_total_flops()
+
+
+def count_only(rank: int) -> None:
+    """The 2B step's FLOPs per image on the meta device, and the images/s that 40% MFU means."""
+    import torch
+    from diffusers import CosmosTransformer3DModel
+
+    from trainer.anima import TRANSFORMER_2B
+    from trainer.lora import add_lora
+    from trainer.step import Batch, Stepper
+
+    device = torch.device("meta")
+    with device:
+        model = CosmosTransformer3DModel(**TRANSFORMER_2B)
+    params = add_lora(model, rank, float(rank))
+    model.train()
+    stepper = Stepper(model, params, lr=1e-5, max_grad_norm=1.0, timestep_shift=3.0, mixed_precision="no",
+                      device=device)
+    peaks = dict(PEAK_BF16)
+    print(f"2B DiT, LoRA rank {rank}: FLOPs of one training step, counted by FlopCounterMode on the meta device")
+    for width, height in ((1024, 1024), (832, 1216)):
+        for batch_size in (1, 4):
+            batch = Batch(torch.randn(batch_size, 16, 1, height // 8, width // 8, device=device),
+                          torch.randn(batch_size, TEXT_TOKENS, TRANSFORMER_2B["text_embed_dim"], device=device))
+            step = step_flops(stepper, batch)
+            counter = FlopCounterMode(display=False)
+            with counter, torch.no_grad():
+                stepper.loss(batch)
+            per_image = step / batch_size
+            print(f"{width}x{height} batch {batch_size}: {per_image / 1e12:.2f} TFLOP per image "
+                  f"({step / counter.get_total_flops():.2f}x the forward); 40% MFU = "
+                  + ", ".join(f"{0.4 * peaks[key] / per_image:.2f} images/s on an {name}"
+                              for name, key in (("H100 SXM", "H100"), ("H100 PCIe", "H100 PCIe"))))
 
 
 def time_steps(stepper, batch, device, steps: int, warmup: int) -> float:
@@ -82,10 +118,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="timed steps per case (default 10 on a GPU, 2 on CPU)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 3 on a GPU, 1 on CPU)")
     ap.add_argument("--rank", type=int, default=32)
+    ap.add_argument("--flops", action="store_true", help="only count the 2B step's FLOPs (meta device, no GPU)")
     ap.add_argument("--compile", choices=("both", "off", "on"), default=None,
                     help="compile cases (default both on a GPU; off on CPU, where inductor builds for minutes)")
     args = ap.parse_args()
     shim.install()
+    if args.flops:
+        return count_only(args.rank)
     if args.tiny:
         torch.set_num_threads(1)  # the tiny model's matmuls: waking threads costs more than they give
     device = torch.device(args.device)

@@ -15,6 +15,7 @@ clipping computes its norm on the device; only fp16's scaler reads a flag.)
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from trainer.errors import TrainError
@@ -80,7 +81,8 @@ class Stepper:
         if padding is None:  # the DiT's (all-zero) padding mask, in pixels: one per bucket
             padding = self._padding.setdefault((height, width), torch.zeros(1, 1, height, width, device=self.device,
                                                                             dtype=self.dtype))
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.autocast):
+        # mixed_precision: no opens no autocast at all (which also lets bench count FLOPs on the meta device)
+        with torch.autocast(self.device.type, dtype=self.dtype) if self.autocast else contextlib.nullcontext():
             prediction = self.transformer(hidden_states=noisy(x0, noise, t).to(self.dtype), timestep=t,
                                           encoder_hidden_states=batch.context.to(self.dtype), padding_mask=padding,
                                           return_dict=False)[0]
