@@ -180,7 +180,8 @@ class Trainer:
 
         width, height = bucket
         dim = stepper.transformer.config.text_embed_dim
-        with torch.random.fork_rng(devices=[stepper.device] if stepper.device.type == "cuda" else []):
+        cuda = [torch.cuda.current_device()] if stepper.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
             stepper.loss(Batch(torch.zeros(1, 16, 1, height // 8, width // 8, device=stepper.device),
                                torch.zeros(1, self.config.max_sequence_length, dim, device=stepper.device)))
 
