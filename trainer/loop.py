@@ -254,10 +254,11 @@ class Trainer:
     def _log(self, s: _Session, status: str = "running") -> None:
         """Read the pending losses, report the last step not reported yet, rewrite state.json."""
         self._read_losses(s)
-        info = s.monitor.write(s.step, s.epoch, status=status, lr=self.config.learning_rate)
+        epoch = min(s.epoch, self.config.epochs)  # after the last epoch, s.epoch points past it
+        info = s.monitor.write(s.step, epoch, status=status, lr=self.config.learning_rate)
         if s.result.losses and s.step > s.reported and status != "interrupted":
             s.reported = s.step
-            self.on_step(Step(s.step, s.result.total_steps, s.epoch, s.result.losses[-1],
+            self.on_step(Step(s.step, s.result.total_steps, epoch, s.result.losses[-1],
                               _speed(s.window) or info["speed"], info["eta_seconds"]))
 
     def _save_lora(self, s: _Session, epoch: int, by_step: bool = False) -> None:
