@@ -71,7 +71,8 @@ def test_the_whole_loop_on_the_example(example_dataset, tiny_anima, keichan, tmp
             in second.stdout)
     assert "train: 12/12 steps, 1 LoRA file(s)" in second.stdout
     lora = load_file(str(tmp_path / "out" / "keichan_epoch001.safetensors"))
-    assert len([k for k in lora if k.endswith(".alpha")]) == 20  # 2 tiny blocks x 10 modules
+    assert len([k for k in lora if k.endswith(".lora_A.weight")]) == 20  # 2 tiny blocks x 10 modules
+    assert not [k for k in lora if k.endswith(".alpha")]  # alpha == rank: no .alpha, plain load_lora_weights works
 
     truth = json.loads(TRUTH.read_text())
     for rel, facts in truth.items():  # every caption now says what its image shows
