@@ -62,6 +62,9 @@ def write_caption(path: Path, text: str, journal: Journal | None, reason: str, e
         raise CaptionWriteError(path, "caption changed on disk since it was read; not overwritten")
     if before == text:
         return False
+    if before is not None and not path.stat().st_mode & 0o222:
+        # os.replace would swap a read-only file out regardless of its mode
+        raise CaptionWriteError(path, "caption is read-only; not overwritten")
     if journal is not None:
         journal.record(path, before, text, reason)
     atomic_write(path, text)

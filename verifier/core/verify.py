@@ -188,6 +188,7 @@ class Verifier:
                                              options.image_size, options.image_format)
         self.on_result = on_result or (lambda r: None)
         self.on_plan = on_plan or (lambda total: None)
+        self.unreadable: dict[str, str] = {}  # image -> why it could not be read (skipped, not a verdict)
 
     def plan(self, works: list[Work], backend: str, model: str) -> tuple[list[ItemResult], list[Work]]:
         """Split into results the store already holds and work to ask."""
@@ -250,6 +251,7 @@ class Verifier:
                 if close:
                     await backend.aclose()
             requests, max_in_flight = pool.requests, pool.max_in_flight
+        skipped.update(self.unreadable)
         results = sorted(done + asked, key=lambda r: r.image)
         return RunResult(run_id, name, model, self.spec.protocol, results, skipped, time.monotonic() - started,
                          requests, max_in_flight)
@@ -262,9 +264,11 @@ class Verifier:
             try:
                 image = await asyncio.to_thread(prepare, w.path, self.options.image_size, self.options.image_format)
             except VerifierError as exc:
-                outcome = Outcome(None, exc.message, 0, 0.0)
-            else:
-                outcome = await pool.ask(Request(self.spec.render(w.caption), image, self.spec.schema))
+                # A broken file (truncated, not an image) is the dataset's problem, not a
+                # verdict: skipped and named, never stored as an error a person would sort.
+                self.unreadable[w.rel] = exc.message
+                return
+            outcome = await pool.ask(Request(self.spec.render(w.caption), image, self.spec.schema))
             result = self._result(w, outcome)
             self._store(result, backend.name, backend.model)  # at once: a kill loses only what is in flight
             asked.append(result)
