@@ -266,7 +266,7 @@ class Verifier:
             except VerifierError as exc:
                 # A broken file (truncated, not an image) is the dataset's problem, not a
                 # verdict: skipped and named, never stored as an error a person would sort.
-                self.unreadable[w.rel] = exc.message
+                self.unreadable[w.image] = exc.message
                 return
             outcome = await pool.ask(Request(self.spec.render(w.caption), image, self.spec.schema))
             result = self._result(w, outcome)
