@@ -224,3 +224,59 @@ def _shim(tmp_path):
     shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m verifier.cli.main "$@"\n')
     shim.chmod(0o755)
     return bin_dir
+
+
+# -- what a terminal shows ----------------------------------------------------------------------------------------
+
+
+def _screen(raw: str) -> list[str]:
+    """What a terminal shows after `raw`: enough of one (carriage return, newline,
+    erase line, cursor up) to see what rich's live bars leave behind."""
+    lines, row, col = [""], 0, 0
+    for token in re.findall(r"\x1b\[[0-9;?]*[A-Za-z]|\r|\n|[^\x1b\r\n]", raw):
+        if token == "\r":
+            col = 0
+        elif token == "\n":
+            row += 1
+            lines += [""] * (row + 1 - len(lines))
+        elif token == "\x1b[2K":
+            lines[row] = ""
+        elif token.startswith("\x1b[") and token.endswith("A"):
+            row = max(0, row - int(token[2:-1] or 1))
+        elif not token.startswith("\x1b"):
+            line = lines[row].ljust(col)
+            lines[row] = line[:col] + token + line[col + 1:]
+            col += 1
+    return [line.rstrip() for line in lines]
+
+
+def _in_a_terminal(args, cwd) -> str:
+    import pty
+
+    parent, child = pty.openpty()
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "50"}
+    proc = subprocess.Popen([sys.executable, "-m", "verifier.cli.main", *map(str, args)], stdin=child, stdout=child,
+                            stderr=child, cwd=cwd, env=env, close_fds=True)
+    os.close(child)
+    raw = b""
+    while True:
+        try:
+            chunk = os.read(parent, 1 << 16)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        raw += chunk
+    os.close(parent)
+    assert proc.wait(timeout=300) in (0, 3)  # 3: what waiting for a person was, before it became 0
+    return raw.decode("utf-8", "replace")
+
+
+def test_in_a_terminal_one_verify_bar_no_train_bar_and_no_line_glued_to_a_bar(example_dataset):
+    screen = _screen(_in_a_terminal(["run", example_dataset.name, "--policy", POLICY, "--demo-model", TRUTH,
+                                     "--no-train"], example_dataset.parent))
+    bars = [line for line in screen if "━" in line]
+    assert len(bars) == 1 and bars[0].startswith("verify ") and "12/12" in bars[0], screen
+    assert not any(line.startswith("train ") for line in screen), screen  # --no-train: no train bar at all
+    for stage in ("build", "lint", "verify", "apply", "review"):  # each once, at the start of a line of its own
+        assert sum(line.startswith(f"{stage}: ") for line in screen) == 1, (stage, screen)
