@@ -233,17 +233,17 @@ def ingest(
             # a review tree holds one folder per aspect: read each aspect's own
             where = path / name if len(names) > 1 and (path / name).is_dir() else path
             done = ingest_sorted(where, root, pol, name, store, dry_run=dry_run)
-            problems |= _report_ingest(done, name if len(names) > 1 else "", dry_run)
+            problems |= _report_ingest(done, name, dry_run, several=len(names) > 1)
     if problems:
         raise typer.Exit(EXIT_FINDINGS)
 
 
-def _report_ingest(done, aspect: str, dry_run: bool) -> bool:
+def _report_ingest(done, aspect: str, dry_run: bool, several: bool) -> bool:
     """Print what one aspect's ingest did; True when something needs attention."""
     for diff in done.diffs:
         _diff(diff)
     verb = "would change" if dry_run else "changed"
-    out.print(f"capcheck ingest{f' ({aspect})' if aspect else ''}: {verb} {done.changed_count}, "
+    out.print(f"capcheck ingest{f' ({aspect})' if several else ''}: {verb} {done.changed_count}, "
               f"unchanged {done.unchanged}")
     if done.changed:
         table = Table(show_header=False)
