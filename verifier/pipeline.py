@@ -187,10 +187,10 @@ class Pipeline:
         folders, review = [], None
         for aspect, images in sorted(aspects.items()):
             routed = route(self.root, policy, report, aspect, store, only=images)
-            placed = [f"{folder}/{Path(image).name}" for image, folder, _ in routed.placed]
-            folders.append(f"{routed.folder}: " + ", ".join(placed or routed.already))
+            placed = [f"{routed.folder}/{folder}/{Path(image).name}" for image, folder, _ in routed.placed]
+            folders += placed or [f"{routed.folder}: {image}" for image in routed.already]
             review = routed.folder.parent
-        self._stage("review", f"{len(sortable)} image(s) need a person", "; ".join(folders))
+        self._stage("review", f"{len(sortable)} image(s) need a person", ", ".join(folders))
         self.outcome.messages += [
             "why:", *[f"  {image}: {why}" for image, why in sorted(sortable.items())],
             f"sort by eye: in {shlex.quote(str(review))}, move each image into the folder of what it shows "

@@ -70,7 +70,7 @@ def _demo(truth: Path | None, root: Path, policy: Path, latency: float = 0.0):
         yield server.url
 
 
-OUTPUT_LABELS = {"verify": "report", "review": "waiting in", "train": "lora"}
+OUTPUT_LABELS = {"verify": "report", "review": "waiting", "train": "lora"}
 
 
 class _Displays:
