@@ -84,6 +84,7 @@ def test_apply_leaves_a_read_only_caption_alone_and_says_so(example_dataset):
         run = demo_run(example_dataset)
         assert "apply: changed 2, borderline left for a person 1, stale 0, read-only (left alone) 1" in run.stdout
         assert "read-only, not changed: 02_clothed_pose/available/020101.png" in run.stdout
+        assert not list((example_dataset / "_review").rglob("020101.png"))  # sorting would not help: held
         assert locked.read_bytes() == text and stat.S_IMODE(locked.stat().st_mode) == 0o444
     finally:
         locked.chmod(0o644)
@@ -109,6 +110,12 @@ def test_a_truncated_png_is_one_line_skipped_and_not_routed(example_dataset):
             in proc.stdout), proc.stdout
     assert not list((example_dataset / "_review").rglob("010001.png"))  # nobody can sort a broken file
     assert (example_dataset / "_review" / "framing" / "cowboy_shot" / "020104.png").exists()  # the rest goes on
+    review = example_dataset / "_review" / "framing"
+    (review / "cowboy_shot" / "020104.png").rename(review / "full_body" / "020104.png")
+    assert capcheck("ingest", example_dataset / "_review", "--aspects", "framing").returncode == 0
+    proc = demo_run(example_dataset)  # all sorted: only the broken file stands between the set and training
+    assert proc.returncode == 1 and "review: nothing to sort; 1 file(s) to fix first" in proc.stdout
+    assert "  01_bust_front/available/010001.png: replace or remove the file" in proc.stdout
 
 
 # -- help and options ------------------------------------------------------------------------------------------------
@@ -124,7 +131,7 @@ def test_help_lists_commands_in_workflow_order_and_shows_readable_values():
     assert [c for c in listed if c in COMMANDS] == COMMANDS
     for command in ["", *COMMANDS]:
         page = capcheck(*([command] if command else []), "--help").stdout
-        for typer_ism in ("<bool>", "<list[str]>", "<str>", "{dataset}", "{path}", "<int>", "<float>"):
+        for typer_ism in ("<bool>", "<list[str]>", "<str>", "<path>", "{dataset}", "{path}", "<int>", "<float>"):
             assert typer_ism not in page, (command, typer_ism)
     apply_help = capcheck("apply", "--help").stdout
     assert "Usage: python -m verifier.cli.main apply [OPTIONS] DATASET" in apply_help

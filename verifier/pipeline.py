@@ -39,7 +39,7 @@ from verifier.human.agreement import all_agreements
 from verifier.human.apply import CHANGED, READ_ONLY, SKIPPED, STALE, apply_report
 from verifier.human.route import UNSURE, route
 
-DONE, LINT_ERRORS, BAD_INPUT, REVIEW, CANNOT_TRAIN = 0, 1, 2, 3, 5
+DONE, FILES_TO_FIX, REVIEW, CANNOT_TRAIN = 0, 1, 3, 5
 
 # Why build left an existing caption as it is, by what last wrote it
 # (the journal knows); a caption nobody journaled was edited by hand.
@@ -79,6 +79,9 @@ class Pipeline:
         self.config, self.apply_aspects, self.no_train = config, apply_aspects, no_train
         self.hooks = hooks or Hooks()
         self.outcome = Outcome(DONE)
+        # images a person cannot settle by sorting (a file that cannot be read, a
+        # caption that may not be written): named, never routed
+        self.held: dict[str, str] = {}
 
     def _stage(self, name: str, summary: str, outputs: str = "") -> None:
         stage = Stage(name, summary, outputs)
@@ -97,11 +100,11 @@ class Pipeline:
         with Store(self.root) as store:
             if not self._build(policy, store) or not self._lint(policy):
                 return self.outcome
-            unreadable = self._verify(policy, store)
+            self._verify(policy, store)
             self._apply(policy, store)
             checked = gate.check(self.root, store, policy)
             if checked.pending:
-                self._route(policy, store, checked, unreadable)
+                self._route(policy, store, checked)
                 return self.outcome
             self._stage("review", f"nothing needs a person ({len(checked.passed)} captions: {checked.describe()})")
             if self.no_train or config is None:
@@ -133,24 +136,22 @@ class Pipeline:
         self._stage("lint", f"{len(errors)} error(s), {len(findings) - len(errors)} warning(s)"
                             + ("" if vocab else " (no tag CSV: unknown-tag skipped)"))
         if errors:
-            self.outcome.code = LINT_ERRORS
+            self.outcome.code = FILES_TO_FIX
             self.outcome.findings += [str(f) for f in errors]
             self.outcome.messages.append("fix these captions (or the policy), then run again")
         return not errors
 
-    def _verify(self, policy, store) -> dict[str, str]:
-        """Verify; returns the images that could not be read (image -> why)."""
+    def _verify(self, policy, store) -> None:
         run = asyncio.run(verify_dataset(self.root, policy, self.verify_options, store, self.hooks.verify_result,
                                          on_plan=self.hooks.verify_plan))
         _, page = write_reports(self.root, run, policy, all_agreements(store, policy))
         asked = len(run.asked)
         counts = " · ".join(f"{s} {run.count(s)}" for s in (OK, FIX, REFUSED, VERDICT_ERROR))
-        unreadable = {image: why for image, why in run.skipped.items() if why.startswith("cannot read")}
-        broken = f", {len(unreadable)} could not be read" if unreadable else ""
+        broken = f", {len(run.unreadable)} could not be read" if run.unreadable else ""
         self._stage("verify", f"{len(run.results)} images ({asked} asked, {len(run.results) - asked} from the store"
                               f"{broken}): {counts}", str(page))
-        self.outcome.findings += [f"skipped {image}: {why}" for image, why in sorted(unreadable.items())]
-        return unreadable
+        self.outcome.findings += [f"skipped {image}: {why}" for image, why in run.unreadable.items()]
+        self.held.update({image: "replace or remove the file" for image in run.unreadable})
 
     def _apply(self, policy, store) -> None:
         store.start_run("apply", json.dumps({"aspects": self.apply_aspects}))
@@ -160,19 +161,21 @@ class Pipeline:
         self._stage("apply", f"changed {count[CHANGED]}, borderline left for a person {count[SKIPPED]}, "
                              f"stale {count[STALE]}"
                              + (f", read-only (left alone) {count[READ_ONLY]}" if count[READ_ONLY] else ""))
-        self.outcome.findings += [f"read-only, not changed: {d.image}" for d in done if d.status == READ_ONLY]
+        read_only = [d.image for d in done if d.status == READ_ONLY]
+        self.outcome.findings += [f"read-only, not changed: {image}" for image in read_only]
+        self.held.update({image: "make its caption writable (or edit it by hand)" for image in read_only})
 
-    def _route(self, policy, store, checked, unreadable: dict[str, str]) -> None:
+    def _route(self, policy, store, checked) -> None:
         """Route what the gate leaves pending, by the aspects in dispute, and stop.
 
-        An image that could not be read is not routed: a person cannot sort a
-        broken file by eye; it is named (a finding) until it is replaced or removed."""
-        sortable = {image: why for image, why in checked.pending.items() if image not in unreadable}
+        What is held (a broken image, a read-only caption) is not routed: sorting
+        by eye cannot settle it. It was named among the findings."""
+        sortable = {image: why for image, why in checked.pending.items() if image not in self.held}
         if not sortable:
-            self._stage("review", f"{len(unreadable)} image(s) could not be read; nothing else needs a person")
-            self.outcome.messages.append("replace or remove the unreadable image(s), then run this same "
-                                         "`capcheck run` command again")
-            self.outcome.code = BAD_INPUT
+            self._stage("review", f"nothing to sort; {len(self.held)} file(s) to fix first")
+            self.outcome.messages += [f"  {image}: {todo}" for image, todo in self.held.items()]
+            self.outcome.messages.append("then run this same `capcheck run` command again")
+            self.outcome.code = FILES_TO_FIX
             return
         report = reports_dir(self.root) / "latest.jsonl"
         lines = {line["image"]: line for line in read_report(report)}

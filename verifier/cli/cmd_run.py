@@ -2,10 +2,12 @@
 
 Exit codes of `run`: 0 done (trained, or ready with --no-train), or
 stopped where images wait for a person (the last lines say which, and what
-to run next; `--fail-on-review` makes that 3, for scripts); 1 lint errors;
-2 bad input (an unreadable image included); 4 the vision model could not be
-used; 5 preflight failed (cannot train here, e.g. no GPU; everything before
-training is done); 130 interrupted (run again to continue).
+to run next; `--fail-on-review` makes that 3, for scripts); 1 files to fix
+first (lint errors, an image that cannot be read, a read-only caption that
+needs a fix); 2 bad input (a policy, config or option we cannot use); 4 the
+vision model could not be used; 5 preflight failed (cannot train here, e.g.
+no GPU; everything before training is done); 130 interrupted (run again to
+continue).
 """
 
 from __future__ import annotations

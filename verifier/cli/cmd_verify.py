@@ -182,15 +182,13 @@ def _summary(run, jsonl: Path, page: Path) -> None:
     for r in run.results:
         if r.verdict.status in (REFUSED, ERROR):
             out.print(f"{r.verdict.status}: {r.image}: {r.verdict.reason}", soft_wrap=True)
+    for image, why in run.unreadable.items():  # a broken file: named, it needs replacing
+        out.print(f"skipped {image}: {why}", soft_wrap=True)
     if run.skipped:
         reasons: dict[str, int] = {}
-        for image, why in sorted(run.skipped.items()):
-            if why.startswith("cannot read"):  # a broken file: name it, it needs replacing
-                out.print(f"skipped {image}: {why}", soft_wrap=True)
-            else:
-                reasons[why] = reasons.get(why, 0) + 1
-        if reasons:
-            out.print("skipped: " + ", ".join(f"{why} × {n}" for why, n in reasons.items()))
+        for why in run.skipped.values():
+            reasons[why] = reasons.get(why, 0) + 1
+        out.print("skipped: " + ", ".join(f"{why} × {n}" for why, n in reasons.items()))
     prompt_tokens, completion_tokens = run.tokens()
     out.print(f"tokens: {prompt_tokens:,} prompt + {completion_tokens:,} completion")
     out.print(f"report: {jsonl}\n        {page}", soft_wrap=True)

@@ -39,9 +39,14 @@ def _readable(params: list, ctx) -> list:
             else:
                 shown = param.display_type(ctx)
                 param.metavar = _METAVARS.get(shown, shown.strip("<>"))
-        elif isinstance(param, TyperArgument) and param.metavar is None:
-            param.metavar = param.name.upper()
+        elif isinstance(param, TyperArgument):
+            param.metavar = param.metavar or param.name.upper()
+            param.display_type_rich = _no_type  # the name says it (DATASET); no `<path>` beside it
     return params
+
+
+def _no_type(ctx) -> None:
+    return None
 
 
 class Command(TyperCommand):

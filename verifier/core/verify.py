@@ -95,6 +95,7 @@ class RunResult:
     wall_s: float
     requests: int
     max_in_flight: int
+    unreadable: dict[str, str] = field(default_factory=dict)  # image -> why its file could not be read
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.verdict.status == status)
@@ -251,10 +252,9 @@ class Verifier:
                 if close:
                     await backend.aclose()
             requests, max_in_flight = pool.requests, pool.max_in_flight
-        skipped.update(self.unreadable)
         results = sorted(done + asked, key=lambda r: r.image)
         return RunResult(run_id, name, model, self.spec.protocol, results, skipped, time.monotonic() - started,
-                         requests, max_in_flight)
+                         requests, max_in_flight, dict(sorted(self.unreadable.items())))
 
     async def _ask(self, backend: Backend, todo: list[Work], asked: list[ItemResult]) -> Pool:
         pool = Pool(backend, concurrency=self.options.concurrency, rpm=self.options.rpm, timeout=self.options.timeout,
