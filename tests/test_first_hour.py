@@ -151,6 +151,8 @@ def test_aspects_everywhere_old_spellings_hidden_and_typos_list_the_valid_ones(e
     assert proc.returncode == 2 and "'framng'" in proc.stderr and "framing, view, facing, expression" in proc.stderr
     proc = capcheck("route", example_dataset, "--aspect", "framng", "--policy", POLICY)  # the old spelling
     assert proc.returncode == 2 and "framing, view" in proc.stderr
+    proc = demo_run(example_dataset, "--aspects", "framing,facng")
+    assert proc.returncode == 2 and "'facng'" in proc.stderr and captions(example_dataset) == {}  # before build
     assert "-m" in capcheck("agreement", "--help").stdout
 
 

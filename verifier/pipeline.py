@@ -95,8 +95,9 @@ class Pipeline:
             from trainer.config import load_config
 
             config = load_config(self.config, data_dir=str(self.root.resolve()))  # a bad config fails first
+        check_aspects(policy, self.verify_options.aspects)  # a typo fails before any work
         if self.apply_aspects:
-            self.apply_aspects = check_aspects(policy, self.apply_aspects)  # a typo fails before any work
+            self.apply_aspects = check_aspects(policy, self.apply_aspects)
         with Store(self.root) as store:
             if not self._build(policy, store) or not self._lint(policy):
                 return self.outcome

@@ -87,7 +87,7 @@ KeyEnvOpt = Annotated[str, typer.Option(metavar="VAR", help="Environment variabl
 ProtocolOpt = Annotated[ProtocolName | None, typer.Option(help="observe (JSON; openai default) or fixline "
                                                                "(one line; codex default).")]
 AspectsOpt = Annotated[str | None, typer.Option("--aspects", metavar="LIST", help=f"Aspects to check, "
-                                                f"comma-separated [default: {ASPECTS}].")]
+                                                f"comma-separated (default: {ASPECTS}).")]
 ConcurrencyOpt = Annotated[int, typer.Option(help="Most requests in flight at once.")]
 RpmOpt = Annotated[float | None, typer.Option(help="At most this many requests per minute.")]
 TimeoutOpt = Annotated[float, typer.Option(metavar="SECONDS", help="Seconds before a request counts as failed.")]
