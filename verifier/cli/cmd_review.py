@@ -18,7 +18,6 @@ from rich.table import Table
 
 from captions.errors import CaptionsError
 from verifier.cli.console import (
-    EXIT_BAD_INPUT,
     EXIT_FINDINGS,
     OldAspectOpt,
     app,
@@ -29,6 +28,7 @@ from verifier.cli.console import (
     out,
     quoted,
 )
+from verifier.errors import ReportError
 
 ReportOpt = Annotated[Path | None, typer.Option("--report", "-r", help="Verify report (default: latest.jsonl).")]
 PolicyOverride = Annotated[Path | None, typer.Option("--policy", "-p", help="Caption policy (default: the one "
@@ -81,9 +81,8 @@ def apply(
     root = dataset_path(dataset)
     source = report_path(root, report)
     if not source.exists():  # say this before asking for anything else (a policy)
-        err.print(f"[red]error:[/red] {source}: no verify report: run `capcheck verify {quoted(dataset)} --policy "
-                  "POLICY.yaml --model MODEL` first (or pass --report)", soft_wrap=True)
-        raise typer.Exit(EXIT_BAD_INPUT)
+        raise ReportError(source, f"no verify report: run `capcheck verify {quoted(dataset)} --policy POLICY.yaml "
+                                  "--model NAME` (or `capcheck run`) first, or pass --report")
     with Store(root) as store:
         pol = policy_for(store, policy)
         names = _aspects(aspects, aspect, pol)
