@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import difflib
 import json
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from captions.edit import set_facts
-from captions.journal import atomic_write, read_caption, write_caption
+from captions.journal import atomic_write, read_caption, read_only, write_caption
 from captions.policy import Policy, load_policy
 from verifier.core.images import sha256_file, text_sha
 from verifier.core.report import read_report, reports_dir
@@ -34,12 +33,6 @@ READ_ONLY = "read-only"
 class UndoRefused(VerifierError):
     """A file changed since the run being undone, or undoing it would delete
     captions nobody asked to delete; nothing was restored."""
-
-
-def read_only(path: Path) -> bool:
-    """No write bit at all: the person locked this caption (0444). Checked by
-    mode, not os.access, which says yes to root whatever the mode."""
-    return not path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
 
 
 def policy_for(store: Store, override: Path | None) -> Policy:
