@@ -95,6 +95,7 @@ class RunResult:
     wall_s: float
     requests: int
     max_in_flight: int
+    unreadable: dict[str, str] = field(default_factory=dict)  # image -> why its file could not be read
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.verdict.status == status)
@@ -188,6 +189,7 @@ class Verifier:
                                              options.image_size, options.image_format)
         self.on_result = on_result or (lambda r: None)
         self.on_plan = on_plan or (lambda total: None)
+        self.unreadable: dict[str, str] = {}  # image -> why it could not be read (skipped, not a verdict)
 
     def plan(self, works: list[Work], backend: str, model: str) -> tuple[list[ItemResult], list[Work]]:
         """Split into results the store already holds and work to ask."""
@@ -252,7 +254,7 @@ class Verifier:
             requests, max_in_flight = pool.requests, pool.max_in_flight
         results = sorted(done + asked, key=lambda r: r.image)
         return RunResult(run_id, name, model, self.spec.protocol, results, skipped, time.monotonic() - started,
-                         requests, max_in_flight)
+                         requests, max_in_flight, dict(sorted(self.unreadable.items())))
 
     async def _ask(self, backend: Backend, todo: list[Work], asked: list[ItemResult]) -> Pool:
         pool = Pool(backend, concurrency=self.options.concurrency, rpm=self.options.rpm, timeout=self.options.timeout,
@@ -262,9 +264,11 @@ class Verifier:
             try:
                 image = await asyncio.to_thread(prepare, w.path, self.options.image_size, self.options.image_format)
             except VerifierError as exc:
-                outcome = Outcome(None, exc.message, 0, 0.0)
-            else:
-                outcome = await pool.ask(Request(self.spec.render(w.caption), image, self.spec.schema))
+                # A broken file (truncated, not an image) is the dataset's problem, not a
+                # verdict: skipped and named, never stored as an error a person would sort.
+                self.unreadable[w.image] = exc.message
+                return
+            outcome = await pool.ask(Request(self.spec.render(w.caption), image, self.spec.schema))
             result = self._result(w, outcome)
             self._store(result, backend.name, backend.model)  # at once: a kill loses only what is in flight
             asked.append(result)
