@@ -69,9 +69,9 @@ def routed(verified, tmp_path):
     master, liars = verified
     root = tmp_path / master.name
     shutil.copytree(master, root)
-    proc = capcheck("route", root, "--aspect", "framing")
+    proc = capcheck("route", root, "--aspects", "framing")
     assert proc.returncode == 0, proc.stderr
-    assert f"or sort them in the browser: capcheck review '{root}'" in proc.stdout  # quoted: the path has a space
+    assert f"or sort them in the browser, which runs ingest for you: capcheck review '{root}'" in proc.stdout  # quoted
     placed = sorted(p.relative_to(root / "_review").as_posix() for p in (root / "_review").rglob("*.png"))
     assert placed == sorted(f"framing/full_body/{Path(p).name}" for p in liars)
     return root, liars
@@ -250,7 +250,7 @@ def test_review_without_a_routed_folder_is_one_line(clothed47_dataset, tmp_path)
     proc = capcheck("review", clothed47_dataset, "--no-open", "--policy", POLICY)
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"error: {clothed47_dataset / '_review'}: nothing routed for a person here: run "
-                                   f"`capcheck route DATASET --aspect ASPECT` first")
+                                   f"`capcheck route DATASET --aspects ASPECT` first")
     (tmp_path / "elsewhere" / "framing").mkdir(parents=True)
     with socket.socket() as taken:  # a port another program holds
         taken.bind(("127.0.0.1", 0))
@@ -267,7 +267,7 @@ def test_review_without_a_routed_folder_is_one_line(clothed47_dataset, tmp_path)
 def test_originals_routed_by_move_go_home_when_the_page_ingests(routed, keichan):
     root, liars = routed
     shutil.rmtree(root / "_review")
-    proc = capcheck("route", root, "--aspect", "framing", "--mode", "move")
+    proc = capcheck("route", root, "--aspects", "framing", "--mode", "move")
     assert proc.returncode == 0, proc.stderr
     assert not any((root / p).exists() for p in liars)  # the originals are in the review folder now
     tree = ReviewTree(root, keichan)

@@ -198,7 +198,8 @@ def route(
               f"(_unsure/ holds what the model refused or failed on); then run:", soft_wrap=True)
     for folder in folders:
         out.print(f"capcheck ingest {quoted(folder)} --aspects {','.join(waiting)}", soft_wrap=True)
-    out.print(f"  or sort them in the browser: capcheck review {quoted(str(dataset))}", soft_wrap=True)
+    out.print(f"or sort them in the browser, which runs ingest for you: capcheck review {quoted(dataset)}",
+              soft_wrap=True)
 
 
 @app.command()

@@ -56,7 +56,7 @@ class ReviewTree:
         self.review = Path(review or self.root / REVIEW_DIR).resolve()
         if not self.review.is_dir() or not self.aspects():
             raise VerifierError(self.review, "nothing routed for a person here: run `capcheck route DATASET "
-                                             "--aspect ASPECT` first")
+                                             "--aspects ASPECT` first")
         self._shas: dict[tuple[int, int, int, int], str] = {}  # (dev, inode, size, mtime) -> sha: a move costs no hash
 
     def aspects(self) -> list[str]:
@@ -148,16 +148,17 @@ class ReviewTree:
         return spelled[0] if spelled else canonical
 
     def ingest_all(self) -> list[tuple[str, Ingested]]:
-        """`capcheck ingest _review/<aspect> --aspect <aspect>` for each aspect
-        with images, then the latest report shows the person's answers."""
+        """What `capcheck ingest _review --aspects A,B` does for the aspects with
+        images (each read from its own folder), then the latest report shows
+        the person's answers."""
+        names = [aspect for aspect, cards in self.cards().items() if cards]
+        if not names:
+            return []
         done = []
         with Store(self.root) as store:
-            for aspect, cards in self.cards().items():
-                if not cards:
-                    continue
-                folder = self.review / aspect
-                store.start_run("ingest", json.dumps({"path": str(folder), "aspect": aspect, "from": "review page"}))
-                done.append((aspect, ingest(folder, self.root, self.policy, aspect, store)))
+            store.start_run("ingest", json.dumps({"path": str(self.review), "aspects": names, "from": "review page"}))
+            for aspect in names:
+                done.append((aspect, ingest(self.review / aspect, self.root, self.policy, aspect, store)))
             refresh_latest_page(self.root, self.policy, all_agreements(store, self.policy))
         return done
 
