@@ -20,7 +20,18 @@ from rich.table import Table
 from rich.text import Text
 
 from captions.policy import load_policy
-from verifier.cli.console import EXIT_INTERRUPTED, EXIT_NO_MODEL, PolicyOpt, app, dataset_path, err, handled, out
+from verifier.cli.console import (
+    EXIT_INTERRUPTED,
+    EXIT_NO_MODEL,
+    OldAspectOpt,
+    PolicyOpt,
+    app,
+    comma_list,
+    dataset_path,
+    err,
+    handled,
+    out,
+)
 from verifier.core.prompting import DEFAULT_ASPECTS
 from verifier.core.verdict import ERROR, FIX, OK, REFUSED, STATUSES
 
@@ -74,44 +85,50 @@ class Live:
 
 # The verify options, shared by `verify` and `run`.
 ASPECTS = ",".join(DEFAULT_ASPECTS)
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model name (openai backend: required).")]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", metavar="NAME", help="Model name (openai backend: "
+                                                                             "required).")]
 BackendOpt = Annotated[BackendName, typer.Option(help="openai: any OpenAI-compatible API; batch: its batch jobs "
                                                       "(/v1/files + /v1/batches); codex: the Codex CLI.")]
-BaseUrlOpt = Annotated[list[str] | None, typer.Option(help="API base URL (vLLM, Ollama, LM Studio, OpenRouter, …); "
-                                                           "repeat it for several servers of one model.")]
-KeyEnvOpt = Annotated[str, typer.Option(help="Environment variable holding the API key.")]
+BaseUrlOpt = Annotated[list[str] | None, typer.Option(metavar="URL", help="API base URL (vLLM, Ollama, LM Studio, "
+                                                                          "OpenRouter, …); repeat it for several "
+                                                                          "servers of one model.")]
+KeyEnvOpt = Annotated[str, typer.Option(metavar="VAR", help="Environment variable holding the API key.")]
 ProtocolOpt = Annotated[ProtocolName | None, typer.Option(help="observe (JSON; openai default) or fixline "
                                                                "(one line; codex default).")]
-AspectsOpt = Annotated[str, typer.Option(help="Aspects to check, comma-separated.")]
+AspectsOpt = Annotated[str | None, typer.Option("--aspects", metavar="LIST", help=f"Aspects to check, "
+                                                f"comma-separated (default: {ASPECTS}).")]
 ConcurrencyOpt = Annotated[int, typer.Option(help="Most requests in flight at once.")]
 RpmOpt = Annotated[float | None, typer.Option(help="At most this many requests per minute.")]
-TimeoutOpt = Annotated[float, typer.Option(help="Seconds before a request counts as failed.")]
+TimeoutOpt = Annotated[float, typer.Option(metavar="SECONDS", help="Seconds before a request counts as failed.")]
 AttemptsOpt = Annotated[int, typer.Option(help="Attempts per image (429, 5xx, timeouts are retried).")]
-SizeOpt = Annotated[int, typer.Option(help="Long side sent, in pixels (never cropped).")]
+SizeOpt = Annotated[int, typer.Option(metavar="PIXELS", help="Long side sent, in pixels (never cropped).")]
 FormatOpt = Annotated[ImageFormat, typer.Option(help="jpeg or png.")]
 FreshOpt = Annotated[bool, typer.Option("--fresh", help="Ask again even what the store has answered.")]
-OnlyOpt = Annotated[list[str] | None, typer.Option(help="Only images whose path or name matches (repeatable).")]
-CodexOpt = Annotated[str, typer.Option(help="The codex executable.")]
-BatchFileOpt = Annotated[Path | None, typer.Option(help="Write the requests as batch JSONL here and stop "
-                                                        "(for vllm run-batch -i FILE).")]
-BatchResultsOpt = Annotated[Path | None, typer.Option(help="Read the answers from this batch results JSONL "
-                                                           "(vllm run-batch -o FILE).")]
+OnlyOpt = Annotated[list[str] | None, typer.Option(metavar="PATTERN", help="Only images whose path or name matches "
+                                                                           "(repeatable).")]
+CodexOpt = Annotated[str, typer.Option(metavar="PATH", help="The codex executable.")]
+BatchFileOpt = Annotated[Path | None, typer.Option(metavar="OUT.jsonl", help="Write the requests as batch JSONL "
+                                                                             "here and stop (for vllm run-batch -i).")]
+BatchResultsOpt = Annotated[Path | None, typer.Option(metavar="RESULTS.jsonl", help="Read the answers from this "
+                                                                                    "batch results JSONL (vllm "
+                                                                                    "run-batch -o).")]
 NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="batch: submit (and collect what is done), then exit.")]
-PollOpt = Annotated[float, typer.Option(help="batch: seconds between status checks.")]
+PollOpt = Annotated[float, typer.Option(metavar="SECONDS", help="batch: seconds between status checks.")]
 BatchRetryOpt = Annotated[BatchRetry, typer.Option(help="batch: requests that failed or expired are asked live, "
                                                         "in a new batch, or stored as errors.")]
 
 
-def verify_options(model: str, backend: BackendName, base_url: str | None, api_key_env: str,
-                   protocol: ProtocolName | None, aspects: str, concurrency: int, rpm: float | None, timeout: float,
-                   max_attempts: int, image_size: int, image_format: ImageFormat, fresh: bool, only: list[str] | None,
-                   codex_bin: str, batch_file: Path | None = None, batch_results: Path | None = None,
-                   wait: bool = True, poll: float = 30.0, batch_retry: BatchRetry = BatchRetry.live):
+def verify_options(model: str, backend: BackendName, base_url: str | list[str] | None, api_key_env: str,
+                   protocol: ProtocolName | None, aspects: list[str] | None, concurrency: int, rpm: float | None,
+                   timeout: float, max_attempts: int, image_size: int, image_format: ImageFormat, fresh: bool,
+                   only: list[str] | None, codex_bin: str, batch_file: Path | None = None,
+                   batch_results: Path | None = None, wait: bool = True, poll: float = 30.0,
+                   batch_retry: BatchRetry = BatchRetry.live):
     from verifier.core.verify import VerifyOptions
 
     return VerifyOptions(
         model=model, backend=backend.value, base_url=base_url, api_key_env=api_key_env,
-        protocol=protocol.value if protocol else None, aspects=[a.strip() for a in aspects.split(",") if a.strip()],
+        protocol=protocol.value if protocol else None, aspects=aspects or list(DEFAULT_ASPECTS),
         concurrency=concurrency, rpm=rpm, timeout=timeout, max_attempts=max_attempts, image_size=image_size,
         image_format=image_format.value, fresh=fresh, only=list(only or []), codex_bin=codex_bin,
         batch_file=str(batch_file) if batch_file else None, batch_results=str(batch_results) if batch_results else None,
@@ -128,7 +145,8 @@ def verify(
     base_url: BaseUrlOpt = None,
     api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
     protocol: ProtocolOpt = None,
-    aspects: AspectsOpt = ASPECTS,
+    aspects: AspectsOpt = None,
+    aspect: OldAspectOpt = None,
     concurrency: ConcurrencyOpt = 6,
     rpm: RpmOpt = None,
     timeout: TimeoutOpt = 120.0,
@@ -152,9 +170,9 @@ def verify(
 
     root = dataset_path(dataset)
     pol = load_policy(policy)
-    options = verify_options(model, backend, base_url, api_key_env, protocol, aspects, concurrency, rpm, timeout,
-                             max_attempts, image_size, image_format, fresh, only, codex_bin, batch_file,
-                             batch_results, not no_wait, poll, batch_retry)
+    options = verify_options(model, backend, base_url, api_key_env, protocol, comma_list(aspects, aspect, "--aspect"),
+                             concurrency, rpm, timeout, max_attempts, image_size, image_format, fresh, only, codex_bin,
+                             batch_file, batch_results, not no_wait, poll, batch_retry)
     live = Live()
     with Store(root) as store:
         try:
@@ -194,6 +212,8 @@ def _summary(run, jsonl: Path, page: Path) -> None:
     for r in run.results:
         if r.verdict.status in (REFUSED, ERROR):
             out.print(f"{r.verdict.status}: {r.image}: {r.verdict.reason}", soft_wrap=True)
+    for image, why in run.unreadable.items():  # a broken file: named, it needs replacing
+        out.print(f"skipped {image}: {why}", soft_wrap=True)
     if run.pending:
         out.print(f"pending: {run.pending} images wait for a batch's answers (not counted above)")
     if run.skipped:

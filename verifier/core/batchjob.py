@@ -74,14 +74,15 @@ class BatchJob:
     # -- building lines ----------------------------------------------------------
 
     async def _encoded(self, lines: list[Line]) -> AsyncIterator[tuple[Line, bytes]]:
-        """Each line as JSONL bytes; images that cannot be read get their error verdict here."""
+        """Each line as JSONL bytes; images that cannot be read are set aside here."""
         workers = max(1, min(8, os.cpu_count() or 1))
         for start in range(0, len(lines), workers * 4):
             chunk = lines[start:start + workers * 4]
             encoded = await asyncio.gather(*(asyncio.to_thread(self._encode, line) for line in chunk))
             for line, data in zip(chunk, encoded, strict=True):
-                if isinstance(data, str):
-                    self._record(line, Outcome(None, data, 0, 0.0))
+                if isinstance(data, str):  # an unreadable file: named in the summary, no verdict (as live)
+                    for w in line.works:
+                        self.v.unreadable[w.image] = data
                 else:
                     yield line, data
 

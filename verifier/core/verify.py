@@ -113,6 +113,7 @@ class RunResult:
     wall_s: float
     requests: int
     max_in_flight: int
+    unreadable: dict[str, str] = field(default_factory=dict)  # image -> why its file could not be read
     pending: int = 0  # images whose answers wait in a submitted batch
 
     def count(self, status: str) -> int:
@@ -229,6 +230,7 @@ class Verifier:
         self.on_result = on_result or (lambda r: None)
         self.on_plan = on_plan or (lambda total: None)
         self.on_notice = on_notice or (lambda message: None)  # one line for the person running it
+        self.unreadable: dict[str, str] = {}  # image -> why it could not be read (skipped, not a verdict)
 
     def plan(self, works: list[Work], backend: str, model: str) -> tuple[list[ItemResult], list[Work]]:
         """Split into results the store already holds and work to ask."""
@@ -300,7 +302,7 @@ class Verifier:
             model = backend.model  # codex may have named another model than the one planned
         results = sorted(done + asked, key=lambda r: r.image)
         return RunResult(run_id, name, model, self.spec.protocol, results, skipped, time.monotonic() - started,
-                         requests, max_in_flight, pending)
+                         requests, max_in_flight, dict(sorted(self.unreadable.items())), pending)
 
     async def _ask(self, backend: Backend, todo: list[Work], asked: list[ItemResult]) -> Pool:
         servers = len(getattr(backend, "servers", ())) or 1  # a fleet: --concurrency per server
@@ -322,16 +324,18 @@ class Verifier:
         if not first[0]:
             named.set()
 
-        async def answer(w: Work) -> ItemResult:
+        async def answer(w: Work) -> ItemResult | None:
             if backend.model != planned and (row := self._answered_under(w, backend)) is not None:
                 return _result_from_row(row, STORED)  # codex named another model: what it answered stands
             try:
                 image = await loop.run_in_executor(preparing, prepare, w.path, self.options.image_size,
                                                    self.options.image_format)
             except VerifierError as exc:
-                outcome = Outcome(None, exc.message, 0, 0.0)
-            else:
-                outcome = await pool.ask(self.request(w, image))
+                # A broken file (truncated, not an image) is the dataset's problem, not a
+                # verdict: skipped and named, never stored as an error a person would sort.
+                self.unreadable[w.image] = exc.message
+                return None
+            outcome = await pool.ask(self.request(w, image))
             result = self._result(w, outcome)
             # at once: a kill loses only what is in flight; keyed by the model that answered
             self._store(result, backend.name, result.model or backend.model)
@@ -347,6 +351,8 @@ class Verifier:
             else:
                 await named.wait()
                 result = await answer(w)
+            if result is None:  # unreadable: named in the summary, no verdict
+                return
             asked.append(result)
             self.on_result(result)
 
