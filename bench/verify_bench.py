@@ -1,14 +1,20 @@
-"""verify throughput against the loopback demo server (a separate process).
+"""verify throughput against the limit: a bare client, in the same run, on the same server.
 
-    python bench/verify_bench.py [--quick]
+    python bench/verify_bench.py [--quick] [--big]
 
-Each case runs in a fresh child process (so peak RSS and CPU are that
-case's alone) over synthetic 256x384 images, at a fixed server latency:
-achieved vs ideal throughput (ideal = concurrency / latency requests per
-second), the wave floor (ceil(N / concurrency) x latency: with a fixed
-latency no schedule beats it), client CPU per image, peak RSS. Then a
-second run of the 200-image case, answered from the store. Finally the CPU
-cost of preparing one realistic 832x1216 PNG (decode, resize to 1024, JPEG).
+The limit is concrete: for each concurrency, the same requests (the bytes
+capcheck sends, built beforehand) go to the same loopback demo server (a
+separate process, fixed latency) from a bare `httpx` client (httpx2, the
+transport the openai SDK uses) with the same concurrency and nothing else:
+no images to read, no SDK, no store. Then capcheck verifies the same
+832x1216 PNG dataset from scratch. Printed: both wall times, capcheck's
+throughput as a ratio of the bare client's, and client CPU per image
+(capcheck: decode, resize, encode, request, parse, store; bare: request
+and parse), the cores capcheck's CPU per image needs to keep up with
+the bare client and the cores it got (when it got fewer, it was
+CPU-bound, not waiting). Each client runs in its own child process, so its CPU and RSS
+are its own. Then a second capcheck run answered from the store, and the
+CPU cost of preparing one image. `--big`: 5,000 images at concurrency 128.
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
+import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,12 +33,14 @@ import time
 import urllib.request
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageFilter
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 POLICY = ROOT / "examples" / "keichan" / "policy.yaml"
+ASPECTS = ["framing"]
+SIZE = (832, 1216)
 CAPTION = ("masterpiece, best quality, score_7, safe,\n1girl, solo, keichan,\n"
            "A standing front view of a young girl with a bright smile. Her long hair intakes fall on both sides of "
            "her face below her blunt bangs, and her hair is gathered into a braided half-updo at the back, secured "
@@ -39,21 +48,35 @@ CAPTION = ("masterpiece, best quality, score_7, safe,\n1girl, solo, keichan,\n"
            "smile, standing, facing viewer, {framing},\nwhite background, simple background\n")
 
 
-def make_dataset(root: Path, n: int) -> None:
-    """n distinct images (random 8x8 block patterns), captions, and the truth:
-    every fifth caption says full body where the image is a cowboy shot."""
+def make_dataset(root: Path, n: int, size: tuple[int, int] = SIZE) -> None:
+    """n distinct images (random 8x12 block patterns under a blurred noise texture, so the PNG
+    has real content to decode), captions, and the truth: every fifth is really a cowboy shot."""
     rng = random.Random(n)
     folder = root / "images"
     folder.mkdir(parents=True)
+    texture = Image.effect_noise(size, 40).convert("RGB").filter(ImageFilter.GaussianBlur(1.5))
     truth = {}
     for i in range(n):
         cells = Image.new("L", (8, 12))
         cells.putdata([rng.choice((30, 225)) for _ in range(96)])
-        cells.convert("RGB").resize((256, 384), Image.Resampling.NEAREST).save(folder / f"{i:05d}.png")
+        base = cells.convert("RGB").resize(size, Image.Resampling.NEAREST)
+        Image.blend(base, texture, 0.25).save(folder / f"{i:05d}.png", compress_level=1)
         (folder / f"{i:05d}.txt").write_text(CAPTION.format(framing="full body"))
         framing = "cowboy shot" if i % 5 == 0 else "full body"
         truth[f"images/{i:05d}.png"] = dict(framing=framing, view="front", facing="forward", expression="smile")
     (root / "truth.json").write_text(json.dumps(truth))
+
+
+def subset(master: Path, dest: Path, n: int) -> Path:
+    (dest / "images").mkdir(parents=True)
+    truth = json.loads((master / "truth.json").read_text())
+    keep = {}
+    for i in range(n):
+        for ext in ("png", "txt"):
+            shutil.copy(master / "images" / f"{i:05d}.{ext}", dest / "images" / f"{i:05d}.{ext}")
+        keep[f"images/{i:05d}.png"] = truth[f"images/{i:05d}.png"]
+    (dest / "truth.json").write_text(json.dumps(keep))
+    return dest
 
 
 def start_server(root: Path, latency: float) -> tuple[subprocess.Popen, str]:
@@ -67,30 +90,65 @@ def server_stats(url: str) -> dict:
         return json.load(fh)
 
 
-def case(root: Path, url: str, concurrency: int) -> dict:
-    """One verify run in this process; prints its figures as JSON."""
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def capcheck_case(root: Path, url: str, concurrency: int) -> dict:
+    """One capcheck verify run in this process."""
     from captions import load_policy
     from verifier.core.store import Store
     from verifier.core.verify import VerifyOptions, verify_dataset
 
     policy = load_policy(POLICY)
-    options = VerifyOptions(model="demo", base_url=url, concurrency=concurrency, aspects=["framing"])
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    t0 = time.perf_counter()
+    options = VerifyOptions(model="demo", base_url=url, concurrency=concurrency, aspects=ASPECTS)
+    cpu0, t0 = _cpu(), time.perf_counter()
     with Store(root) as store:
         result = asyncio.run(verify_dataset(root, policy, options, store))
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    n = len(result.results)
-    return {"n": n, "wall_s": wall, "cpu_s": cpu, "requests": result.requests, "max_in_flight": result.max_in_flight,
-            "fix": result.count("fix"), "ok": result.count("ok"), "error": result.count("error"),
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    wall, cpu = time.perf_counter() - t0, _cpu() - cpu0
+    return {"n": len(result.results), "wall_s": wall, "cpu_s": cpu, "requests": result.requests,
+            "max_in_flight": result.max_in_flight, "fix": result.count("fix"), "ok": result.count("ok"),
+            "error": result.count("error"), "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def child(root: Path, url: str, concurrency: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", str(root), url, str(concurrency)], capture_output=True,
-                         text=True, cwd=ROOT, check=True)
+def bare_case(root: Path, url: str, concurrency: int) -> dict:
+    """The limit: the same request bodies, sent by httpx with the same concurrency, answers parsed, nothing else."""
+    import httpx2
+
+    from captions import load_policy
+    from verifier.core.backends import Request
+    from verifier.core.backends.openai_api import chat_body
+    from verifier.core.images import prepare
+    from verifier.core.prompting import OBSERVE, build_prompt
+
+    spec = build_prompt(load_policy(POLICY), OBSERVE, ASPECTS)
+    bodies = [json.dumps(chat_body("demo", Request(spec.render(png.with_suffix(".txt").read_text()), prepare(png),
+                                                   spec.schema))).encode()
+              for png in sorted((root / "images").glob("*.png"))]  # built before the clock starts
+
+    async def go() -> int:
+        limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx2.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
+            gate = asyncio.Semaphore(concurrency)
+
+            async def one(body: bytes) -> bool:
+                async with gate:
+                    response = await client.post("/chat/completions", content=body,
+                                                 headers={"Content-Type": "application/json"})
+                answer = json.loads(response.content)["choices"][0]["message"]["content"]
+                return "framing" in json.loads(answer)
+
+            return sum(await asyncio.gather(*(one(b) for b in bodies)))
+
+    cpu0, t0 = _cpu(), time.perf_counter()
+    answered = asyncio.run(go())
+    return {"n": len(bodies), "answered": answered, "wall_s": time.perf_counter() - t0, "cpu_s": _cpu() - cpu0}
+
+
+def child(kind: str, root: Path, url: str, concurrency: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", kind, str(root), url, str(concurrency)],
+                         capture_output=True, text=True, cwd=ROOT, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -98,63 +156,75 @@ def prep_cost(repeat: int = 20) -> float:
     from verifier.core.images import prepare
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "big.png"
-        Image.effect_mandelbrot((832, 1216), (-2, -1.5, 1, 1.5), 80).convert("RGB").save(path)
+        make_dataset(Path(tmp), 1)
+        path = Path(tmp) / "images" / "00000.png"
         prepare(path)
-        t0 = time.process_time()
+        cpu0 = time.process_time()
         for _ in range(repeat):
             prepare(path, 1024, "jpeg")
-        return (time.process_time() - t0) / repeat
+        return (time.process_time() - cpu0) / repeat
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller runs (a smoke test of the bench itself)")
-    ap.add_argument("--child", nargs=3, metavar=("ROOT", "URL", "CONCURRENCY"), help=argparse.SUPPRESS)
+    ap.add_argument("--big", action="store_true", help="also 5,000 images at concurrency 128")
+    ap.add_argument("--latency", type=float, default=2.0, help="the server's fixed latency, seconds")
+    ap.add_argument("--size", default=f"{SIZE[0]}x{SIZE[1]}",
+                    help="input PNG size, WxH (256x384: no resize, to see the client without the image work)")
+    ap.add_argument("--child", nargs=4, metavar=("KIND", "ROOT", "URL", "CONCURRENCY"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(case(Path(args.child[0]), args.child[1], int(args.child[2]))))
+        kind, root, url, concurrency = args.child
+        run = capcheck_case if kind == "capcheck" else bare_case
+        print(json.dumps(run(Path(root), url, int(concurrency))))
         return
-    latency = 2.0
-    cases = [(6, 60), (32, 200), (128, 1280)] if not args.quick else [(6, 12), (32, 64)]
-    print(f"verify bench: loopback demo server, latency {latency:g} s, 256x384 images, aspects=framing")
-    print(f"{'conc':>5} {'images':>6} {'wall s':>7} {'ideal s':>7} {'floor s':>7} {'achieved/ideal':>14} "
-          f"{'vs floor':>8} {'cpu ms/img':>10} {'max in flight':>13} {'rss MiB':>7}")
-    for concurrency, n in cases:
-        with tempfile.TemporaryDirectory() as tmp:
-            root = Path(tmp)
-            make_dataset(root, n)
-            server, url = start_server(root, latency)
+    cases = [(32, 256), (128, 512)] if not args.quick else [(32, 64), (128, 128)]
+    size = tuple(int(x) for x in args.size.lower().split("x"))
+    print(f"verify bench: loopback demo server (own process), latency {args.latency:g} s, {size[0]}x{size[1]} PNG "
+          f"inputs, aspects=framing; bare = httpx2, same bodies, same concurrency")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start")
+    print(f"{'conc':>5} {'images':>6} {'bare s':>7} {'capcheck s':>10} {'ratio':>6} {'capcheck cpu ms/img':>19} "
+          f"{'bare cpu ms/img':>15} {'cores needed':>12} {'cores used':>10} {'max in flight':>13} {'rss MiB':>7}")
+    with tempfile.TemporaryDirectory() as tmp:
+        master = Path(tmp) / "master"
+        make_dataset(master, max(n for _, n in cases), size)
+        for concurrency, n in cases:
+            root = subset(master, Path(tmp) / f"c{concurrency}", n)
+            server, url = start_server(root, args.latency)
             try:
-                r = child(root, url, concurrency)
-                ideal = n * latency / concurrency
-                floor = math.ceil(n / concurrency) * latency
-                print(f"{concurrency:>5} {n:>6} {r['wall_s']:>7.2f} {ideal:>7.2f} {floor:>7.2f} "
-                      f"{ideal / r['wall_s']:>14.1%} {floor / r['wall_s']:>8.1%} {1000 * r['cpu_s'] / n:>10.2f} "
+                bare = child("bare", root, url, concurrency)
+                r = child("capcheck", root, url, concurrency)
+                assert bare["answered"] == n and r["error"] == 0, (bare, r)
+                # cores needed: capcheck's CPU per image at the bare client's throughput; used: what it got
+                needed = r["cpu_s"] / n * (n / bare["wall_s"])
+                print(f"{concurrency:>5} {n:>6} {bare['wall_s']:>7.2f} {r['wall_s']:>10.2f} "
+                      f"{bare['wall_s'] / r['wall_s']:>6.3f} {1000 * r['cpu_s'] / n:>19.1f} "
+                      f"{1000 * bare['cpu_s'] / n:>15.1f} {needed:>12.2f} {r['cpu_s'] / r['wall_s']:>10.2f} "
                       f"{r['max_in_flight']:>13} {r['peak_rss_mib']:>7.0f}", flush=True)
                 if concurrency == 32:
                     seen = server_stats(url)["requests"]
-                    again = child(root, url, concurrency)
+                    again = child("capcheck", root, url, concurrency)
                     extra = server_stats(url)["requests"] - seen
                     print(f"      second run of the {n}: {again['wall_s']:.2f} s, {again['requests']} requests "
                           f"(server saw {extra}), {again['fix']} fix / {again['ok']} ok from the store", flush=True)
             finally:
                 server.terminate()
                 server.wait()
-    big = 5000 if not args.quick else 500
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        make_dataset(root, big)
-        server, url = start_server(root, 0.1)
-        try:
-            r = child(root, url, 128)
-        finally:
-            server.terminate()
-            server.wait()
-    print(f"{big} images at concurrency 128, latency 0.1 s: {r['wall_s']:.1f} s, {1000 * r['cpu_s'] / big:.2f} ms CPU "
-          f"per image, peak RSS {r['peak_rss_mib']:.0f} MiB, max in flight {r['max_in_flight']}, "
-          f"{r['fix']} fix / {r['ok']} ok / {r['error']} error")
-    print(f"prepare one 832x1216 PNG -> 1024 px JPEG: {1000 * prep_cost():.1f} ms CPU")
+    print(f"prepare one {SIZE[0]}x{SIZE[1]} PNG -> 1024 px JPEG: {1000 * prep_cost():.1f} ms CPU")
+    if args.big:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            make_dataset(root, 5000, (256, 384))
+            server, url = start_server(root, 0.1)
+            try:
+                r = child("capcheck", root, url, 128)
+            finally:
+                server.terminate()
+                server.wait()
+        print(f"5000 images (256x384) at concurrency 128, latency 0.1 s: {r['wall_s']:.1f} s, "
+              f"{1000 * r['cpu_s'] / 5000:.2f} ms CPU per image, peak RSS {r['peak_rss_mib']:.0f} MiB, max in flight "
+              f"{r['max_in_flight']}, {r['fix']} fix / {r['ok']} ok / {r['error']} error")
 
 
 if __name__ == "__main__":

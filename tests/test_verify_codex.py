@@ -1,12 +1,12 @@
-"""The codex backend: a real `codex` subprocess (a fake one on PATH that
-insists on the argument order the real CLI needs)."""
+"""The codex backend with a fake `codex` on PATH, for what the real CLI
+(tests/test_codex_real.py) cannot show: transient failures codex does not
+retry itself, the process group killed on timeout, a logged-out CLI."""
 
 import asyncio
 import json
 import os
 import stat
 import sys
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,6 @@ from verifier.core.verify import VerifyOptions, verify_dataset
 from verifier.demo.model import DemoModel
 from verifier.errors import BackendUnavailable
 
-from clothed47 import EXPECTED, expected_items
 from conftest import EXAMPLES
 
 FAKE = Path(__file__).parent / "fakes" / "fake_codex.py"
@@ -52,33 +51,6 @@ def calls(log):
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("protocol", ["fixline", "observe"])
-def test_47_images_through_codex_exec(clothed47_dataset, keichan, codex_env, protocol):
-    result = run(clothed47_dataset, keichan, protocol=protocol, model="gpt-5-codex")
-    found = Counter((f.aspect, f.image, f.caption) for r in result.results for f in r.verdict.fixes)
-    assert dict(found) == EXPECTED
-    assert {r.image: {(f.aspect, f.image, f.caption) for f in r.verdict.fixes}
-            for r in result.results if r.verdict.fixes} == expected_items()
-    log = calls(codex_env)
-    assert len(log) == 47
-    for call in log:
-        argv = call["argv"]
-        assert argv[0] == "exec" and argv[-3:-1] == ["-", "-i"]  # prompt on stdin, before the greedy -i
-        assert argv[argv.index("-s") + 1] == "read-only" and "--skip-git-repo-check" in argv
-        assert argv[argv.index("-m") + 1] == "gpt-5-codex"
-        assert ("--output-schema" in argv) == (protocol == "observe")
-        assert call["prompt_chars"] > 500
-    assert result.protocol == protocol and result.backend == "codex"
-
-
-def test_fixline_is_the_default_for_codex(clothed47_dataset, keichan, codex_env):
-    result = run(clothed47_dataset, keichan, only=["*020021.png"])
-    assert result.protocol == "fixline"
-    argv = calls(codex_env)[0]["argv"]
-    assert "-m" not in argv  # no --model: codex's own default
-    assert result.results[0].raw and json.loads(result.results[0].raw)["argv"][0] == "codex"
-
-
 def test_flaky_codex_is_retried(clothed47_dataset, keichan, codex_env, tmp_path, monkeypatch):
     flaky = tmp_path / "flaky"
     flaky.mkdir()
@@ -102,6 +74,7 @@ def test_missing_or_logged_out_codex_stops_the_run(clothed47_dataset, keichan, c
     with pytest.raises(BackendUnavailable, match="Codex CLI not found on PATH"):
         run(clothed47_dataset, keichan, codex_bin="no-such-codex")
     monkeypatch.setenv("FAKE_CODEX_FAIL", "Not logged in. Run codex login.")
-    with pytest.raises(BackendUnavailable, match="Not logged in"):
+    with pytest.raises(BackendUnavailable) as exc:
         run(clothed47_dataset, keichan, concurrency=2)
+    assert str(exc.value).endswith("codex: Not logged in. Run codex login.")  # codex's own line, once
     assert len(calls(codex_env)) <= 3

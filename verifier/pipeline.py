@@ -144,7 +144,7 @@ class Pipeline:
 
     def _verify(self, policy, store) -> None:
         run = asyncio.run(verify_dataset(self.root, policy, self.verify_options, store, self.hooks.verify_result,
-                                         on_plan=self.hooks.verify_plan))
+                                         on_plan=self.hooks.verify_plan, on_notice=self.hooks.event))
         _, page = write_reports(self.root, run, policy, all_agreements(store, policy))
         asked = len(run.asked)
         counts = " · ".join(f"{s} {run.count(s)}" for s in (OK, FIX, REFUSED, VERDICT_ERROR))

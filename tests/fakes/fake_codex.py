@@ -1,6 +1,8 @@
 """A stand-in `codex` executable for the codex backend's tests.
 
-It insists on the argument order capcheck must use, the way the real CLI
+Only for what the real CLI (tests/test_codex_real.py) cannot show: a
+transient failure that codex does not retry itself, a process group killed
+on timeout (by pid), a logged-out CLI. It insists on the argument order capcheck must use, the way the real CLI
 would misread anything else: `exec` first, the prompt `-` (read from stdin)
 BEFORE `-i IMAGE` (`-i` takes several values and would swallow a prompt
 after it), `-s read-only`, `--skip-git-repo-check`, `-o FILE`, and
@@ -17,6 +19,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+HEADER = "OpenAI Codex v0.169.0 (fake)\n--------\nmodel: fake-model\n--------\n"
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -40,7 +44,7 @@ def parse(argv: list[str]) -> dict:
                 fail(f"a value is required for '{a}'")
             opts[a.lstrip("-")] = rest[i + 1]
             i += 2
-        elif a == "--skip-git-repo-check":
+        elif a in ("--skip-git-repo-check", "--ephemeral"):
             opts["flags"].append(a)
             i += 1
         else:
@@ -49,6 +53,8 @@ def parse(argv: list[str]) -> dict:
         fail("verification must run with -s read-only")
     if "--skip-git-repo-check" not in opts["flags"]:
         fail("Not inside a trusted directory and --skip-git-repo-check was not specified.", 1)
+    if "--ephemeral" not in opts["flags"]:
+        fail("capcheck must pass --ephemeral (each session file would keep a copy of the image)")
     if "o" not in opts:
         fail("capcheck reads the answer from -o FILE; it was not given")
     return opts
@@ -63,8 +69,9 @@ def main() -> None:
             fh.write(json.dumps({"argv": sys.argv[1:], "prompt_chars": len(prompt), "pid": os.getpid()}) + "\n")
     if not prompt.strip():
         fail("No prompt provided via stdin.", 1)
-    if os.environ.get("FAKE_CODEX_FAIL"):
-        fail(os.environ["FAKE_CODEX_FAIL"], 1)
+    if os.environ.get("FAKE_CODEX_FAIL"):  # as codex prints its final error: twice, after the header
+        sys.stderr.write(HEADER + f"ERROR: {os.environ['FAKE_CODEX_FAIL']}\n" * 2)
+        sys.exit(1)
     time.sleep(float(os.environ.get("FAKE_CODEX_SLEEP", "0")))
 
     from captions.policy import load_policy
@@ -78,7 +85,8 @@ def main() -> None:
         mark = Path(flaky) / known.key.replace("/", "_")
         if not mark.exists():
             mark.write_text("x")
-            fail("stream disconnected before completion", 1)
+            sys.stderr.write(HEADER + "ERROR: stream disconnected before completion\n" * 2)
+            sys.exit(1)
     if "output-schema" in opts:
         schema = json.loads(Path(opts["output-schema"]).read_text())
         aspects = [a for a in schema["properties"] if a != "note"]

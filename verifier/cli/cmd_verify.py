@@ -38,7 +38,14 @@ from verifier.core.verdict import ERROR, FIX, OK, REFUSED, STATUSES
 
 class BackendName(StrEnum):
     openai = "openai"
+    batch = "batch"
     codex = "codex"
+
+
+class BatchRetry(StrEnum):
+    live = "live"
+    batch = "batch"
+    error = "error"
 
 
 class ProtocolName(StrEnum):
@@ -80,9 +87,11 @@ class Live:
 ASPECTS = ",".join(DEFAULT_ASPECTS)
 ModelOpt = Annotated[str, typer.Option("--model", "-m", metavar="NAME", help="Model name (openai backend: "
                                                                              "required).")]
-BackendOpt = Annotated[BackendName, typer.Option(help="openai: any OpenAI-compatible API; codex: the Codex CLI.")]
-BaseUrlOpt = Annotated[str | None, typer.Option(metavar="URL", help="API base URL (vLLM, Ollama, LM Studio, "
-                                                                    "OpenRouter, …).")]
+BackendOpt = Annotated[BackendName, typer.Option(help="openai: any OpenAI-compatible API; batch: its batch jobs "
+                                                      "(/v1/files + /v1/batches); codex: the Codex CLI.")]
+BaseUrlOpt = Annotated[list[str] | None, typer.Option(metavar="URL", help="API base URL (vLLM, Ollama, LM Studio, "
+                                                                          "OpenRouter, …); repeat it for several "
+                                                                          "servers of one model.")]
 KeyEnvOpt = Annotated[str, typer.Option(metavar="VAR", help="Environment variable holding the API key.")]
 ProtocolOpt = Annotated[ProtocolName | None, typer.Option(help="observe (JSON; openai default) or fixline "
                                                                "(one line; codex default).")]
@@ -98,19 +107,32 @@ FreshOpt = Annotated[bool, typer.Option("--fresh", help="Ask again even what the
 OnlyOpt = Annotated[list[str] | None, typer.Option(metavar="PATTERN", help="Only images whose path or name matches "
                                                                            "(repeatable).")]
 CodexOpt = Annotated[str, typer.Option(metavar="PATH", help="The codex executable.")]
+BatchFileOpt = Annotated[Path | None, typer.Option(metavar="OUT.jsonl", help="Write the requests as batch JSONL "
+                                                                             "here and stop (for vllm run-batch -i).")]
+BatchResultsOpt = Annotated[Path | None, typer.Option(metavar="RESULTS.jsonl", help="Read the answers from this "
+                                                                                    "batch results JSONL (vllm "
+                                                                                    "run-batch -o).")]
+NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="batch: submit (and collect what is done), then exit.")]
+PollOpt = Annotated[float, typer.Option(metavar="SECONDS", help="batch: seconds between status checks.")]
+BatchRetryOpt = Annotated[BatchRetry, typer.Option(help="batch: requests that failed or expired are asked live, "
+                                                        "in a new batch, or stored as errors.")]
 
 
-def verify_options(model: str, backend: BackendName, base_url: str | None, api_key_env: str,
+def verify_options(model: str, backend: BackendName, base_url: str | list[str] | None, api_key_env: str,
                    protocol: ProtocolName | None, aspects: list[str] | None, concurrency: int, rpm: float | None,
                    timeout: float, max_attempts: int, image_size: int, image_format: ImageFormat, fresh: bool,
-                   only: list[str] | None, codex_bin: str):
+                   only: list[str] | None, codex_bin: str, batch_file: Path | None = None,
+                   batch_results: Path | None = None, wait: bool = True, poll: float = 30.0,
+                   batch_retry: BatchRetry = BatchRetry.live):
     from verifier.core.verify import VerifyOptions
 
     return VerifyOptions(
         model=model, backend=backend.value, base_url=base_url, api_key_env=api_key_env,
         protocol=protocol.value if protocol else None, aspects=aspects or list(DEFAULT_ASPECTS),
         concurrency=concurrency, rpm=rpm, timeout=timeout, max_attempts=max_attempts, image_size=image_size,
-        image_format=image_format.value, fresh=fresh, only=list(only or []), codex_bin=codex_bin)
+        image_format=image_format.value, fresh=fresh, only=list(only or []), codex_bin=codex_bin,
+        batch_file=str(batch_file) if batch_file else None, batch_results=str(batch_results) if batch_results else None,
+        wait=wait, poll=poll, batch_retry=batch_retry.value)
 
 
 @app.command()
@@ -134,6 +156,11 @@ def verify(
     fresh: FreshOpt = False,
     only: OnlyOpt = None,
     codex_bin: CodexOpt = "codex",
+    batch_file: BatchFileOpt = None,
+    batch_results: BatchResultsOpt = None,
+    no_wait: NoWaitOpt = False,
+    poll: PollOpt = 30.0,
+    batch_retry: BatchRetryOpt = BatchRetry.live,
 ) -> None:
     """Ask a vision model what each image shows and compare it with the caption."""
     from verifier.core.report import write_reports
@@ -144,15 +171,18 @@ def verify(
     root = dataset_path(dataset)
     pol = load_policy(policy)
     options = verify_options(model, backend, base_url, api_key_env, protocol, comma_list(aspects, aspect, "--aspect"),
-                             concurrency, rpm, timeout, max_attempts, image_size, image_format, fresh, only, codex_bin)
+                             concurrency, rpm, timeout, max_attempts, image_size, image_format, fresh, only, codex_bin,
+                             batch_file, batch_results, not no_wait, poll, batch_retry)
     live = Live()
     with Store(root) as store:
         try:
             with live.progress:
-                run = asyncio.run(verify_dataset(root, pol, options, store, on_result=live, on_plan=live.plan))
+                run = asyncio.run(verify_dataset(root, pol, options, store, on_result=live, on_plan=live.plan,
+                                                 on_notice=lambda m: err.print(m, soft_wrap=True, markup=False)))
         except KeyboardInterrupt:
             stored = sum(live.counts.values())
-            err.print(f"interrupted: {stored} verdicts are in the store; run the same command to resume")
+            batch = " (submitted batches keep running on the server)" if options.backend == "batch" else ""
+            err.print(f"interrupted: {stored} verdicts are in the store{batch}; run the same command to resume")
             raise typer.Exit(EXIT_INTERRUPTED) from None
         jsonl, page = write_reports(root, run, pol, all_agreements(store, pol))
     _summary(run, jsonl, page)
@@ -184,11 +214,15 @@ def _summary(run, jsonl: Path, page: Path) -> None:
             out.print(f"{r.verdict.status}: {r.image}: {r.verdict.reason}", soft_wrap=True)
     for image, why in run.unreadable.items():  # a broken file: named, it needs replacing
         out.print(f"skipped {image}: {why}", soft_wrap=True)
+    if run.pending:
+        out.print(f"pending: {run.pending} images wait for a batch's answers (not counted above)")
     if run.skipped:
         reasons: dict[str, int] = {}
         for why in run.skipped.values():
             reasons[why] = reasons.get(why, 0) + 1
         out.print("skipped: " + ", ".join(f"{why} × {n}" for why, n in reasons.items()))
     prompt_tokens, completion_tokens = run.tokens()
-    out.print(f"tokens: {prompt_tokens:,} prompt + {completion_tokens:,} completion")
+    total = run.total_tokens()
+    out.print(f"tokens: {prompt_tokens:,} prompt + {completion_tokens:,} completion"
+              + (f" · {total:,} reported as a total only (codex)" if total else ""))
     out.print(f"report: {jsonl}\n        {page}", soft_wrap=True)

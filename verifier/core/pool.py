@@ -90,7 +90,8 @@ class Pool:
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
                 started = time.monotonic()
                 try:
-                    async with asyncio.timeout(self.timeout):
+                    # a backend that times itself (codex keeps its stderr) gets a grace period
+                    async with asyncio.timeout(self.timeout + getattr(self.backend, "timeout_grace", 0.0)):
                         reply = await self.backend.ask(request)
                     return Outcome(reply, None, attempt, time.monotonic() - started)
                 except TimeoutError:

@@ -109,11 +109,33 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX route_sha ON routes(image_sha);
     """,
+    # 4: batch jobs (stored the moment they are created, so a re-run polls instead of resubmitting),
+    #    and token usage reported only as a total (codex)
+    """
+    CREATE TABLE batches (
+        id TEXT PRIMARY KEY,           -- the provider's batch id
+        run_id INTEGER REFERENCES runs(id),
+        ts REAL NOT NULL,
+        base_url TEXT,                 -- NULL: OpenAI
+        backend TEXT NOT NULL,         -- the verdict key its answers are stored under
+        model TEXT NOT NULL,
+        prompt_sha TEXT NOT NULL,
+        input_file TEXT NOT NULL,
+        status TEXT NOT NULL,          -- the provider's last word: validating, in_progress, completed, ...
+        collected REAL                 -- when its answers were stored (NULL: still to collect)
+    );
+    CREATE TABLE batch_lines (
+        batch_id TEXT NOT NULL REFERENCES batches(id),
+        custom_id TEXT NOT NULL
+    );
+    CREATE INDEX batch_line_batch ON batch_lines(batch_id);
+    ALTER TABLE verdicts ADD COLUMN total_tokens INTEGER;
+    """,
 ]
 
 VERDICT_COLUMNS = ("run_id", "ts", "image", "image_sha", "caption_sha", "prompt_sha", "backend", "model", "protocol",
                    "status", "fixes", "observation", "claims", "reason", "attempts", "latency_s", "raw",
-                   "prompt_tokens", "completion_tokens", "derived_from")
+                   "prompt_tokens", "completion_tokens", "derived_from", "total_tokens")
 
 
 class Store:
@@ -268,6 +290,33 @@ class Store:
 
     def mark_undone(self, run_id: int, by: int) -> None:
         self.db.execute("UPDATE runs SET undone_by=? WHERE id=?", (by, run_id))
+
+    # -- batch jobs ------------------------------------------------------------
+
+    def add_batch(self, batch_id: str, *, base_url: str | None, backend: str, model: str, prompt_sha: str,
+                  input_file: str, status: str, custom_ids: list[str]) -> None:
+        """Record a batch and its lines in one transaction, right after it was created."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(
+                "INSERT INTO batches(id, run_id, ts, base_url, backend, model, prompt_sha, input_file, status) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                (batch_id, self.run_id, time.time(), base_url, backend, model, prompt_sha, input_file, status))
+            self.db.executemany("INSERT INTO batch_lines(batch_id, custom_id) VALUES (?, ?)",
+                                [(batch_id, c) for c in custom_ids])
+
+    def open_batches(self, base_url: str | None, backend: str, model: str, prompt_sha: str) -> list[sqlite3.Row]:
+        """Batches submitted for this question and not collected yet, oldest first."""
+        return self.db.execute(
+            "SELECT * FROM batches WHERE base_url IS ? AND backend=? AND model=? AND prompt_sha=? "
+            "AND collected IS NULL ORDER BY ts", (base_url, backend, model, prompt_sha)).fetchall()
+
+    def batch_lines(self, batch_id: str) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT custom_id FROM batch_lines WHERE batch_id=?", (batch_id,))]
+
+    def update_batch(self, batch_id: str, status: str, collected: bool = False) -> None:
+        self.db.execute("UPDATE batches SET status=?, collected=? WHERE id=?",
+                        (status, time.time() if collected else None, batch_id))
 
     def verdicts(self, run_id: int | None = None) -> list[sqlite3.Row]:
         if run_id is None:

@@ -2,7 +2,8 @@
 
 A real HTTP/1.1 server (threads, keep-alive) that the `openai` SDK talks
 to exactly as it talks to a provider. It answers `POST .../chat/completions`
-from the demo model's truth table and can misbehave the way providers do:
+(and `POST .../responses`, streamed, for the Codex CLI) from the demo
+model's truth table and can misbehave the way providers do:
 latency, 429 with Retry-After, 5xx, hanging past the client's timeout,
 dropped connections, fenced or chatty JSON, refusals (`stop` with an
 apology, `content_filter`, `message.refusal`, upper-case `SAFETY`), empty
@@ -26,10 +27,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from verifier.demo.batches import BatchDesk
 from verifier.demo.model import DemoModel, Known
+from verifier.demo.responses import as_chat_request, sse_events
 
-FAULTS = ("429", "500", "503", "401", "hang", "drop", "refuse_stop", "refuse_filter", "refusal_field", "safety",
-          "empty", "garbage", "length", "fenced", "chatty")
+FAULTS = ("429", "500", "503", "401", "quota", "no_model", "hang", "drop", "refuse_stop", "refuse_filter",
+          "refusal_field", "safety", "empty", "garbage", "length", "fenced", "chatty")
 APOLOGY = "I'm sorry, but I can't help with evaluating this image."
 
 
@@ -77,7 +80,17 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:  # quiet
         return
 
+    def _desk(self, method: str, body: bytes = b"") -> bool:
+        """The batch API's routes, if this is one of them."""
+        if "/files" not in self.path and "/batches" not in self.path:
+            return False
+        status, data, content_type = self.server.desk.handle(method, self.path, self.headers, body)
+        self._send(status, data, content_type)
+        return True
+
     def do_GET(self) -> None:
+        if self._desk("GET"):
+            return
         if self.path.rstrip("/").endswith("/stats"):  # for benchmarks: what the server saw
             snap = self.server.stats.snapshot()
             self._json(200, {k: snap[k] for k in ("requests", "max_in_flight", "in_flight")})
@@ -89,7 +102,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
-        if not self.path.rstrip("/").endswith("/chat/completions"):
+        if self._desk("POST", body):
+            return
+        route = self.path.rstrip("/")
+        responses = route.endswith("/responses")  # the Codex CLI's wire protocol
+        if not (responses or route.endswith("/chat/completions")):
             self._json(404, {"error": {"message": f"no route {self.path}"}})
             return
         stats = self.server.stats
@@ -98,20 +115,15 @@ class _Handler(BaseHTTPRequestHandler):
             stats.in_flight += 1
             stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         try:
-            self._complete(json.loads(body))
+            request = json.loads(body)
+            self._complete(as_chat_request(request) if responses else request, responses)
         finally:
             with stats.lock:
                 stats.in_flight -= 1
 
-    def _complete(self, request: dict) -> None:
+    def _complete(self, request: dict, responses: bool = False) -> None:
         srv = self.server
-        text, image = _unpack(request)
-        known = srv.model.identify(image) if image else None
-        key = known.key if known else "?"
-        fault = srv.next_fault(key)
-        with srv.stats.lock:
-            srv.stats.per_image[key] += 1
-            srv.stats.log.append((key, fault, time.monotonic()))
+        known, fault = srv.take(request)
         wait = srv.faults.latency + srv.rng_uniform(srv.faults.jitter) + (srv.faults.hang if fault == "hang" else 0)
         if not self._wait(wait):
             self.close_connection = True  # the client gave up (its timeout): stop, as real servers do
@@ -120,23 +132,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
-        if fault in ("429", "500", "503", "401"):
-            status = int(fault)
-            headers = {"Retry-After": f"{srv.faults.retry_after:g}"} if status == 429 else {}
-            self._json(status, {"error": {"message": f"demo fault {fault}", "type": "demo"}}, headers)
-            return
-        content, refusal, finish = self._answer(request, text, known, fault)
-        if fault in ("ok", "fenced", "chatty"):
-            with srv.stats.lock:
-                srv.stats.answered[key] += 1
-        self._json(200, {
-            "id": f"demo-{srv.stats.requests}", "object": "chat.completion", "created": int(time.time()),
-            "model": request.get("model", "capcheck-demo"),
-            "choices": [{"index": 0, "finish_reason": finish,
-                         "message": {"role": "assistant", "content": content, "refusal": refusal}}],
-            "usage": {"prompt_tokens": len(text) // 4 + 258, "completion_tokens": len(content or "") // 4 + 1,
-                      "total_tokens": len(text) // 4 + 259 + len(content or "") // 4},
-        })
+        status, payload, headers = srv.complete(request, known, fault)
+        if responses and status == 200:
+            self._send(200, sse_events(payload, srv.stats.requests), "text/event-stream", headers)
+        else:
+            self._json(status, payload, headers)
 
     def _wait(self, seconds: float) -> bool:
         """Sleep, but notice a client that hangs up meanwhile; False if it did."""
@@ -153,39 +153,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return True
         return True
 
-    def _answer(self, request: dict, text: str, known: Known | None, fault: str) -> tuple[str | None, str | None, str]:
-        if fault == "refuse_stop":
-            return APOLOGY, None, "stop"
-        if fault == "refuse_filter":
-            return None, None, "content_filter"
-        if fault == "refusal_field":
-            return None, "I can't assist with that request.", "stop"
-        if fault == "safety":
-            return "", None, "SAFETY"
-        if fault == "empty":
-            return "", None, "stop"
-        if fault == "garbage":
-            return "The image shows a girl standing on a white background.", None, "stop"
-        schema = ((request.get("response_format") or {}).get("json_schema") or {}).get("schema")
-        if schema:
-            aspects = [a for a in schema.get("properties", {}) if a != "note"]
-            answer = json.dumps(self.server.model.observe(known, aspects))
-        else:
-            answer = self.server.model.fixline(known, text, self.server.faults.view_under_a)
-        if fault == "length":
-            return answer[: len(answer) // 2], None, "length"
-        style = fault if fault in ("fenced", "chatty") else self.server.faults.style
-        if style == "fenced":
-            answer = f"```json\n{answer}\n```" if schema else f"```\n{answer}\n```"
-        elif style == "chatty":
-            answer = f"Sure! Here is my answer:\n\n{answer}\n\nLet me know if you need anything else."
-        return answer, None, "stop"
-
     def _json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
+        self._send(status, json.dumps(payload).encode(), "application/json", headers)
+
+    def _send(self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             for k, v in (headers or {}).items():
                 self.send_header(k, v)
@@ -218,6 +192,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], model: DemoModel, faults: Faults):
         super().__init__(address, _Handler)
         self.model, self.faults, self.stats = model, faults, Stats()
+        self.desk = BatchDesk(self)
         self._rng = random.Random(faults.seed)
         self._rng_lock = threading.Lock()
 
@@ -228,6 +203,74 @@ class _Server(ThreadingHTTPServer):
         if isinstance(sys.exc_info()[1], ConnectionError):
             return
         super().handle_error(request, client_address)
+
+    def take(self, request: dict) -> tuple[Known | None, str]:
+        """Count a request for a completion; which image it is about and the fault it gets."""
+        _, image = _unpack(request)
+        known = self.model.identify(image) if image else None
+        key = known.key if known else "?"
+        fault = self.next_fault(key)
+        with self.stats.lock:
+            self.stats.per_image[key] += 1
+            self.stats.log.append((key, fault, time.monotonic()))
+        return known, fault
+
+    def complete(self, request: dict, known: Known | None, fault: str) -> tuple[int, dict, dict[str, str]]:
+        """(HTTP status, body, headers) for a chat completion request: the live
+        endpoint and a batch line get the same answer."""
+        if fault == "quota":
+            message = "You exceeded your current quota, please check your plan and billing details."
+            return 429, {"error": {"message": message, "type": "insufficient_quota", "code": "insufficient_quota"}}, {}
+        if fault == "no_model":
+            return 400, {"error": {"message": f"The requested model '{request.get('model')}' is not supported.",
+                                   "type": "invalid_request_error", "code": "model_not_supported"}}, {}
+        if fault in ("429", "500", "503", "401", "hang", "drop"):  # hang/drop: a batch line fails like a 500
+            status = int(fault) if fault[0].isdigit() else 500
+            headers = {"Retry-After": f"{self.faults.retry_after:g}"} if status == 429 else {}
+            return status, {"error": {"message": f"demo fault {fault}", "type": "demo"}}, headers
+        text, _ = _unpack(request)
+        key = known.key if known else "?"
+        content, refusal, finish = self._answer(request, text, known, fault)
+        with self.stats.lock:
+            if fault in ("ok", "fenced", "chatty"):
+                self.stats.answered[key] += 1
+            number = self.stats.requests
+        return 200, {
+            "id": f"demo-{number}", "object": "chat.completion", "created": int(time.time()),
+            "model": request.get("model", "capcheck-demo"),
+            "choices": [{"index": 0, "finish_reason": finish,
+                         "message": {"role": "assistant", "content": content, "refusal": refusal}}],
+            "usage": {"prompt_tokens": len(text) // 4 + 258, "completion_tokens": len(content or "") // 4 + 1,
+                      "total_tokens": len(text) // 4 + 259 + len(content or "") // 4},
+        }, {}
+
+    def _answer(self, request: dict, text: str, known: Known | None, fault: str) -> tuple[str | None, str | None, str]:
+        if fault == "refuse_stop":
+            return APOLOGY, None, "stop"
+        if fault == "refuse_filter":
+            return None, None, "content_filter"
+        if fault == "refusal_field":
+            return None, "I can't assist with that request.", "stop"
+        if fault == "safety":
+            return "", None, "SAFETY"
+        if fault == "empty":
+            return "", None, "stop"
+        if fault == "garbage":
+            return "The image shows a girl standing on a white background.", None, "stop"
+        schema = ((request.get("response_format") or {}).get("json_schema") or {}).get("schema")
+        if schema:
+            aspects = [a for a in schema.get("properties", {}) if a != "note"]
+            answer = json.dumps(self.model.observe(known, aspects))
+        else:
+            answer = self.model.fixline(known, text, self.faults.view_under_a)
+        if fault == "length":
+            return answer[: len(answer) // 2], None, "length"
+        style = fault if fault in ("fenced", "chatty") else self.faults.style
+        if style == "fenced":
+            answer = f"```json\n{answer}\n```" if schema else f"```\n{answer}\n```"
+        elif style == "chatty":
+            answer = f"Sure! Here is my answer:\n\n{answer}\n\nLet me know if you need anything else."
+        return answer, None, "stop"
 
     def rng_uniform(self, high: float) -> float:
         if high <= 0:
@@ -262,6 +305,10 @@ class DemoServer:
     @property
     def stats(self) -> Stats:
         return self._server.stats
+
+    @property
+    def desk(self) -> BatchDesk:
+        return self._server.desk
 
     @property
     def faults(self) -> Faults:

@@ -35,13 +35,21 @@ class Reply:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     raw: str = ""  # the provider's response as received (JSON text), kept in the store
+    model: str | None = None  # the model that answered, where the backend reports it (codex's header)
+    total_tokens: int | None = None  # where only a total is reported (codex's `tokens used N`)
 
 
 class Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None):
+    """`connect`: True when no connection could be made (refused, no route,
+    DNS): the server is not there, which fail-fast and the fleet treat apart
+    from a server that is there but failing (False); None when nothing was
+    heard either way (a timeout)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None, connect: bool | None = False):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.connect = connect
 
 
 class ItemFailed(Exception):

@@ -37,22 +37,15 @@ class OpenAIBackend:
         self._where = base_url or "https://api.openai.com/v1"
 
     async def ask(self, request: Request) -> Reply:
-        data_url = f"data:{request.image.mime};base64,{base64.b64encode(request.image.data).decode('ascii')}"
-        messages = [{"role": "user", "content": [
-            {"type": "text", "text": request.prompt},
-            {"type": "image_url", "image_url": {"url": data_url}},
-        ]}]
-        extra: dict[str, object] = {}
-        if request.schema is not None:
-            extra["response_format"] = {"type": "json_schema",
-                                        "json_schema": {"name": "observation", "strict": True,
-                                                        "schema": request.schema}}
         try:
-            completion = await self._client.chat.completions.create(model=self.model, messages=messages, **extra)
+            completion = await self._client.chat.completions.create(**chat_body(self.model, request))
         except openai.APITimeoutError:
-            raise Retryable("timed out") from None
+            raise Retryable("timed out", connect=None) from None
         except openai.APIConnectionError as exc:
-            raise Retryable(f"connection error: {exc.__cause__ or exc}") from None
+            cause = exc.__cause__ or exc
+            if isinstance(cause, httpx2.ConnectError):  # nothing listens there (refused, no route, DNS)
+                raise Retryable(str(cause) or "connection refused", connect=True) from None
+            raise Retryable(f"connection error: {cause}") from None
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
         except openai.APIError as exc:  # a 200 whose body is not a completion
@@ -61,7 +54,7 @@ class OpenAIBackend:
 
     def _status_error(self, exc: openai.APIStatusError) -> Exception:
         status = exc.status_code
-        message = _message(exc)
+        message = error_message(exc)
         if status in (401, 403):
             return BackendUnavailable(self._where, f"HTTP {status} ({message}): check the API key in "
                                                    f"${self.api_key_env}")
@@ -71,6 +64,8 @@ class OpenAIBackend:
         if status == 400 and ("response_format" in message or "json_schema" in message):
             return BackendUnavailable(self._where, f"HTTP 400 ({message}): this server does not take JSON-schema "
                                                    f"output; use --protocol fixline")
+        if status == 429 and _code(exc) == "insufficient_quota":  # billing, not a rate: waiting will not help
+            return BackendUnavailable(self._where, f"HTTP 429 ({message}): the account is out of quota")
         if status == 429 or status >= 500 or status in (408, 409):
             return Retryable(f"HTTP {status} ({message})", retry_after(exc.response.headers))
         return ItemFailed(f"HTTP {status} ({message})")
@@ -80,7 +75,33 @@ class OpenAIBackend:
         await self._http.aclose()
 
 
-def _message(exc: openai.APIStatusError) -> str:
+def chat_body(model: str, request: Request) -> dict:
+    """The Chat Completions request body: the live request and a batch line send exactly this."""
+    data_url = f"data:{request.image.mime};base64,{base64.b64encode(request.image.data).decode('ascii')}"
+    body: dict = {"model": model, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": request.prompt},
+        {"type": "image_url", "image_url": {"url": data_url}},
+    ]}]}
+    if request.schema is not None:
+        body["response_format"] = {"type": "json_schema",
+                                   "json_schema": {"name": "observation", "strict": True, "schema": request.schema}}
+    return body
+
+
+def reply_from_body(body: dict) -> Reply:
+    """A completion that arrived as JSON (a batch output line) -> the same Reply as a live answer."""
+    from openai.types.chat import ChatCompletion
+
+    return _reply(ChatCompletion.model_validate(body))
+
+
+def _code(exc: openai.APIStatusError) -> str | None:
+    body = exc.body
+    inner = body.get("error", body) if isinstance(body, dict) else None
+    return inner.get("code") if isinstance(inner, dict) else None
+
+
+def error_message(exc: openai.APIStatusError) -> str:
     body = exc.body
     if isinstance(body, dict):
         inner = body.get("error", body)
