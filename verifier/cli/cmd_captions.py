@@ -15,14 +15,14 @@ from captions.build import DIFFERS, INVALID, SKIPPED, UNCHANGED, WRITTEN, BuildR
 from captions.lint import ERROR, lint_dataset
 from captions.policy import load_policy
 from captions.vocab import TAGS_ENV, find_vocabulary
-from verifier.cli.console import EXIT_FINDINGS, PolicyOpt, app, dataset_path, err, handled, out
+from verifier.cli.console import EXIT_FINDINGS, PolicyOpt, app, dataset_path, dataset_policy, err, handled, out
 
 
 @app.command()
 @handled
 def build(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder (walked recursively).")],
-    policy: PolicyOpt,
+    policy: PolicyOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be written; write nothing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite captions that differ (journaled).")] = False,
 ) -> None:
@@ -30,12 +30,12 @@ def build(
     from verifier.core.store import Store
 
     root = dataset_path(dataset)
-    pol = load_policy(policy)
+    pol = dataset_policy(policy, root)
     if dry_run:
         report = build_dataset(root, pol, dry_run=True, force=force)
     else:
         with Store(root) as store:
-            store.start_run("build", json.dumps({"policy": str(policy), "force": force}))
+            store.start_run("build", json.dumps({"policy": str(pol.source) if pol.source else None, "force": force}))
             report = build_dataset(root, pol, force=force, journal=store)
     _print_build(report)
     if report.count(INVALID):
@@ -90,7 +90,7 @@ def lint(
 ) -> None:
     """Check every caption; exit 1 when any error-severity finding exists."""
     root = dataset_path(dataset)
-    pol = load_policy(policy) if policy else None
+    pol = load_policy(policy) if policy else None  # no policy: the rules that need none
     vocab = find_vocabulary(tags, pol)
     findings = lint_dataset(root, pol, vocab)
     errors = sum(1 for f in findings if f.severity == ERROR)

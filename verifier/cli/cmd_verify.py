@@ -19,8 +19,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from captions.policy import load_policy
-from verifier.cli.console import EXIT_INTERRUPTED, EXIT_NO_MODEL, PolicyOpt, app, dataset_path, err, handled, out
+from verifier.cli.console import (
+    EXIT_INTERRUPTED,
+    EXIT_NO_MODEL,
+    PolicyOpt,
+    app,
+    dataset_path,
+    dataset_policy,
+    err,
+    handled,
+    out,
+)
 from verifier.core.prompting import DEFAULT_ASPECTS
 from verifier.core.verdict import ERROR, FIX, OK, REFUSED, STATUSES
 
@@ -102,7 +111,7 @@ def verify_options(model: str, backend: BackendName, base_url: str | None, api_k
 @handled
 def verify(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder (walked recursively).")],
-    policy: PolicyOpt,
+    policy: PolicyOpt = None,
     model: ModelOpt = "",
     backend: BackendOpt = BackendName.openai,
     base_url: BaseUrlOpt = None,
@@ -126,7 +135,7 @@ def verify(
     from verifier.human.agreement import all_agreements
 
     root = dataset_path(dataset)
-    pol = load_policy(policy)
+    pol = dataset_policy(policy, root)
     options = verify_options(model, backend, base_url, api_key_env, protocol, aspects, concurrency, rpm, timeout,
                              max_attempts, image_size, image_format, fresh, only, codex_bin)
     live = Live()

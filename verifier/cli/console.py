@@ -33,7 +33,9 @@ EXIT_BAD_INPUT = 2  # a file or an option we cannot use
 EXIT_NO_MODEL = 4  # the vision model could not be used at all (key, model, server, executable)
 EXIT_INTERRUPTED = 130  # Ctrl-C; everything answered so far is kept
 
-PolicyOpt = Annotated[Path, typer.Option("--policy", "-p", help="Caption policy YAML.")]
+PolicyOpt = Annotated[Path | None, typer.Option("--policy", "-p", help="Caption policy YAML (default: "
+                                                                       "DATASET/.capcheck/policy.yaml, else the "
+                                                                       "built-in generic policy).")]
 
 
 def handled(fn):
@@ -51,6 +53,15 @@ def handled(fn):
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper
+
+
+def dataset_policy(policy: Path | None, root: Path | None):
+    """The policy a command uses (`--policy`, the dataset's own, or the generic one), said on stderr."""
+    from captions.generic import choose_policy
+
+    chosen = choose_policy(policy, root)
+    err.print(chosen.how, soft_wrap=True, markup=False)
+    return chosen.policy
 
 
 def dataset_path(path: Path) -> Path:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from captions.edit import set_facts
+from captions.generic import choose_policy
 from captions.journal import atomic_write, read_caption, write_caption
 from captions.policy import Policy, load_policy
 from verifier.core.images import sha256_file, text_sha
@@ -32,13 +33,12 @@ class UndoRefused(VerifierError):
 
 
 def policy_for(store: Store, override: Path | None) -> Policy:
-    """`--policy`, else the policy the latest verify run used."""
+    """`--policy`, else the policy file the latest verify run used, else the
+    dataset's own or the generic one (what a verify without --policy used)."""
     if override is not None:
         return load_policy(override)
     path = store.latest_args("verify").get("policy")
-    if not path:
-        raise VerifierError(store.root, "no policy known for this dataset: pass --policy")
-    return load_policy(path)
+    return load_policy(path) if path else choose_policy(None, store.root).policy
 
 
 def report_path(root: Path, report: Path | None) -> Path:
