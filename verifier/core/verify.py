@@ -20,9 +20,11 @@ from pathlib import Path
 
 from captions.caption import parse
 from captions.dataset import iter_images
+from captions.errors import CaptionsError
 from captions.facts import Facts, facts_from_caption
 from captions.journal import read_caption
 from captions.policy import Policy
+from captions.vocab import find_vocabulary
 from verifier.core.answers import interpret
 from verifier.core.backends import Backend, Request
 from verifier.core.images import prepare, sha256_file, text_sha
@@ -30,10 +32,12 @@ from verifier.core.observation import Observation
 from verifier.core.pool import Outcome, Pool, RetryPolicy
 from verifier.core.prompting import DEFAULT_ASPECTS, FIXLINE, OBSERVE, PromptSpec, build_prompt
 from verifier.core.store import Store
-from verifier.core.verdict import ERROR, REFUSED, STATUSES, FixItem, Verdict, checked_claims, judge
+from verifier.core.tags import MISMATCH_SHARE, PROBES, TAGS, ask_order, questions
+from verifier.core.verdict import ERROR, REFUSED, STATUSES, FixItem, TagClaims, Verdict, checked_claims, judge
 from verifier.errors import BackendUnavailable, VerifierError
 
 ASKED, STORED, DERIVED = "asked", "store", "derived"
+UNREADABLE = "unreadable caption"  # skipped: not valid UTF-8, or empty
 
 
 @dataclass
@@ -54,6 +58,8 @@ class VerifyOptions:
     only: list[str] = field(default_factory=list)
     codex_bin: str = "codex"
     retry_base: float = 1.0  # first backoff in seconds (tests shorten it)
+    probes: int = PROBES  # the tags audit: probe tags per image
+    mismatch_share: float = MISMATCH_SHARE  # the tags audit: this share of tags absent is a mismatch
 
     @property
     def resolved_protocol(self) -> str:
@@ -68,6 +74,7 @@ class Work:
     caption: str
     caption_sha: str
     claims: Facts
+    tags: TagClaims | None = None  # the tags audit's question (set when the run checks tags)
 
 
 @dataclass
@@ -141,6 +148,10 @@ def open_backend(options: VerifyOptions) -> Backend:
                          concurrency=options.concurrency, timeout=options.timeout)
 
 
+def _asked(w: Work) -> tuple[list[str], list[str]]:
+    return (list(w.tags.tags), list(w.tags.probes)) if w.tags is not None else ([], [])
+
+
 def _selected(rel: str, only: list[str]) -> bool:
     return not only or any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(rel.rsplit("/", 1)[-1], g) for g in only)
 
@@ -152,9 +163,16 @@ def collect(root: Path, policy: Policy, store: Store, only: list[str]) -> tuple[
         rel = store.rel(item.image)
         if not _selected(rel, only):
             continue
-        text = read_caption(item.caption)
+        try:
+            text = read_caption(item.caption)
+        except CaptionsError as exc:  # that image alone: the run goes on
+            skipped[rel] = f"{UNREADABLE}: {exc.message}"
+            continue
         if text is None:
             skipped[rel] = "no caption"
+            continue
+        if not text.strip():
+            skipped[rel] = f"{UNREADABLE}: the caption is empty"
             continue
         sha = store.file_sha(item.image, sha256_file)
         claims = facts_from_caption(parse(text), policy)
@@ -166,6 +184,23 @@ def _verdict_from_row(row) -> Verdict:
     fixes = tuple(FixItem(**f) for f in json.loads(row["fixes"] or "[]"))
     observation = Observation.from_dict(json.loads(row["observation"])) if row["observation"] else None
     return Verdict(row["status"], fixes, row["reason"], observation, json.loads(row["claims"]) if row["claims"] else {})
+
+
+def _answers_tags(row, tags: TagClaims | None) -> bool:
+    """A stored observation can judge a new caption only if it answered all its tags."""
+    if tags is None or not tags.tags:
+        return True
+    answered = (json.loads(row["observation"] or "{}") or {}).get(TAGS) or {}
+    return all(t in answered for t in tags.tags)
+
+
+def _tag_questions(works: list[Work], policy: Policy, options: VerifyOptions) -> None:
+    """Each work's tags-audit question: its checkable tags and its probes."""
+    vocab = find_vocabulary(None, policy)
+    asked = questions({w.image: parse(w.caption) for w in works}, policy, vocab, options.aspects, options.probes)
+    for w in works:
+        own, probes = asked[w.image]
+        w.tags = TagClaims(tuple(own), tuple(probes), options.mismatch_share)
 
 
 def _result_from_row(row, source: str) -> ItemResult:
@@ -200,7 +235,7 @@ class Verifier:
                     continue
                 if not self.spec.sends_caption:
                     answer = self.store.find_answer(w.image_sha, self.spec.sha, backend, model)
-                    if answer is not None:
+                    if answer is not None and _answers_tags(answer, w.tags):
                         done.append(self._derive(w, answer, backend, model))
                         continue
             todo.append(w)
@@ -210,9 +245,9 @@ class Verifier:
         """The same image, the same question: re-judge the stored observation against this caption."""
         old = _verdict_from_row(answer)
         if old.observation is not None:
-            verdict = judge(old.observation, w.claims, list(self.spec.aspects))
+            verdict = judge(old.observation, w.claims, list(self.spec.aspects), w.tags)
         else:
-            verdict = Verdict(REFUSED, reason=old.reason, claims=checked_claims(w.claims, self.spec.aspects))
+            verdict = Verdict(REFUSED, reason=old.reason, claims=checked_claims(w.claims, self.spec.aspects, w.tags))
         result = ItemResult(w.image, w.image_sha, w.caption_sha, verdict, DERIVED)
         self._store(result, backend, model, derived_from=answer["id"])
         return result
@@ -236,6 +271,8 @@ class Verifier:
         if not works:
             why = "no images with captions" + (f" matching {', '.join(self.options.only)}" if self.options.only else "")
             raise VerifierError(self.root, why)
+        if self.spec.tags:
+            _tag_questions(works, self.policy, self.options)
         done, todo = self.plan(works, name, model)
         self.on_plan(len(works))
         for r in done:
@@ -264,7 +301,8 @@ class Verifier:
             except VerifierError as exc:
                 outcome = Outcome(None, exc.message, 0, 0.0)
             else:
-                outcome = await pool.ask(Request(self.spec.render(w.caption), image, self.spec.schema))
+                text, schema = self.spec.request(w.caption, ask_order(*_asked(w), w.image_sha))
+                outcome = await pool.ask(Request(text, image, schema))
             result = self._result(w, outcome)
             self._store(result, backend.name, backend.model)  # at once: a kill loses only what is in flight
             asked.append(result)
@@ -279,10 +317,10 @@ class Verifier:
     def _result(self, w: Work, outcome: Outcome) -> ItemResult:
         reply = outcome.reply
         if reply is None:
-            verdict = Verdict(ERROR, reason=outcome.error, claims=checked_claims(w.claims, self.spec.aspects))
+            verdict = Verdict(ERROR, reason=outcome.error, claims=checked_claims(w.claims, self.spec.aspects, w.tags))
             return ItemResult(w.image, w.image_sha, w.caption_sha, verdict, ASKED, outcome.attempts,
                               outcome.latency_s)
-        verdict = interpret(reply, self.spec, self.policy, w.claims)
+        verdict = interpret(reply, self.spec, self.policy, w.claims, w.tags)
         return ItemResult(w.image, w.image_sha, w.caption_sha, verdict, ASKED, outcome.attempts, outcome.latency_s,
                           reply.raw, reply.prompt_tokens, reply.completion_tokens)
 
@@ -290,7 +328,7 @@ class Verifier:
         o = self.options
         return {"backend": backend, "model": model, "base_url": o.base_url,
                 "policy": str(self.policy.source) if self.policy.source else None, "protocol": self.spec.protocol,
-                "aspects": list(self.spec.aspects), "concurrency": o.concurrency, "rpm": o.rpm, "timeout": o.timeout,
+                "aspects": self.spec.checked, "concurrency": o.concurrency, "rpm": o.rpm, "timeout": o.timeout,
                 "max_attempts": o.max_attempts, "image_size": o.image_size, "image_format": o.image_format,
                 "fresh": o.fresh, "only": o.only, "prompt_sha": self.spec.sha}
 
