@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from verifier.cli.console import (
+    EXIT_FINDINGS,
     EXIT_INTERRUPTED,
     EXIT_NO_MODEL,
     PolicyOpt,
@@ -131,7 +132,7 @@ def verify(
     """Ask a vision model what each image shows and compare it with the caption."""
     from verifier.core.report import write_reports
     from verifier.core.store import Store
-    from verifier.core.verify import verify_dataset
+    from verifier.core.verify import UNREADABLE, verify_dataset
     from verifier.human.agreement import all_agreements
 
     root = dataset_path(dataset)
@@ -153,10 +154,14 @@ def verify(
         first = run.asked[0].verdict.reason
         err.print(f"[red]error:[/red] every request failed; the model could not be used ({first})", soft_wrap=True)
         raise typer.Exit(EXIT_NO_MODEL)
+    if any(why.startswith(UNREADABLE) for why in run.skipped.values()):
+        raise typer.Exit(EXIT_FINDINGS)  # every other image was verified; these captions need fixing by hand
 
 
 def _summary(run, jsonl: Path, page: Path) -> None:
     from verifier.core.report import fix_groups
+    from verifier.core.tag_report import run_tags
+    from verifier.core.verify import UNREADABLE
 
     asked = len(run.asked)
     minutes, seconds = divmod(run.wall_s, 60)
@@ -172,12 +177,18 @@ def _summary(run, jsonl: Path, page: Path) -> None:
             note = f" ({borderline} borderline)" if borderline else ""
             table.add_row(f"{aspect}: image shows {shows} (caption says {says})", f"× {n}{note}")
         out.print(table)
+    for text in run_tags(run.results).summary_lines() if any("tags" in r.verdict.claims for r in run.results) else []:
+        out.print(text, soft_wrap=True, markup=False)
     for r in run.results:
         if r.verdict.status in (REFUSED, ERROR):
             out.print(f"{r.verdict.status}: {r.image}: {r.verdict.reason}", soft_wrap=True)
+    for image, why in run.skipped.items():
+        if why.startswith(UNREADABLE):
+            out.print(f"{why.split(':')[0]}: {image}:{why.split(':', 1)[1]}", soft_wrap=True, markup=False)
     if run.skipped:
         reasons: dict[str, int] = {}
         for why in run.skipped.values():
+            why = why.split(":")[0]
             reasons[why] = reasons.get(why, 0) + 1
         out.print("skipped: " + ", ".join(f"{why} × {n}" for why, n in reasons.items()))
     prompt_tokens, completion_tokens = run.tokens()

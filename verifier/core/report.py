@@ -18,6 +18,7 @@ from urllib.parse import quote
 from captions.journal import atomic_write, read_caption
 from captions.policy import Policy
 from verifier.core.store import STATE_DIR
+from verifier.core.tag_report import RunTags, card_html, run_tags
 from verifier.core.verdict import ERROR, STATUSES
 from verifier.core.verify import ItemResult, RunResult
 from verifier.errors import ReportError
@@ -40,9 +41,10 @@ def fix_groups(results: list[ItemResult]) -> list[tuple[str, str, str | None, in
     return [(a, i, c, n, borderline[(a, i, c)]) for (a, i, c), n in counts.most_common()]
 
 
-def line(r: ItemResult, run: RunResult) -> dict:
+def line(r: ItemResult, run: RunResult, tags: RunTags | None = None) -> dict:
     v = r.verdict
-    return {
+    extra = {"tags": entry} if tags is not None and (entry := tags.line(r.image)) is not None else {}
+    return {**extra,
         "image": r.image, "status": v.status, "fixes": [f.as_dict() for f in v.fixes],
         "observation": v.observation.as_dict() if v.observation else None, "claims": v.claims,
         "backend": run.backend, "model": run.model, "protocol": run.protocol, "attempts": r.attempts,
@@ -60,9 +62,18 @@ def write_reports(root: Path, run: RunResult, policy: Policy | None = None,
     stem = f"run-{run.run_id:04d}"
     jsonl = folder / f"{stem}.jsonl"
     page = folder / f"{stem}.html"
-    atomic_write(jsonl, "".join(json.dumps(line(r, run), ensure_ascii=False) + "\n" for r in run.results))
-    atomic_write(page, render_html(root, run, policy, agreements))
-    for src, name in ((jsonl, "latest.jsonl"), (page, "latest.html")):
+    tags = run_tags(run.results)
+    atomic_write(jsonl, "".join(json.dumps(line(r, run, tags), ensure_ascii=False) + "\n" for r in run.results))
+    atomic_write(page, render_html(root, run, policy, agreements, tags))
+    copies = [(jsonl, "latest.jsonl"), (page, "latest.html")]
+    if tags:
+        # The run's trust rates: how readily this model says yes, how often it disagrees.
+        summary = folder / f"{stem}.tags.json"
+        atomic_write(summary, json.dumps({**tags.rates.as_dict(), "mismatched": tags.mismatched,
+                                          "likely_swaps": sorted({tuple(sorted(p)) for p in tags.swaps.items()})},
+                                         indent=1) + "\n")
+        copies.append((summary, "latest.tags.json"))
+    for src, name in copies:
         shutil.copyfile(src, folder / name)
     return jsonl, page
 
@@ -122,6 +133,7 @@ body{font:14px system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
 .card pre{white-space:pre-wrap;font-size:12px;background:#f4f4f4;padding:6px}
 .st{font-weight:bold;text-transform:uppercase}.ok{color:#2a7}.fix{color:#c60}.refused{color:#a3a}.error{color:#c22}
 mark{background:#ffd54f}
+del{color:#c22}ins{color:#27a;text-decoration:none;font-style:italic}.swap{color:#c22;font-weight:bold}
 .cm td,.cm th{border:1px solid #ccc;padding:2px 8px;text-align:right}
 """
 _SCRIPT = """
@@ -152,7 +164,9 @@ def agreement_page(agreements: list) -> str:
             f"<h1>capcheck agreement</h1>{agreement_html(agreements)}\n")
 
 
-def render_html(root: Path, run: RunResult, policy: Policy | None = None, agreements: list | None = None) -> str:
+def render_html(root: Path, run: RunResult, policy: Policy | None = None, agreements: list | None = None,
+                tags: RunTags | None = None) -> str:
+    tags = tags if tags is not None else run_tags(run.results)
     counts = {s: run.count(s) for s in STATUSES}
     buttons = [f"<button onclick=\"show('all')\">all {len(run.results)}</button>"]
     buttons += [f"<button onclick=\"show('{s}')\">{s} {n}</button>" for s, n in counts.items()]
@@ -165,9 +179,11 @@ def render_html(root: Path, run: RunResult, policy: Policy | None = None, agreem
             f'<div class="card" data-status="{r.verdict.status}">'
             f'<img loading="lazy" src="../../{quote(r.image)}" alt="{html.escape(r.image)}">'
             f'<div><span class="st {r.verdict.status}">{r.verdict.status}</span> {html.escape(r.image)}</div>'
-            f"<ul>{items}</ul>{reason}<pre>{_highlight(text, _disputed_words(r, policy))}</pre></div>")
+            f"<ul>{items}</ul>{reason}{card_html(tags.audits.get(r.image), tags.line(r.image))}"
+            f"<pre>{_highlight(text, _disputed_words(r, policy))}</pre></div>")
     title = f"capcheck verify run {run.run_id}: {run.backend} / {run.model} ({run.protocol})"
     return (f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title><style>{_STYLE}</style>"
             f"<script>{_SCRIPT}</script><h1>{html.escape(title)}</h1>"
-            f"<div class=bar>{''.join(buttons)}</div>{agreement_html(agreements or [])}"
+            f"<div class=bar>{''.join(buttons)}</div>{tags.summary_html() if tags else ''}"
+            f"{agreement_html(agreements or [])}"
             f"<div class=grid>{''.join(cards)}</div>\n")

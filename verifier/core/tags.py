@@ -250,3 +250,20 @@ def questions(captions: dict[str, Caption], policy: Policy, vocab: Vocabulary | 
     own = {key: caption_tags(c, policy, vocab, owned) for key, c in captions.items()}
     used: Counter[str] = Counter(t for tags in own.values() for t in tags)
     return {key: (tags, choose_probes(tags, used, policy, key, n_probes)) for key, tags in own.items()}
+
+
+def result_audit(claims: dict, observation_tags: dict[str, str] | None, share: float = MISMATCH_SHARE
+                 ) -> TagAudit | None:
+    """The tags audit of one stored verdict (its claims and observation), or None without one."""
+    if TAGS not in claims or observation_tags is None:
+        return None
+    return audit(observation_tags, list(claims[TAGS]), list(claims.get("probes", [])), share)
+
+
+def run_swaps(audited: dict[str, tuple[TagAudit, dict[str, str]]], mismatched: set[str]) -> dict[str, str]:
+    """image -> the image whose caption it likely carries (both ways), among the mismatched ones."""
+    mismatched = {image: (a.claimed, answers) for image, (a, answers) in audited.items() if image in mismatched}
+    out: dict[str, str] = {}
+    for a, b in find_swaps(mismatched):
+        out[a], out[b] = b, a
+    return out
