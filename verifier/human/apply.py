@@ -15,17 +15,19 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from captions.edit import set_facts
+from captions.edit import nl_mentions, remove_tags, set_facts
 from captions.generic import choose_policy
 from captions.journal import atomic_write, read_caption, write_caption
 from captions.policy import Policy, load_policy
 from verifier.core.images import sha256_file, text_sha
 from verifier.core.report import read_report, reports_dir
 from verifier.core.store import Store
+from verifier.core.tags import TAGS
 from verifier.core.verdict import FIX
 from verifier.errors import VerifierError
 
 CHANGED, UNCHANGED, STALE, SKIPPED, MISSING = "changed", "unchanged", "stale", "skipped", "missing"
+TAG_PREFIX = "tag:"  # a person's answer on one tag, as the store keys it (`tag:bikini`)
 
 
 class UndoRefused(VerifierError):
@@ -72,13 +74,18 @@ def apply_report(root: Path, policy: Policy, report: Path, store: Store, *, aspe
         people = store.human_answers(line.get("image_sha"))
         # A person's folder sort is ground truth: the model never overrules it.
         fixes = [f for f in line.get("fixes", []) if (aspects is None or f["aspect"] in aspects)
-                 and f["aspect"] not in people]
-        wanted = [f for f in fixes if include_borderline or not f.get("borderline")]
+                 and _answered_by(f) not in people]
+        wanted = [f for f in fixes if (include_borderline or not f.get("borderline"))
+                  and not (f["aspect"] == TAGS and (line.get("tags") or {}).get("mismatch"))]
         if not wanted:
             if fixes:
-                out.append(Applied(image, SKIPPED, reason="borderline: route it to a person, or --include-borderline"))
+                why = ("mismatch: the caption may belong to another image; route --aspect tags, a person fixes it"
+                       if (line.get("tags") or {}).get("mismatch") else
+                       "borderline: route it to a person, or --include-borderline")
+                out.append(Applied(image, SKIPPED, reason=why))
             continue
-        changes = {f["aspect"]: f["image"] for f in wanted}
+        changes = {f["aspect"]: f["image"] for f in wanted if f["aspect"] != TAGS}
+        refuted = [f["caption"] for f in wanted if f["aspect"] == TAGS]
         caption = (root / image).with_suffix(".txt")
         text = read_caption(caption)
         if text is None or not (root / image).exists():
@@ -91,15 +98,33 @@ def apply_report(root: Path, policy: Policy, report: Path, store: Store, *, aspe
             out.append(Applied(image, STALE, changes, reason="image changed on disk since it was verified"))
             continue
         edit = set_facts(text, policy, changes)
-        if edit.text == text:
-            out.append(Applied(image, UNCHANGED, changes, notes=edit.notes))
+        new, notes = edit.text, list(edit.notes)
+        if refuted:
+            # Refuted tags leave the tag lines only; one the NL also says waits
+            # for a person (the caption would contradict itself), as do the rest.
+            said = [t for t in refuted if nl_mentions(text, t)]
+            if said:
+                notes.append(f"tags: the NL mentions {', '.join(said)}: route --aspect tags, a person decides")
+                if not changes:
+                    out.append(Applied(image, SKIPPED, reason=notes[-1]))
+                    continue
+            else:
+                new = remove_tags(new, refuted)
+                changes[TAGS] = "removed " + ", ".join(refuted)
+        if new == text:
+            out.append(Applied(image, UNCHANGED, changes, notes=notes))
             continue
         if not dry_run:
-            write_caption(caption, edit.text, store, "apply", expect=text)
-            store.add_resolution(image, line["image_sha"], text_sha(edit.text), "apply")
-        out.append(Applied(image, CHANGED, changes, unified(caption.relative_to(root).as_posix(), text, edit.text),
-                           notes=edit.notes))
+            write_caption(caption, new, store, "apply", expect=text)
+            store.add_resolution(image, line["image_sha"], text_sha(new), "apply")
+        out.append(Applied(image, CHANGED, changes, unified(caption.relative_to(root).as_posix(), text, new),
+                           notes=notes))
     return out
+
+
+def _answered_by(fix: dict) -> str:
+    """The store key of a person's answer that overrules this fix item."""
+    return TAG_PREFIX + fix["caption"] if fix["aspect"] == TAGS else fix["aspect"]
 
 
 @dataclass

@@ -30,6 +30,7 @@ from captions.journal import read_caption, write_caption
 from captions.policy import Policy, squash
 from verifier.core.images import sha256_file, text_sha
 from verifier.core.store import STATE_DIR, Store
+from verifier.core.tags import TAGS
 from verifier.errors import VerifierError
 from verifier.human.apply import unified
 from verifier.human.route import UNSURE
@@ -92,6 +93,10 @@ def scan(path: Path, policy: Policy, aspect: str, result: Ingested) -> list[Sort
 
 
 def ingest(path: Path, root: Path, policy: Policy, aspect: str, store: Store, *, dry_run: bool = False) -> Ingested:
+    if aspect == TAGS:
+        from verifier.human.tag_review import ingest_tags
+
+        return ingest_tags(path, root, store, dry_run=dry_run)
     result = Ingested()
     path, root = Path(path), Path(root)
     placed = scan(path, policy, aspect, result)
