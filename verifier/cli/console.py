@@ -25,8 +25,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)  # a summary line must not wrap in a log
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# No emoji codes: `:d`, `:o` and `tag:glasses:` are text here (Danbooru tags), never pictures.
+out = Console(highlight=False, soft_wrap=True, emoji=False)  # a summary line must not wrap in a log
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 EXIT_FINDINGS = 1  # lint errors, invalid sidecars
 EXIT_BAD_INPUT = 2  # a file or an option we cannot use
