@@ -76,7 +76,8 @@ class Pipeline:
 
     def run(self) -> Outcome:
         chosen = choose_policy(self.policy_path, self.root)
-        self.hooks.event(chosen.how)
+        if self.policy_path is None:
+            self.hooks.event(chosen.how)
         policy = chosen.policy
         config = None
         if self.config is not None and not self.no_train:

@@ -57,11 +57,13 @@ def handled(fn):
 
 
 def dataset_policy(policy: Path | None, root: Path | None):
-    """The policy a command uses (`--policy`, the dataset's own, or the generic one), said on stderr."""
+    """The policy a command uses: `--policy`, else the dataset's own or the
+    generic one, and then it says which (on stderr)."""
     from captions.generic import choose_policy
 
     chosen = choose_policy(policy, root)
-    err.print(chosen.how, soft_wrap=True, markup=False)
+    if policy is None:
+        err.print(chosen.how, soft_wrap=True, markup=False)
     return chosen.policy
 
 

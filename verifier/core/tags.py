@@ -68,12 +68,14 @@ def answer_word(value: object) -> str | None:
 def checkable(tag: str, policy: Policy, vocab: Vocabulary | None = None, aspect_tags: frozenset[str] = frozenset()
               ) -> bool:
     """Can a model check this tag against the image? Not the trigger, quality,
-    score, rating, year or meta tags, not what the policy absorbs or exempts,
+    score, rating, year or meta tags, not the policy's fixed subject tags
+    (`1girl, solo`), not what the policy absorbs or exempts (`unchecked`),
     not a tag a checked aspect owns (that aspect checks it); with a tag CSV,
     only Danbooru general tags (character names and unknown tags are lint's)."""
     if not tag or tag == policy.trigger or tag in policy.quality or tag in RATINGS or is_score_tag(tag):
         return False
-    if tag in _NOT_VISUAL or _YEAR.match(tag) or tag in policy.absorbed or tag in policy.unchecked:
+    if tag in _NOT_VISUAL or _YEAR.match(tag) or tag in policy.subject or tag in policy.absorbed \
+            or tag in policy.unchecked:
         return False
     if tag in aspect_tags or policy.is_dropped(tag):
         return False
