@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,20 @@ IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".webp"})
 # capcheck's own state and the review tree that `route` makes (hard links to
 # dataset images: walking it would count every routed image twice).
 SKIP_DIRS = frozenset({".capcheck", "_review"})
+# kohya's repeat folders: `10_kanachan/` repeats each of its images 10 times per epoch.
+_REPEAT_DIR = re.compile(r"^(\d+)_\S")
+
+
+def folder_repeats(image: Path) -> int | None:
+    """The N of the kohya `N_name` folder an image sits in, or None when its folder is no such folder."""
+    m = _REPEAT_DIR.match(Path(image).parent.name)
+    return int(m.group(1)) if m else None
+
+
+def image_repeats(image: Path, default: int) -> int:
+    """Times an image is seen per epoch: its kohya folder's N, else `default` (the config's repeats)."""
+    found = folder_repeats(image)
+    return default if found is None else found
 
 
 @dataclass(frozen=True)
