@@ -28,20 +28,39 @@ def image_repeats(image: Path, default: int) -> int:
     return default if found is None else found
 
 
+# Caption files kohya-style trainers read: `.txt` (the default), `.caption`.
+CAPTION_EXTS = (".txt", ".caption")
+
+
+def caption_path(image: Path, ext: str | None = None) -> Path:
+    """The caption beside `image`: with `ext` (`--caption-ext`), that one; else
+    the first of `.txt`, `.caption` that exists; else where a `.txt` would go."""
+    image = Path(image)
+    if ext:
+        return image.with_suffix(ext if ext.startswith(".") else f".{ext}")
+    for candidate in CAPTION_EXTS:
+        path = image.with_suffix(candidate)
+        if path.exists():
+            return path
+    return image.with_suffix(CAPTION_EXTS[0])
+
+
 @dataclass(frozen=True)
 class Item:
     image: Path
+    caption_ext: str | None = None  # None: `.txt`, or `.caption` where only that exists
 
     @property
     def caption(self) -> Path:
-        return self.image.with_suffix(".txt")
+        return caption_path(self.image, self.caption_ext)
 
     @property
     def sidecar(self) -> Path:
         return self.image.with_suffix(".json")
 
 
-def iter_images(root: Path, skip: frozenset[str] | tuple[str, ...] = SKIP_DIRS) -> Iterator[Item]:
+def iter_images(root: Path, skip: frozenset[str] | tuple[str, ...] = SKIP_DIRS,
+                caption_ext: str | None = None) -> Iterator[Item]:
     """Every image under `root`, in a stable (sorted) order; folders named in
     `skip`, and hidden ones, are not entered."""
     for dirpath, dirnames, filenames in os.walk(root):
@@ -49,7 +68,7 @@ def iter_images(root: Path, skip: frozenset[str] | tuple[str, ...] = SKIP_DIRS) 
         for name in sorted(filenames):
             path = Path(dirpath) / name
             if path.suffix.lower() in IMAGE_EXTS and not name.startswith("."):
-                yield Item(path)
+                yield Item(path, caption_ext)
 
 
 def caption_files(root: Path) -> list[Path]:

@@ -81,10 +81,11 @@ def guess(tag_lists: list[list[str]], vocab: Vocabulary | None = None) -> Guess:
     return out
 
 
-def read_dataset(root: Path, from_sidecars: bool = False) -> tuple[list[list[str]], list[str]]:
+def read_dataset(root: Path, from_sidecars: bool = False, caption_ext: str | None = None
+                 ) -> tuple[list[list[str]], list[str]]:
     """Each image's tags (its caption's, or its sidecar prompt's), and the files that could not be read."""
     lists, unreadable = [], []
-    for item in iter_images(root):
+    for item in iter_images(root, caption_ext=caption_ext):
         try:
             if from_sidecars:
                 if item.sidecar.exists():
@@ -146,7 +147,7 @@ def find_tags_csv(explicit: Path | None) -> Path | None:
 
 
 def write_starter(root: Path, out: Path | None = None, *, from_sidecars: bool = False, tags: Path | None = None,
-                  force: bool = False) -> tuple[Path, Guess]:
+                  force: bool = False, caption_ext: str | None = None) -> tuple[Path, Guess]:
     """Write the starter policy (default DATASET/.capcheck/policy.yaml); never over an existing file unless `force`."""
     root = Path(root)
     target = out or root / DATASET_POLICY
@@ -154,7 +155,7 @@ def write_starter(root: Path, out: Path | None = None, *, from_sidecars: bool = 
         raise PolicyError(target, "already exists; edit it, or pass --force to write a new one over it")
     csv = find_tags_csv(tags)
     vocab = Vocabulary.load(csv) if csv else None
-    lists, unreadable = read_dataset(root, from_sidecars)
+    lists, unreadable = read_dataset(root, from_sidecars, caption_ext)
     if not lists:
         what = "sidecars with a prompt" if from_sidecars else "captions"
         raise CaptionsError(root, f"no {what} to learn a policy from")

@@ -185,3 +185,22 @@ def test_init_guesses_kanachan_on_the_old_one_line_captions(tmp_path):
     assert not (root / ".capcheck" / "policy.yaml").exists()
     proc = capcheck("init", root, "-o", out)
     assert proc.returncode == 2 and "already exists" in proc.stderr
+
+
+def test_caption_files_and_a_bom_as_kohya_users_have_them(dataset):
+    # `.caption` files written by a Windows editor (UTF-8 with a BOM), CRLF line ends.
+    for txt in dataset.rglob("*.txt"):
+        txt.with_suffix(".caption").write_bytes(b"\xef\xbb\xbf" + txt.read_bytes().replace(b"\n", b"\r\n"))
+        txt.unlink()
+    assert capcheck("init", dataset).returncode == 0
+    proc = verify(dataset, None, "--caption-ext", ".caption")
+    assert proc.returncode == 0, proc.stderr
+    assert report(dataset)[kohya.name(3)]["tags"]["refuted"] == ["glasses"]
+    before = {p: p.read_bytes() for p in dataset.rglob("*.caption")}
+    proc = capcheck("apply", dataset)
+    assert proc.returncode == 0, proc.stderr
+    changed = {p: p.read_bytes() for p in dataset.rglob("*.caption") if p.read_bytes() != before[p]}
+    assert len(changed) == 3 and not list(dataset.rglob("*.txt"))
+    glasses = dataset / kohya.name(3).replace(".png", ".caption")
+    assert changed[glasses] == before[glasses].replace(b"glasses, ", b"")
+    assert changed[glasses].startswith(b"\xef\xbb\xbfkanachan, 1girl") and changed[glasses].endswith(b"\r\n")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from captions.vocab import TAGS_ENV
+from verifier.cli.cmd_verify import CaptionExtOpt
 from verifier.cli.console import app, dataset_path, err, handled, out
 
 
@@ -21,12 +22,14 @@ def init(
                                                                          "captions.")] = False,
     tags: Annotated[Path | None, typer.Option("--tags", help=f"Danbooru tag CSV; or ${TAGS_ENV}.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Write over an existing policy file.")] = False,
+    caption_ext: CaptionExtOpt = None,
 ) -> None:
     """Write a commented starter policy to edit: trigger guessed, common tags, the aspects, a tag table."""
     from captions.init import write_starter
 
     root = dataset_path(dataset)
-    path, g = write_starter(root, output, from_sidecars=from_sidecars, tags=tags, force=force)
+    path, g = write_starter(root, output, from_sidecars=from_sidecars, tags=tags, force=force,
+                            caption_ext=caption_ext)
     for problem in g.unreadable:
         err.print(f"[yellow]skipped:[/yellow] {problem}", soft_wrap=True)
     out.print(f"capcheck init: {path} ({g.captions} captions, {len(g.counts)} distinct tags)", soft_wrap=True)

@@ -32,6 +32,7 @@ from verifier.cli.console import (
     out,
 )
 from verifier.core.prompting import DEFAULT_ASPECTS
+from verifier.core.tags import MISMATCH_SHARE, PROBES
 from verifier.core.verdict import ERROR, FIX, OK, REFUSED, STATUSES
 
 
@@ -93,6 +94,8 @@ FormatOpt = Annotated[ImageFormat, typer.Option(help="jpeg or png.")]
 FreshOpt = Annotated[bool, typer.Option("--fresh", help="Ask again even what the store has answered.")]
 OnlyOpt = Annotated[list[str] | None, typer.Option(help="Only images whose path or name matches (repeatable).")]
 CodexOpt = Annotated[str, typer.Option(help="The codex executable.")]
+CaptionExtOpt = Annotated[str | None, typer.Option(help="Caption file extension (default: .txt, or .caption where "
+                                                        "only that exists).")]
 
 
 def verify_options(model: str, backend: BackendName, base_url: str | None, api_key_env: str,
@@ -128,8 +131,12 @@ def verify(
     fresh: FreshOpt = False,
     only: OnlyOpt = None,
     codex_bin: CodexOpt = "codex",
+    caption_ext: CaptionExtOpt = None,
+    probes: Annotated[int, typer.Option(help="Tags audit: probe tags asked per image.")] = PROBES,
+    mismatch_share: Annotated[float, typer.Option(help="Tags audit: this share of a caption's tags absent means it "
+                                                       "may be another image's.")] = MISMATCH_SHARE,
 ) -> None:
-    """Ask a vision model what each image shows and compare it with the caption."""
+    """Ask a vision model what each image shows and compare it with the caption (`--aspects …,tags`: every tag)."""
     from verifier.core.report import write_reports
     from verifier.core.store import Store
     from verifier.core.verify import UNREADABLE, verify_dataset
@@ -139,6 +146,7 @@ def verify(
     pol = dataset_policy(policy, root)
     options = verify_options(model, backend, base_url, api_key_env, protocol, aspects, concurrency, rpm, timeout,
                              max_attempts, image_size, image_format, fresh, only, codex_bin)
+    options.caption_ext, options.probes, options.mismatch_share = caption_ext, probes, mismatch_share
     live = Live()
     with Store(root) as store:
         try:

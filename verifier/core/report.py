@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import quote
 
+from captions.dataset import caption_path
 from captions.journal import atomic_write, read_caption
 from captions.policy import Policy
 from verifier.core.store import STATE_DIR
@@ -172,7 +173,7 @@ def render_html(root: Path, run: RunResult, policy: Policy | None = None, agreem
     buttons += [f"<button onclick=\"show('{s}')\">{s} {n}</button>" for s, n in counts.items()]
     cards = []
     for r in run.results:
-        text = read_caption(Path(root) / Path(r.image).with_suffix(".txt")) or ""
+        text = read_caption(caption_path(Path(root) / r.image)) or ""
         items = "".join(f"<li>{html.escape(str(f))}</li>" for f in r.verdict.fixes)
         reason = f"<p>{html.escape(r.verdict.reason)}</p>" if r.verdict.reason else ""
         cards.append(

@@ -58,6 +58,7 @@ class VerifyOptions:
     only: list[str] = field(default_factory=list)
     codex_bin: str = "codex"
     retry_base: float = 1.0  # first backoff in seconds (tests shorten it)
+    caption_ext: str | None = None  # `--caption-ext`; None: .txt, or .caption where only that exists
     probes: int = PROBES  # the tags audit: probe tags per image
     mismatch_share: float = MISMATCH_SHARE  # the tags audit: this share of tags absent is a mismatch
 
@@ -156,10 +157,11 @@ def _selected(rel: str, only: list[str]) -> bool:
     return not only or any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(rel.rsplit("/", 1)[-1], g) for g in only)
 
 
-def collect(root: Path, policy: Policy, store: Store, only: list[str]) -> tuple[list[Work], dict[str, str]]:
+def collect(root: Path, policy: Policy, store: Store, only: list[str],
+            caption_ext: str | None = None) -> tuple[list[Work], dict[str, str]]:
     """Every image with a caption, hashed; the others with the reason they are skipped."""
     works, skipped = [], {}
-    for item in iter_images(root):
+    for item in iter_images(root, caption_ext=caption_ext):
         rel = store.rel(item.image)
         if not _selected(rel, only):
             continue
@@ -267,7 +269,7 @@ class Verifier:
         started = time.monotonic()
         name, model = identity
         run_id = self.store.start_run("verify", json.dumps(self._args(name, model), sort_keys=True))
-        works, skipped = collect(self.root, self.policy, self.store, self.options.only)
+        works, skipped = collect(self.root, self.policy, self.store, self.options.only, self.options.caption_ext)
         if not works:
             why = "no images with captions" + (f" matching {', '.join(self.options.only)}" if self.options.only else "")
             raise VerifierError(self.root, why)

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from captions.dataset import caption_path
 from captions.edit import nl_mentions, remove_tags, set_facts
 from captions.generic import choose_policy
 from captions.journal import atomic_write, read_caption, write_caption
@@ -86,7 +87,7 @@ def apply_report(root: Path, policy: Policy, report: Path, store: Store, *, aspe
             continue
         changes = {f["aspect"]: f["image"] for f in wanted if f["aspect"] != TAGS}
         refuted = [f["caption"] for f in wanted if f["aspect"] == TAGS]
-        caption = (root / image).with_suffix(".txt")
+        caption = caption_path(root / image)
         text = read_caption(caption)
         if text is None or not (root / image).exists():
             out.append(Applied(image, MISSING, changes, reason="image or caption no longer there"))

@@ -24,7 +24,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from captions.dataset import iter_images
+from captions.dataset import caption_path, iter_images
 from captions.edit import set_facts
 from captions.journal import read_caption, write_caption
 from captions.policy import Policy, squash
@@ -110,7 +110,7 @@ def ingest(path: Path, root: Path, policy: Policy, aspect: str, store: Store, *,
     dataset: dict[str, list[Path]] | None = None
     targets: dict[Path, Sorted] = {}
     for s in placed:
-        if s.path.with_suffix(".txt").exists():
+        if caption_path(s.path).exists():
             targets[s.path] = s  # sorted in place: the caption is beside it
             continue
         if dataset is None:
@@ -159,7 +159,7 @@ def _moved_back(s: Sorted, root: Path, store: Store, dry_run: bool) -> list[Path
 
 def _fix_one(image: Path, s: Sorted, root: Path, policy: Policy, aspect: str, store: Store, dry_run: bool,
              result: Ingested) -> None:
-    caption = image.with_suffix(".txt")
+    caption = caption_path(image)
     text = read_caption(caption)
     rel = store.rel(image) if _inside(image, root) else str(image)
     if text is None:

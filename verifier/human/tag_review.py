@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from captions.dataset import iter_images
+from captions.dataset import caption_path, iter_images
 from captions.edit import nl_mentions, remove_tags
 from captions.journal import read_caption, write_caption
 from captions.tags import normalize_tag
@@ -73,7 +73,7 @@ def route_tags(root: Path, report: Path, store: Store, *, into: Path | None = No
         if not source.exists():
             continue
         people = store.human_answers(line.get("image_sha"))
-        text = read_caption(source.with_suffix(".txt"))
+        text = read_caption(caption_path(source))
         if entry.get("mismatch"):
             targets = [folder / MISMATCH_DIR]
         else:
@@ -130,7 +130,7 @@ def ingest_tags(path: Path, root: Path, store: Store, *, dry_run: bool = False) 
 
 def _answer_one(image: Path, sha: str, tags: dict[str, str], root: Path, store: Store, dry_run: bool,
                 result: Ingested) -> None:
-    caption = image.with_suffix(".txt")
+    caption = caption_path(image)
     text = read_caption(caption)
     rel = store.rel(image)
     if text is None:
