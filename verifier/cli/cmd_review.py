@@ -135,6 +135,11 @@ def route(
     if not done.placed and not done.already:
         out.print("nothing needs a person for this aspect (use --all to sort every image)")
         return
+    if aspect == "tags":
+        out.print(f"next: in {done.folder}, fix the captions of mismatch/ by hand; move an image from "
+                  f"<tag>/removed/ to <tag>/kept/ when the tag is right; then\n"
+                  f"      capcheck ingest {done.folder.parent} --aspect tags", soft_wrap=True, markup=False)
+        return
     out.print(f"next: open {done.folder} and move each image into the folder of what it shows "
               f"(_unsure/ holds what the model refused or failed on); then\n"
               f"      capcheck ingest {done.folder.parent} --aspect {aspect}", soft_wrap=True)
