@@ -159,6 +159,13 @@ class DemoModel:
         out["note"] = None if known else "demo model: this image is not in its truth table"
         return out
 
+    def answer_schema(self, known: Known | None, schema: dict, yes_sayer: bool = False) -> dict:
+        """The observe answer for what a request's JSON schema asks: its aspects, and its tags when it has some."""
+        props = schema.get("properties", {})
+        aspects = [a for a in props if a not in ("note", "tags")]
+        tags = list(props["tags"].get("properties", {})) if "tags" in props else None
+        return self.observe(known, aspects, tags, yes_sayer)
+
     def fixline(self, known: Known | None, prompt: str, view_under_a: bool = False) -> str:
         """`OK` or `FIX: A=... (caption says ...)` for the lettered aspects of `prompt`."""
         if self.policy is None:

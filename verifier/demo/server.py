@@ -169,10 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
             return "The image shows a girl standing on a white background.", None, "stop"
         schema = ((request.get("response_format") or {}).get("json_schema") or {}).get("schema")
         if schema:
-            props = schema.get("properties", {})
-            aspects = [a for a in props if a not in ("note", "tags")]
-            tags = list(props["tags"].get("properties", {})) if "tags" in props else None
-            answer = json.dumps(self.server.model.observe(known, aspects, tags, self.server.faults.yes_sayer))
+            answer = json.dumps(self.server.model.answer_schema(known, schema, self.server.faults.yes_sayer))
         else:
             answer = self.server.model.fixline(known, text, self.server.faults.view_under_a)
         if fault == "length":
