@@ -146,6 +146,14 @@ def test_person_answers_per_tag_win_and_agreement_counts_them(dataset):
     # apply leaves the kept tag alone: the person's answer wins.
     proc = capcheck("apply", dataset)
     assert texts(dataset) == after, proc.stdout
+    # ...and the training gate takes both answers as settled.
+    from captions.generic import choose_policy
+    from verifier.core.store import Store
+    from verifier.human import gate
+
+    with Store(dataset) as store:
+        checked = gate.check(dataset, store, choose_policy(None, dataset).policy)
+    assert checked.passed[kohya.name(3)] == checked.passed[kohya.name(10)] == gate.INGESTED
     proc = capcheck("agreement", dataset)
     assert proc.returncode == 0, proc.stderr
     assert "tag:brown jacket: 1 images · accuracy 0.0%" in proc.stdout

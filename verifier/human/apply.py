@@ -75,7 +75,7 @@ def apply_report(root: Path, policy: Policy, report: Path, store: Store, *, aspe
         people = store.human_answers(line.get("image_sha"))
         # A person's folder sort is ground truth: the model never overrules it.
         fixes = [f for f in line.get("fixes", []) if (aspects is None or f["aspect"] in aspects)
-                 and _answered_by(f) not in people]
+                 and answered_by(f) not in people]
         wanted = [f for f in fixes if (include_borderline or not f.get("borderline"))
                   and not (f["aspect"] == TAGS and (line.get("tags") or {}).get("mismatch"))]
         if not wanted:
@@ -123,7 +123,7 @@ def apply_report(root: Path, policy: Policy, report: Path, store: Store, *, aspe
     return out
 
 
-def _answered_by(fix: dict) -> str:
+def answered_by(fix: dict) -> str:
     """The store key of a person's answer that overrules this fix item."""
     return TAG_PREFIX + fix["caption"] if fix["aspect"] == TAGS else fix["aspect"]
 
