@@ -153,3 +153,10 @@ def test_the_policy_without_a_flag(tmp_path):
     assert choose_policy(None, tmp_path).policy.trigger == "kanachan"
     assert choose_policy(EXAMPLES / "keichan" / "policy.yaml", tmp_path).policy.trigger == "keichan"
     assert GENERIC.trigger is None and GENERIC.nl == []
+
+
+def test_probes_come_from_the_whole_dataset_when_only_some_images_are_checked():
+    everyone = [parse("nude, long hair\n"), parse("bikini, long hair\n"), parse("hat\n")]
+    asked = questions({"a": parse("bikini, long hair\n")}, GENERIC, None, [], 4, everyone)
+    assert set(asked["a"][1]) == {"nude", "hat"}
+    assert questions({"a": parse("bikini, long hair\n")}, GENERIC, None, [], 4)["a"][1] == []

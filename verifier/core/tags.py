@@ -28,7 +28,7 @@ from captions.caption import Caption
 from captions.policy import RATINGS, Policy
 from captions.tags import is_score_tag
 from captions.vocab import GENERAL, Vocabulary
-from verifier.core.observation import CANNOT
+from verifier.core.observation import CANNOT, is_undetermined
 
 TAGS = "tags"  # the aspect name the audit goes by (--aspects framing,tags)
 PRESENT, ABSENT = "present", "absent"
@@ -51,8 +51,6 @@ _NO = frozenset({"absent", "no", "false", "not present", "not shown"})
 
 def answer_word(value: object) -> str | None:
     """A model's answer for one tag as present / absent / cannot determine; None when unreadable."""
-    from verifier.core.observation import is_undetermined
-
     if isinstance(value, bool):
         return PRESENT if value else ABSENT
     if not isinstance(value, str):
@@ -245,12 +243,15 @@ def trust_rates(audits: Iterable[TagAudit]) -> TrustRates:
 
 
 def questions(captions: dict[str, Caption], policy: Policy, vocab: Vocabulary | None, aspects: Iterable[str],
-              n_probes: int = PROBES) -> dict[str, tuple[list[str], list[str]]]:
+              n_probes: int = PROBES, dataset: Iterable[Caption] | None = None
+              ) -> dict[str, tuple[list[str], list[str]]]:
     """Per image (key: any id, also the probe seed): its checkable tags and its probes.
-    The probe pool is every checkable tag the dataset's captions use."""
+    The probe pool is every checkable tag the dataset's captions use (`dataset`:
+    all of them, when `captions` are only the images being checked)."""
     owned = aspect_owned(policy, aspects)
     own = {key: caption_tags(c, policy, vocab, owned) for key, c in captions.items()}
-    used: Counter[str] = Counter(t for tags in own.values() for t in tags)
+    pool = own.values() if dataset is None else [caption_tags(c, policy, vocab, owned) for c in dataset]
+    used: Counter[str] = Counter(t for tags in pool for t in tags)
     return {key: (tags, choose_probes(tags, used, policy, key, n_probes)) for key, tags in own.items()}
 
 

@@ -196,13 +196,27 @@ def _answers_tags(row, tags: TagClaims | None) -> bool:
     return all(t in answered for t in tags.tags)
 
 
-def _tag_questions(works: list[Work], policy: Policy, options: VerifyOptions) -> None:
-    """Each work's tags-audit question: its checkable tags and its probes."""
+def _tag_questions(root: Path, works: list[Work], policy: Policy, options: VerifyOptions) -> None:
+    """Each work's tags-audit question: its checkable tags and its probes (from
+    the whole dataset's tags, also when --only checks a few images)."""
     vocab = find_vocabulary(None, policy)
-    asked = questions({w.image: parse(w.caption) for w in works}, policy, vocab, options.aspects, options.probes)
+    dataset = None
+    if options.only:
+        texts = (_readable(item.caption) for item in iter_images(root, caption_ext=options.caption_ext))
+        dataset = [parse(t) for t in texts if t]
+    asked = questions({w.image: parse(w.caption) for w in works}, policy, vocab, options.aspects, options.probes,
+                      dataset)
     for w in works:
         own, probes = asked[w.image]
         w.tags = TagClaims(tuple(own), tuple(probes), options.mismatch_share)
+
+
+def _readable(path: Path) -> str | None:
+    try:
+        text = read_caption(path)
+    except CaptionsError:
+        return None
+    return text if text and text.strip() else None
 
 
 def _result_from_row(row, source: str) -> ItemResult:
@@ -274,7 +288,7 @@ class Verifier:
             why = "no images with captions" + (f" matching {', '.join(self.options.only)}" if self.options.only else "")
             raise VerifierError(self.root, why)
         if self.spec.tags:
-            _tag_questions(works, self.policy, self.options)
+            _tag_questions(self.root, works, self.policy, self.options)
         done, todo = self.plan(works, name, model)
         self.on_plan(len(works))
         for r in done:
