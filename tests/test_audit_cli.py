@@ -193,6 +193,12 @@ def test_init_guesses_kanachan_on_the_old_one_line_captions(tmp_path):
     assert not (root / ".capcheck" / "policy.yaml").exists()
     proc = capcheck("init", root, "-o", out)
     assert proc.returncode == 2 and "already exists" in proc.stderr
+    # Written where commands look for it, lint and verify use it without --policy.
+    assert capcheck("init", root).returncode == 0
+    (root / "9.txt").write_text("1girl, solo, smile, portrait\n")
+    Image.new("RGB", (8, 8)).save(root / "9.png")
+    proc = capcheck("lint", root)
+    assert "the dataset's own" in proc.stderr and "9.txt: missing-trigger" in proc.stdout
 
 
 def test_caption_files_and_a_bom_as_kohya_users_have_them(dataset):

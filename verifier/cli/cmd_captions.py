@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from captions.build import DIFFERS, INVALID, SKIPPED, UNCHANGED, WRITTEN, BuildReport, build_dataset
+from captions.generic import DATASET_POLICY
 from captions.lint import ERROR, lint_dataset
 from captions.policy import load_policy
 from captions.vocab import TAGS_ENV, find_vocabulary
@@ -82,7 +83,9 @@ class Format(StrEnum):
 @handled
 def lint(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder, or one caption .txt file.")],
-    policy: Annotated[Path | None, typer.Option("--policy", "-p", help="Caption policy YAML.")] = None,
+    policy: Annotated[Path | None, typer.Option("--policy", "-p", help="Caption policy YAML (default: DATASET/"
+                                                                       ".capcheck/policy.yaml; without one, the "
+                                                                       "rules that need no policy).")] = None,
     tags: Annotated[
         Path | None, typer.Option("--tags", help=f"Danbooru tag CSV (a1111 tagcomplete format); or ${TAGS_ENV}.")
     ] = None,
@@ -90,7 +93,11 @@ def lint(
 ) -> None:
     """Check every caption; exit 1 when any error-severity finding exists."""
     root = dataset_path(dataset)
-    pol = load_policy(policy) if policy else None  # no policy: the rules that need none
+    own = root / DATASET_POLICY
+    if policy is None and root.is_dir() and own.is_file():
+        policy = own  # what `capcheck init` wrote; without either, the rules that need no policy
+        err.print(f"policy: {own} (the dataset's own)", soft_wrap=True, markup=False)
+    pol = load_policy(policy) if policy else None
     vocab = find_vocabulary(tags, pol)
     findings = lint_dataset(root, pol, vocab)
     errors = sum(1 for f in findings if f.severity == ERROR)
