@@ -13,7 +13,9 @@ IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".webp"})
 # dataset images: walking it would count every routed image twice).
 SKIP_DIRS = frozenset({".capcheck", "_review"})
 # kohya's repeat folders: `10_kanachan/` repeats each of its images 10 times per epoch.
-_REPEAT_DIR = re.compile(r"^(\d+)_\S")
+# A leading zero is an ordering prefix (`02_clothed_pose/`, as the articles
+# number their sets), not a count: nobody writes two repeats as `02`.
+_REPEAT_DIR = re.compile(r"^([1-9]\d*)_\S")
 
 
 def folder_repeats(image: Path) -> int | None:

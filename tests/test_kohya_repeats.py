@@ -13,6 +13,7 @@ from trainer.data import Sample, epoch_batches
 def test_folder_repeats():
     assert folder_repeats(Path("data/10_kanachan/a.png")) == 10
     assert folder_repeats(Path("data/kanachan/a.png")) is None
+    assert folder_repeats(Path("data/03_nude_angles/a.png")) is None  # the articles' numbered sets: an order
     assert folder_repeats(Path("10_kanachan/sub/a.png")) is None  # kohya reads the N_name folder itself only
     assert image_repeats(Path("x/3_a/a.png"), 4) == 3 and image_repeats(Path("x/a/a.png"), 4) == 4
 
