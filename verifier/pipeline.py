@@ -109,7 +109,7 @@ class Pipeline:
         self._stage("build", f"written {report.count(WRITTEN)}, unchanged {report.count(UNCHANGED)}, "
                              f"left alone (edited since built) {report.count(DIFFERS)}, "
                              f"invalid sidecars {report.count(INVALID)}")
-        self.outcome.messages += [f"invalid sidecar: {o.reason}" for o in report.of(INVALID)]
+        self.outcome.messages += [f"invalid: {o.reason}" for o in report.of(INVALID)]
         return True
 
     def _lint(self, policy) -> bool:

@@ -47,7 +47,7 @@ def _print_build(report: BuildReport) -> None:
     if not report.outcomes:
         err.print(f"[yellow]warning:[/yellow] {report.root}: no images found")
     for o in report.of(INVALID):
-        err.print(f"[red]invalid sidecar:[/red] {o.reason}", soft_wrap=True)
+        err.print(f"[red]invalid:[/red] {o.reason}", soft_wrap=True)  # a sidecar, or a caption that cannot be read
     for o in report.of(DIFFERS):
         out.print(f"kept {o.image.with_suffix('.txt').relative_to(report.root)}: {o.reason}", soft_wrap=True)
     verb = "would write" if report.dry_run else "written"
@@ -59,7 +59,7 @@ def _print_build(report: BuildReport) -> None:
     skipped = report.of(SKIPPED) + report.of(INVALID)
     reasons: dict[str, int] = {}
     for o in skipped:
-        key = o.reason if o.status == SKIPPED else "invalid sidecar"
+        key = o.reason if o.status == SKIPPED else "invalid sidecar or caption"
         reasons[key] = reasons.get(key, 0) + 1
     detail = ", ".join(f"{why} × {n}" for why, n in reasons.items())
     table.add_row("skipped", f"{len(skipped)}" + (f" ({detail})" if detail else ""))
