@@ -10,6 +10,7 @@ SQLite); anything with a `record` method will do.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Protocol
@@ -34,6 +35,12 @@ def read_caption(path: Path) -> str | None:
                                       "re-save the caption as UTF-8") from None
     except OSError as exc:
         raise CaptionWriteError(path, f"cannot read caption: {exc}") from None
+
+
+def read_only(path: Path) -> bool:
+    """No write bit at all: the person locked this file (0444). Checked by the
+    mode, not os.access, which says yes to root whatever the mode."""
+    return not path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -65,6 +72,8 @@ def write_caption(path: Path, text: str, journal: Journal | None, reason: str, e
         raise CaptionWriteError(path, "caption changed on disk since it was read; not overwritten")
     if before == text:
         return False
+    if before is not None and read_only(path):  # os.replace would swap it out regardless of its mode
+        raise CaptionWriteError(path, "caption is read-only; not overwritten")
     if journal is not None:
         journal.record(path, before, text, reason)
     atomic_write(path, text)

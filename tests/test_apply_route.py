@@ -83,11 +83,17 @@ def test_undo_refuses_when_a_file_changed_since_and_can_undo_a_build(verified, k
     for name in ("020104.png", "020104.json"):
         shutil.copy(EXAMPLES / "keichan" / "dataset" / FOLDER / name, fresh / "a" / name)
     with Store(fresh) as store:
-        store.start_run("build")
+        build_run = store.start_run("build")
         build_dataset(fresh, keichan, journal=store)
         assert (fresh / "a" / "020104.txt").exists()
-        done = undo_run(fresh, store)
-    assert done.kind == "build" and not (fresh / "a" / "020104.txt").exists()  # the build had created it
+        with pytest.raises(UndoRefused, match="--delete-created"):  # deleting is never the default
+            undo_run(fresh, store)
+        with pytest.raises(UndoRefused):
+            undo_run(fresh, store, build_run)
+        assert (fresh / "a" / "020104.txt").exists()
+        done = undo_run(fresh, store, build_run, delete_created=True)
+    assert done.kind == "build" and done.deleted == ["a/020104.txt"] and not done.restored
+    assert not (fresh / "a" / "020104.txt").exists()  # the build had created it
 
 
 def test_route_modes_unsure_and_a_second_route(verified, keichan):

@@ -86,7 +86,7 @@ def test_init_then_verify_finds_every_planted_tag_and_the_swap(dataset):
     assert "<del>glasses</del>" in page and "likely swap with" in page and "probe yes-rate" in page
 
     # route: both swapped images go to a person.
-    proc = capcheck("route", dataset, "--aspect", "tags")
+    proc = capcheck("route", dataset, "--aspects", "tags")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (dataset / "_review/tags/mismatch").iterdir()) == ["img000.png", "img001.png"]
 
@@ -130,14 +130,14 @@ def test_tags_need_the_observe_protocol(dataset):
 def test_person_answers_per_tag_win_and_agreement_counts_them(dataset):
     capcheck("init", dataset)
     verify(dataset, None, "--only", "img003.png", "--only", "img010.png")
-    proc = capcheck("route", dataset, "--aspect", "tags", "--all")
+    proc = capcheck("route", dataset, "--aspects", "tags", "--all")
     assert proc.returncode == 0, proc.stderr
     review = dataset / "_review" / "tags"
     assert (review / "glasses" / "removed" / "img003.png").exists()
     # The person sees a brown jacket after all: kept. Glasses stay removed.
     shutil.move(review / "brown_jacket" / "removed" / "img010.png", review / "brown_jacket" / "kept" / "img010.png")
     before = texts(dataset)
-    proc = capcheck("ingest", dataset / "_review", "--aspect", "tags")
+    proc = capcheck("ingest", dataset / "_review", "--aspects", "tags")
     assert proc.returncode == 0, proc.stderr
     after = texts(dataset)
     glasses = kohya.name(3).replace(".png", ".txt")
@@ -168,9 +168,9 @@ def test_one_bad_caption_is_reported_alone(tmp_path):
     proc = verify(root)
     assert proc.returncode == 1, proc.stderr
     assert "capcheck verify: 48 images · 48 asked" in proc.stdout
-    assert f"unreadable caption: {kohya.name(5)}: " in proc.stdout and "not valid UTF-8" in proc.stdout
-    assert f"unreadable caption: {kohya.name(6)}: the caption is empty" in proc.stdout
-    assert "skipped: unreadable caption × 2" in proc.stdout
+    assert (f"skipped {kohya.name(5)}: unreadable caption: not valid UTF-8 (byte 0xff at offset 17); re-save the "
+            "caption as UTF-8") in proc.stdout
+    assert f"skipped {kohya.name(6)}: unreadable caption: the caption is empty" in proc.stdout
     assert len(report(root)) == 48
 
 

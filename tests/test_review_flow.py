@@ -3,6 +3,7 @@ a person sorts -> ingest -> undo -> agreement (issue 4's done-when)."""
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 
@@ -72,7 +73,7 @@ def test_verify_apply_route_sort_ingest_undo_agreement(clothed47_dataset, keicha
     assert placed == {"cowboy_shot": ["020000.png", "020005.png", "020030.png"], "full_body": ["020043.png"]}
     assert sorted(p.name for p in review.iterdir()) == ["_unsure", "cowboy_shot", "full_body", "portrait", "upper_body"]
     assert (review / "cowboy_shot" / "020000.png").stat().st_ino == (root / FOLDER / "020000.png").stat().st_ino
-    assert f"capcheck ingest {root / '_review'} --aspect framing" in proc.stdout
+    assert f"capcheck ingest {shlex.quote(str(root / '_review'))} --aspects framing" in proc.stdout  # pastes as is
 
     # A person looks and moves files: two "cowboy shots" show the feet, one "full body" does not.
     for name, value in (("020000.png", "full_body"), ("020005.png", "full_body"), ("020043.png", "cowboy_shot")):
@@ -99,7 +100,7 @@ def test_verify_apply_route_sort_ingest_undo_agreement(clothed47_dataset, keicha
     apply_run = next(r["id"] for r in _runs(root) if r["kind"] == "apply")
     proc = capcheck("undo", root, "--run", apply_run)
     assert proc.returncode == 0, proc.stderr
-    assert f"restored 23 caption(s) written by run {apply_run} (apply)" in proc.stdout
+    assert f"run {apply_run} (apply): restored 23 caption(s), deleted 0" in proc.stdout
     now = captions(root)
     assert all(now[k] == before_apply[k] for k in touched)  # every byte back
     assert now[f"{FOLDER}/020030.txt"] != before_apply[f"{FOLDER}/020030.txt"]  # ingest's change is not apply's

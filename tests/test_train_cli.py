@@ -63,6 +63,8 @@ def test_the_gate_then_training_after_verify_and_apply(example_dataset, tiny_ani
     assert json.loads(meta["capcheck_verification"]) == {"images": 12, "verified": 8, "fixed": 3,
                                                          "human-ingested": 1, "unverified": 0}
     assert json.loads(meta["capcheck_policy"])["trigger"] == "keichan" and len(meta["capcheck_dataset_hash"]) == 64
+    assert not any(str(tmp_path) in value for value in meta.values())  # no local path travels with the file
+    assert meta["ss_output_name"] == "keichan" and meta["ss_num_train_images"] == "12"
 
 
 def test_allow_unverified_and_plan_from_a_config(example_dataset, tiny_anima, tmp_path):
@@ -79,7 +81,7 @@ def test_allow_unverified_and_plan_from_a_config(example_dataset, tiny_anima, tm
 def test_preflight_cli(tiny_anima, tmp_path):
     ok = write_config(tmp_path / "cpu.yaml", tiny_anima, tmp_path / "out", xformers=False)
     proc = capcheck("preflight", "--config", ok)
-    assert proc.returncode == 0 and "✓ transformers knows qwen3" in proc.stdout and "✓ text encoder loads" in proc.stdout
+    assert proc.returncode == 0 and "✓ transformers knows qwen3" in proc.stdout and "✓ text path" in proc.stdout
     assert "ignored xformers" in proc.stderr
     if not torch.cuda.is_available():
         gpu = write_config(tmp_path / "gpu.yaml", tiny_anima, tmp_path / "out", device="auto")

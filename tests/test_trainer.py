@@ -176,7 +176,7 @@ def test_preflight_on_this_machine(tiny_anima, tmp_path):
     from trainer.preflight import run_preflight
 
     done = run_preflight(config(tiny_anima, tmp_path / "o"))  # device: cpu, a smoke test
-    assert [c.name for c in done][-2:] == ["tokenizers load", "text encoder loads"] and all(c.ok for c in done)
+    assert [c.name for c in done][-2:] == ["tokenizers load", "text path"] and all(c.ok for c in done)
     if not torch.cuda.is_available():
         with pytest.raises(PreflightFailed) as exc:
             run_preflight(config(tiny_anima, tmp_path / "o", device="auto"))

@@ -17,8 +17,8 @@ TRANSFORMER_2B = dict(in_channels=16, out_channels=16, num_attention_heads=16, a
                       mlp_ratio=4.0, text_embed_dim=1024, adaln_lora_dim=256, max_size=(128, 240, 240),
                       patch_size=(1, 2, 2), rope_scale=(1.0, 4.0, 4.0), concat_padding_mask=True,
                       extra_pos_embed_type=None)
-# Qwen3-0.6B(-Base): used when a text encoder folder carries weights but no config.json
-# (the articles downloaded only model.safetensors, tokenizer.json and vocab.json).
+# Qwen3-0.6B(-Base): what `qwen3_config` cannot read from the weights of a text encoder folder
+# without config.json (the articles downloaded only model.safetensors, tokenizer.json and vocab.json).
 QWEN3_06B = dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
                  num_attention_heads=16, num_key_value_heads=8, head_dim=128, max_position_embeddings=32768,
                  rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True)
@@ -62,6 +62,19 @@ def transformer_config(state: dict) -> dict:
             "in_channels": state["patch_embed.proj.weight"].shape[1] // cells - 1,
             "out_channels": state["proj_out.weight"].shape[0] // cells,
             "extra_pos_embed_type": "learnable" if any(k.startswith("learnable_pos_embed") for k in state) else None}
+
+
+def qwen3_config(state: dict) -> dict:
+    """The Qwen3Config that fits a Qwen3 state dict (names without `model.`): for a text encoder
+    folder with weights but no config.json, as the articles downloaded it. What the shapes do
+    not say (rope theta, norm eps, context length) is Qwen3-0.6B's."""
+    vocab, hidden = state["embed_tokens.weight"].shape
+    head = state["layers.0.self_attn.q_norm.weight"].shape[0]
+    return {**QWEN3_06B, "vocab_size": vocab, "hidden_size": hidden, "head_dim": head,
+            "intermediate_size": state["layers.0.mlp.gate_proj.weight"].shape[0],
+            "num_hidden_layers": _count(state, r"layers\.(\d+)\."),
+            "num_attention_heads": state["layers.0.self_attn.q_proj.weight"].shape[0] // head,
+            "num_key_value_heads": state["layers.0.self_attn.k_proj.weight"].shape[0] // head}
 
 
 def conditioner_config(state: dict) -> dict:

@@ -2,10 +2,13 @@
 
 Per save: `{output_name}_epoch{NNN}.safetensors` (ComfyUI names, with the
 resolved config, dataset hash, caption policy and verification summary in
-its metadata) and `{output_name}_state.pt` (LoRA, optimizer, position,
-random states, losses) for `--resume`. While it runs: `state.json` in
+its metadata). With each of them, every `save_state_every` steps (default:
+every epoch) and on Ctrl-C: `{output_name}_state.pt` (LoRA, optimizer and
+scaler, position, the CPU, CUDA and Python random states, losses) for
+`--resume`, written to a temp file and renamed, so a kill at any moment
+leaves the previous state whole. While it runs: `state.json` in
 AnimaLoraToolkit's monitor shape (step, total_steps, epoch, speed, losses,
-samples, ETA), rewritten atomically.
+samples, ETA), rewritten atomically every `log_every` steps.
 """
 
 from __future__ import annotations
@@ -32,6 +35,27 @@ def save_state(path: Path, **state: object) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def rng_states() -> dict:
+    """Every random stream a step draws from: noise and timesteps come from the device's."""
+    import random
+
+    import torch
+
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    return {"torch_rng": torch.get_rng_state(), "cuda_rng": cuda, "python_rng": random.getstate()}
+
+
+def set_rng_states(state: dict) -> None:
+    import random
+
+    import torch
+
+    torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    random.setstate(state["python_rng"])
 
 
 def load_state(path: Path) -> dict:

@@ -22,7 +22,6 @@ from trainer.errors import TrainError
 IGNORED = {
     "xformers": "attention is PyTorch SDPA",
     "prefer_json": "captions are the dataset's .txt files",
-    "save_state_every": "the optimizer state is saved with every LoRA",
     "resume_state": "use `capcheck train --resume`",
     "sample_sampler_name": "samples use flow-matching Euler",
     "sample_scheduler": "samples use flow-matching Euler",
@@ -65,9 +64,13 @@ class TrainConfig(BaseModel):
     batch_size: int = 1
     grad_accum: int = 1
     learning_rate: float = 1e-4
+    # bf16: bf16 base weights + bf16 autocast; fp16: the same in fp16 with a GradScaler; no: fp32.
+    # The LoRA, its gradients and AdamW's state are fp32 in every case.
     mixed_precision: Literal["bf16", "fp16", "no"] = "bf16"
-    grad_checkpoint: bool = True
-    num_workers: int = 0
+    # auto: off when the activations fit the free VRAM, else on for only as many blocks as needed.
+    grad_checkpoint: Literal["auto"] | bool = "auto"
+    compile: bool = False  # torch.compile each DiT block (regional: a new bucket recompiles one block's graph)
+    num_workers: int = 0  # DataLoader worker processes (cache reads, image decoding, caption shuffling)
     max_grad_norm: float = 1.0
     timestep_shift: float = Field(3.0, validation_alias=AliasChoices("timestep_shift", "shift"))
     seed: int = 42
@@ -78,6 +81,9 @@ class TrainConfig(BaseModel):
     output_name: str = "lora"
     save_every: int = 1  # epochs; 0: only the last
     save_every_steps: int = 0
+    save_state_every: int | None = None  # steps between resume states; default: every epoch
+    save_precision: Literal["bf16", "fp32"] = "bf16"  # the LoRA file's tensors
+    log_every: int = 10  # steps between loss reads (each one waits for the GPU) and state.json writes
 
     # Samples
     sample_every: int = 0  # epochs; 0: none
@@ -93,7 +99,6 @@ class TrainConfig(BaseModel):
     # Accepted, not used (see IGNORED)
     xformers: bool | None = None
     prefer_json: bool | None = None
-    save_state_every: int | None = None
     resume_state: str | None = None
     sample_sampler_name: str | None = None
     sample_scheduler: str | None = None
@@ -114,9 +119,13 @@ class TrainConfig(BaseModel):
         for name in ("resolution", "sample_width", "sample_height"):
             if getattr(self, name) % 64:
                 raise ValueError(f"{name}: {getattr(self, name)} is not a multiple of 64")
-        for name in ("repeats", "epochs", "batch_size", "grad_accum", "lora_rank"):
+        for name in ("repeats", "epochs", "batch_size", "grad_accum", "lora_rank", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.num_workers < 0:
+            raise ValueError("num_workers must be 0 (load in the training process) or more")
+        if self.save_state_every is not None and self.save_state_every < 1:
+            raise ValueError("save_state_every must be at least 1 (steps), or left out (every epoch)")
         if not 0.0 <= self.tag_dropout < 1.0:
             raise ValueError("tag_dropout must be in [0, 1)")
         if self.sample_steps == 0:  # the toolkit's "0: off" for step-based sampling

@@ -1,16 +1,18 @@
 """The training loop: LoRA on the frozen Anima DiT, rectified flow, AdamW.
 
-bf16 autocast on CUDA (fp32 on CPU, where autocast buys nothing), gradient
-checkpointing, PyTorch SDPA attention (diffusers' default), gradient
-clipping, a fixed seed. An epoch's batch order depends only on the seed and
-the epoch, and the random states are saved with the optimizer, so `--resume`
-continues at the exact batch and step a run stopped at (its last save, or
-Ctrl-C, which saves before it leaves).
+Flat on purpose: prepare (models, caches, LoRA, stepper), then for each
+epoch, for each batch, one call to the step function (`trainer.step`, the
+same one bench/train_bench.py times). Every `log_every` steps the losses
+are read from the GPU (the only wait), the progress and state.json are
+updated; every `save_state_every` steps (default: each epoch), and with
+every LoRA saved, the resume state is written. An epoch's batch order and each batch's augmentation
+depend only on the seed, the epoch and the batch, and the random streams
+are saved with the optimizer, so `--resume` continues at the exact batch
+and step a run stopped at, and reaches the same LoRA.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -18,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainer.checkpoint import Monitor, load_state, lora_path, save_state, state_path
+from trainer.checkpoint import Monitor, load_state, lora_path, rng_states, save_state, set_rng_states, state_path
 from trainer.config import TrainConfig, save_resolved
-from trainer.data import Sample, epoch_batches, image_tensor, load_samples, training_text
+from trainer.data import Sample, epoch_batches, load_samples, training_text
 from trainer.errors import TrainError
 
 
@@ -41,10 +43,11 @@ class Result:
     steps: int = 0
     total_steps: int = 0
     resumed_from: int | None = None
-    losses: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)  # one per optimizer step
     interrupted: bool = False
     cache_hits: int = 0
     cache_misses: int = 0
+    checkpointed_blocks: int = 0
 
 
 @dataclass
@@ -57,38 +60,17 @@ class _Session:
     contexts: dict
     prompts: list
     negative: object
-    params: list
-    optimizer: object
+    stepper: object
     device: object
-    dtype: object
-    amp: object
     result: Result
     monitor: Monitor
+    started_at: float = field(default_factory=time.time)
     step: int = 0
     epoch: int = 1
     batch: int = 0  # the next batch of `epoch` not yet in an optimizer step
-    rng: random.Random = field(default_factory=random.Random)  # flips, shuffles, dropout
-
-
-def pick_device(config: TrainConfig):
-    import torch
-
-    if config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available()):
-        if config.device == "auto":
-            raise TrainError(None, "no CUDA GPU: training an Anima LoRA needs one (device: cpu only for smoke tests)")
-        return torch.device("cpu"), torch.float32, None
-    if not torch.cuda.is_available():
-        raise TrainError(None, "device: cuda, but torch sees no CUDA GPU")
-    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.mixed_precision)
-    return torch.device("cuda"), amp or torch.float32, amp
-
-
-def _pad(contexts):
-    """Stack (L_i, D) contexts into (B, max L, D), zero-padded (as the conditioner pads)."""
-    import torch
-
-    length = max(c.shape[0] for c in contexts)
-    return torch.stack([torch.nn.functional.pad(c, (0, 0, 0, length - c.shape[0])) for c in contexts])
+    pending: list = field(default_factory=list)  # (step, loss on the device) not read yet
+    window: list = field(default_factory=list)  # (time, step) of recent reads, for it/s
+    reported: int = 0  # the last step on_step was told about
 
 
 def _speed(window: list[tuple[float, int]]) -> float:
@@ -122,26 +104,28 @@ class Trainer:
         try:
             self._loop(s)
         except KeyboardInterrupt:  # save where we are, so --resume continues from here
-            self._save(s, s.epoch, s.batch, lora=False)
-            s.monitor.write(s.step, s.epoch, status="interrupted")
+            self._save_state(s)
+            self._log(s, status="interrupted")
             s.result.interrupted = True
-        else:
-            s.monitor.write(s.step, s.epoch, status="done")
+        else:  # the last epoch saved its LoRA and the state
+            self._log(s, status="done")
         s.result.steps = s.step
         s.result.cache_hits, s.result.cache_misses = s.cache.hits, s.cache.misses
         return s.result
 
     def _prepare(self) -> _Session:
-        """Models, data, caches, the LoRA and its optimizer."""
+        """Models, data, caches, the LoRA, the step function, checkpointing and compilation."""
         import torch
 
         from trainer import shim
         from trainer.encode import Cache, encode_text, fill_latent_cache
         from trainer.lora import add_lora, load_comfy_lora
         from trainer.models import load_anima
+        from trainer.speed import checkpoint_blocks, choose_checkpointing, compile_blocks
+        from trainer.step import Stepper, compute_dtype, pick_device
 
         c = self.config
-        device, weights_dtype, amp = pick_device(c)
+        device = pick_device(c)
         shim.install()
         random.seed(c.seed)
         torch.manual_seed(c.seed)
@@ -149,7 +133,7 @@ class Trainer:
         save_resolved(c, self.output)
         samples = load_samples(self.dataset, c.resolution)
         self.say(f"{len(samples)} images in {len({x.bucket for x in samples})} bucket(s)")
-        parts = load_anima(c, device, weights_dtype)
+        parts = load_anima(c, device, compute_dtype(c.mixed_precision))
         cache = Cache(c.path(c.cache_dir) or self.output / "cache", parts.identity)
         if c.cache_latents:
             encoded = fill_latent_cache(parts, samples, cache, c.flip_augment, device)
@@ -161,28 +145,47 @@ class Trainer:
                 if ctx is None:
                     ctx = encode_text(parts, [text], c.max_sequence_length, device)[0]
                     cache.put_text(text, c.max_sequence_length, ctx)
-                contexts[text] = ctx
+                contexts[text] = ctx.cpu()  # the loader pads and pins them; the step moves them
         prompts = [encode_text(parts, [p], c.max_sequence_length, device) for p in c.sample_prompts]
         negative = encode_text(parts, [c.sample_negative_prompt], c.max_sequence_length, device) if prompts else None
         if contexts and c.cache_latents:  # nothing left for the text models to do on the GPU
             parts.text_encoder.to("cpu")
             parts.text_conditioner.to("cpu")
-        params = add_lora(parts.transformer, c.lora_rank, c.alpha)
+        transformer = parts.transformer
+        params = add_lora(transformer, c.lora_rank, c.alpha)
         if c.resume_lora:
-            load_comfy_lora(parts.transformer, c.path(c.resume_lora))
-        if c.grad_checkpoint:
-            parts.transformer.enable_gradient_checkpointing()
-        parts.transformer.train()
+            load_comfy_lora(transformer, c.path(c.resume_lora))
+        transformer.train()
+        stepper = Stepper(transformer, params, lr=c.learning_rate, max_grad_norm=c.max_grad_norm,
+                          timestep_shift=c.timestep_shift, mixed_precision=c.mixed_precision, device=device)
+        widest = max({x.bucket for x in samples}, key=lambda b: b[0] * b[1])
+        count, why = choose_checkpointing(c.grad_checkpoint, transformer, device,
+                                          lambda: self._probe(stepper, widest), c.batch_size)
+        checkpoint_blocks(transformer, count)
+        self.say(why)
+        if c.compile:
+            self.say(f"torch.compile: {compile_blocks(transformer)} DiT blocks (the first steps compile)")
         total = total_steps(c, samples)
-        optimizer = torch.optim.AdamW(params, lr=c.learning_rate)
-        return _Session(rng=random.Random(c.seed), parts=parts, samples=samples, cache=cache, contexts=contexts,
-                        prompts=prompts, negative=negative, params=params, optimizer=optimizer, device=device,
-                        dtype=weights_dtype, amp=amp, result=Result(total_steps=total),
+        return _Session(parts=parts, samples=samples, cache=cache, contexts=contexts, prompts=prompts,
+                        negative=negative, stepper=stepper, device=device,
+                        result=Result(total_steps=total, checkpointed_blocks=count),
                         monitor=Monitor(self.output / "state.json", total, c.epochs,
                                         extra={"dataset_hash": self.metadata.get("capcheck_dataset_hash")}))
 
-    def _resume(self, s: _Session) -> None:
+    def _probe(self, stepper, bucket: tuple[int, int]) -> None:
+        """One sample's forward at the widest bucket, for `auto` checkpointing; random streams untouched."""
         import torch
+
+        from trainer.step import Batch
+
+        width, height = bucket
+        dim = stepper.transformer.config.text_embed_dim
+        cuda = [torch.cuda.current_device()] if stepper.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            stepper.loss(Batch(torch.zeros(1, 16, 1, height // 8, width // 8, device=stepper.device),
+                               torch.zeros(1, self.config.max_sequence_length, dim, device=stepper.device)))
+
+    def _resume(self, s: _Session) -> None:
         from peft.utils import set_peft_model_state_dict
 
         saved = state_path(self.output, self.config.output_name)
@@ -190,118 +193,112 @@ class Trainer:
             raise TrainError(saved, "nothing to resume from (no saved state)")
         state = load_state(saved)
         set_peft_model_state_dict(s.parts.transformer, state["lora"], adapter_name="default")
-        s.optimizer.load_state_dict(state["optimizer"])
+        s.stepper.load_state_dict(state)
         s.step, s.epoch, s.batch = state["step"], state["epoch"], state["batch"]
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate(state["python_rng"])
-        s.rng.setstate(state["data_rng"])
+        set_rng_states(state)
         s.monitor.losses = state.get("losses", [])
         s.monitor.first_step = s.result.resumed_from = s.step
         self.say(f"resumed at step {s.step} (epoch {s.epoch}, batch {s.batch})")
 
     def _loop(self, s: _Session) -> None:
-        import torch
+        from trainer.feed import EpochBatches, ahead, loader, to_device
 
         c = self.config
-        window: list[tuple[float, int]] = []
-        start_epoch, skip = s.epoch, s.batch
-        for epoch in range(start_epoch, c.epochs + 1):
-            s.epoch, s.batch = epoch, skip if epoch == start_epoch else 0
-            batches = epoch_batches(s.samples, c.repeats, c.batch_size, c.seed, epoch)
-            for b in range(s.batch, len(batches)):
+        for epoch in range(s.epoch, c.epochs + 1):
+            start = s.batch if epoch == s.epoch else 0
+            s.epoch, s.batch = epoch, start
+            order = epoch_batches(s.samples, c.repeats, c.batch_size, c.seed, epoch)
+            items = loader(EpochBatches(s.samples, order, start, epoch=epoch, config=c, cache=s.cache,
+                                        contexts=s.contexts), c.num_workers, s.device)
+            micro = []
+            for batch in ahead(items, lambda item: to_device(item, s.parts, c, s.device)):
                 if c.max_steps and s.step >= c.max_steps:
                     break
-                loss = self._micro_step([s.samples[i] for i in batches[b]], s, s.rng)
-                (loss / c.grad_accum).backward()
-                s.result.losses.append(loss.item())
-                if (b + 1) % c.grad_accum and b + 1 < len(batches):
+                micro.append(batch)
+                if len(micro) < c.grad_accum and batch.index + 1 < len(order):
                     continue
-                torch.nn.utils.clip_grad_norm_(s.params, c.max_grad_norm)
-                s.optimizer.step()
-                s.optimizer.zero_grad(set_to_none=True)
-                s.step += 1
-                s.batch = b + 1
-                s.monitor.losses.append([s.step, round(loss.item(), 6)])
-                window = [*window[-49:], (time.monotonic(), s.step)]
-                info = s.monitor.write(s.step, epoch, lr=c.learning_rate)
-                self.on_step(Step(s.step, s.result.total_steps, epoch, loss.item(), _speed(window) or info["speed"],
-                                  info["eta_seconds"]))
+                s.pending.append((s.step + 1, s.stepper(micro)))
+                s.step, s.batch, micro = s.step + 1, batch.index + 1, []
+                if s.step % c.log_every == 0:
+                    self._log(s)
                 if c.save_every_steps and s.step % c.save_every_steps == 0:
-                    self._save(s, epoch, b + 1, by_step=True)
+                    self._save_lora(s, epoch, by_step=True)
+                elif c.save_state_every and s.step % c.save_state_every == 0:
+                    self._save_state(s)
+            if s.batch == len(order):  # the epoch is done: a resume starts the next one
+                s.epoch, s.batch = epoch + 1, 0
             last = epoch == c.epochs or bool(c.max_steps and s.step >= c.max_steps)
+            self._log(s)
             if last or (c.save_every and epoch % c.save_every == 0):
-                self._save(s, epoch + 1, 0, finished_epoch=epoch)
+                self._save_lora(s, epoch)
+            elif c.save_state_every is None:
+                self._save_state(s)
             if c.sample_every and s.prompts and (epoch % c.sample_every == 0 or last):
                 self._samples(s, epoch)
             if last:
                 break
 
-    def _micro_step(self, batch: list[Sample], s: _Session, rng: random.Random):
+    def _read_losses(self, s: _Session) -> None:
+        """The pending losses, from the device in one read: the loop's only wait for the GPU."""
         import torch
 
-        from trainer.encode import encode_images, encode_text
-        from trainer.objective import flow_loss, noisy, sample_t
+        if not s.pending:
+            return
+        values = torch.stack([loss for _, loss in s.pending]).float().tolist()
+        for (step, _), value in zip(s.pending, values, strict=True):
+            s.result.losses.append(value)
+            s.monitor.losses.append([step, round(value, 6)])
+        s.pending = []
+        s.window = [*s.window[-49:], (time.monotonic(), s.step)]
 
-        c = self.config
-        parts, cache, contexts, device, amp = s.parts, s.cache, s.contexts, s.device, s.amp
-        flips = [c.flip_augment and rng.random() < 0.5 for _ in batch]
-        latents = []
-        for sample, flip in zip(batch, flips, strict=True):
-            latent = cache.latent(sample, flip) if c.cache_latents else None
-            if latent is None:
-                latent = encode_images(parts.vae, image_tensor(sample, flip).unsqueeze(0), device)[0]
-            latents.append(latent.to(device, torch.float32))
-        x0 = torch.stack(latents)
-        texts = [training_text(x.caption, c.keep_tokens, c.shuffle_caption, c.tag_dropout, rng) for x in batch]
-        if contexts:
-            ctx = _pad([contexts[t].to(device) for t in texts])
-        else:
-            ctx = _pad(list(encode_text(parts, texts, c.max_sequence_length, device)))
-        noise = torch.randn_like(x0)
-        t = sample_t(len(batch), c.timestep_shift, device=device)
-        transformer = parts.transformer
-        height, width = batch[0].bucket[1], batch[0].bucket[0]
-        padding = torch.zeros(1, 1, height, width, device=device, dtype=transformer.dtype)
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            prediction = transformer(hidden_states=noisy(x0, noise, t).to(transformer.dtype), timestep=t,
-                                     encoder_hidden_states=ctx.to(transformer.dtype), padding_mask=padding,
-                                     return_dict=False)[0]
-        return flow_loss(prediction, x0, noise)
+    def _log(self, s: _Session, status: str = "running") -> None:
+        """Read the pending losses, report the last step not reported yet, rewrite state.json."""
+        self._read_losses(s)
+        epoch = min(s.epoch, self.config.epochs)  # after the last epoch, s.epoch points past it
+        info = s.monitor.write(s.step, epoch, status=status, lr=self.config.learning_rate)
+        if s.result.losses and s.step > s.reported and status != "interrupted":
+            s.reported = s.step
+            self.on_step(Step(s.step, s.result.total_steps, epoch, s.result.losses[-1],
+                              _speed(s.window) or info["speed"], info["eta_seconds"]))
 
-    def _save(self, s: _Session, epoch: int, batch: int, finished_epoch: int | None = None, by_step: bool = False,
-              lora: bool = True) -> None:
-        """The LoRA (unless only the state is wanted) and the state to resume from:
-        `epoch` and `batch` are where the run would continue."""
+    def _save_lora(self, s: _Session, epoch: int, by_step: bool = False) -> None:
         import torch
-        from peft.utils import get_peft_model_state_dict
 
         from trainer.lora import save_lora
+        from trainer.metadata import lora_metadata
 
         c = self.config
-        transformer = s.parts.transformer
-        if lora:
-            done_epoch = finished_epoch if finished_epoch is not None else epoch
-            path = lora_path(self.output, c.output_name, done_epoch, s.step if by_step else None)
-            meta = {"format": "comfyui-anima-lora", "capcheck_config": json.dumps(c.resolved()),
-                    "capcheck_step": str(s.step), "capcheck_epoch": str(done_epoch), "lora_rank": str(c.lora_rank),
-                    "lora_alpha": str(c.alpha), **self.metadata}
-            dtype = torch.bfloat16 if c.mixed_precision == "bf16" and s.device.type == "cuda" else None
-            s.result.loras.append(save_lora(path, transformer, c.alpha, meta, dtype))
-        save_state(state_path(self.output, c.output_name), lora=get_peft_model_state_dict(transformer),
-                   optimizer=s.optimizer.state_dict(), epoch=epoch, batch=batch, step=s.step,
-                   torch_rng=torch.get_rng_state(), python_rng=random.getstate(), data_rng=s.rng.getstate(),
-                   losses=s.monitor.losses[-5000:])
+        path = lora_path(self.output, c.output_name, epoch, s.step if by_step else None)
+        meta = lora_metadata(c, s.samples, self.dataset, step=s.step, epoch=epoch, total_steps=s.result.total_steps,
+                             started_at=s.started_at, extra=self.metadata)
+        dtype = torch.bfloat16 if c.save_precision == "bf16" else torch.float32
+        s.result.loras.append(save_lora(path, s.parts.transformer, c.lora_rank, c.alpha, meta, dtype))
+        self._save_state(s)  # every LoRA is also a point to resume from
+
+    def _save_state(self, s: _Session) -> None:
+        """What `--resume` needs to continue exactly here (`s.epoch`, `s.batch`: the next batch)."""
+        from peft.utils import get_peft_model_state_dict
+
+        self._read_losses(s)  # the losses up to here go into the state
+        save_state(state_path(self.output, self.config.output_name),
+                   lora=get_peft_model_state_dict(s.parts.transformer), **s.stepper.state_dict(), epoch=s.epoch,
+                   batch=s.batch, step=s.step, losses=s.monitor.losses[-5000:], **rng_states())
 
     def _samples(self, s: _Session, epoch: int) -> None:
+        import torch
+
         from trainer.sample import sample
 
         c = self.config
         folder = self.output / "samples"
         folder.mkdir(exist_ok=True)
+        stepper = s.stepper
         for k, ctx in enumerate(s.prompts):
-            image = sample(s.parts.transformer, s.parts.vae, ctx, s.negative, width=c.sample_width,
-                           height=c.sample_height, steps=c.sample_steps, cfg=c.sample_cfg_scale, seed=c.sample_seed,
-                           timestep_shift=c.timestep_shift, device=s.device, dtype=s.dtype)
+            with torch.autocast(s.device.type, dtype=stepper.dtype, enabled=stepper.autocast):
+                image = sample(s.parts.transformer, s.parts.vae, ctx, s.negative, width=c.sample_width,
+                               height=c.sample_height, steps=c.sample_steps, cfg=c.sample_cfg_scale,
+                               seed=c.sample_seed, timestep_shift=c.timestep_shift, device=s.device,
+                               dtype=stepper.dtype)
             path = folder / f"{c.output_name}_epoch{epoch:03d}_{k}.png"
             image.save(path)
             s.result.samples.append(path)

@@ -7,12 +7,18 @@ peft starts lora_B at zero, so step 0 is the base model; the scale is
 alpha / rank.
 
 Saved keys are ComfyUI's: `diffusion_model.blocks.N.self_attn.q_proj.lora_A.weight`,
-`.lora_B.weight` and `.alpha`, the inverse of diffusers'
-`_convert_non_diffusers_anima_lora_to_diffusers` (the tests use it as the
-oracle). ComfyUI applies alpha / rank. diffusers' `load_lora_weights`
-refuses keys without "lora" in them (the `.alpha` keys): load with
-`lora_state_dict` and pass the alphas as `network_alphas`, as
-`load_comfy_lora` does.
+`.lora_B.weight` and, only when alpha differs from the rank, `.alpha`: the
+inverse of diffusers' `_convert_non_diffusers_anima_lora_to_diffusers` (the
+tests use it as the oracle). ComfyUI applies alpha / rank, and 1.0 when a
+module has no `.alpha`, as diffusers does; so a file without them (alpha ==
+rank, the default) loads with a plain `pipe.load_lora_weights`, which
+refuses keys without "lora" in them. With alpha != rank, diffusers needs the
+conversion and the alphas as `network_alphas`, as `load_comfy_lora` does.
+
+Precision: peft creates the adapters in the base layer's dtype (bf16 on a
+GPU run). They are cast to fp32 (diffusers' `cast_training_params`), so the
+weights, their gradients and AdamW's state are fp32: at lr 2e-5 most bf16
+updates would round away (a bf16 ulp is 2^-8 of the value).
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ def target_modules(num_layers: int) -> list[str]:
 
 
 def add_lora(transformer, rank: int, alpha: float) -> list:
-    """Attach the LoRA; returns the trainable parameters (only the LoRA's)."""
+    """Attach the LoRA in fp32; returns the trainable parameters (only the LoRA's)."""
+    import torch
+    from diffusers.training_utils import cast_training_params
     from peft import LoraConfig
 
     transformer.requires_grad_(False)
@@ -42,7 +50,8 @@ def add_lora(transformer, rank: int, alpha: float) -> list:
     params = [p for n, p in transformer.named_parameters() if "lora_" in n]
     for p in params:
         p.requires_grad_(True)
-    return params
+    cast_training_params(transformer, dtype=torch.float32)
+    return [p for n, p in transformer.named_parameters() if "lora_" in n]
 
 
 def lora_state(transformer) -> dict:
@@ -52,8 +61,8 @@ def lora_state(transformer) -> dict:
     return get_peft_model_state_dict(transformer, adapter_name=ADAPTER)
 
 
-def to_comfy(state: dict, alpha: float, dtype=None) -> dict:
-    """diffusers names -> ComfyUI names, plus one `.alpha` per module."""
+def to_comfy(state: dict, alpha: float, rank: int, dtype=None) -> dict:
+    """diffusers names -> ComfyUI names, plus one `.alpha` per module unless alpha == rank."""
     import torch
 
     out = {}
@@ -64,7 +73,8 @@ def to_comfy(state: dict, alpha: float, dtype=None) -> dict:
         block, target, which = m.groups()
         base = f"diffusion_model.blocks.{block}.{BLOCK_TARGETS[target]}"
         out[f"{base}.{which}.weight"] = value.detach().to("cpu", dtype or value.dtype).contiguous()
-        out[f"{base}.alpha"] = torch.tensor(float(alpha))
+        if float(alpha) != float(rank):
+            out[f"{base}.alpha"] = torch.tensor(float(alpha))
     return out
 
 
@@ -78,13 +88,13 @@ def from_comfy(comfy: dict) -> tuple[dict, dict]:
     return weights, alphas
 
 
-def save_lora(path: Path, transformer, alpha: float, metadata: dict[str, str], dtype=None) -> Path:
+def save_lora(path: Path, transformer, rank: int, alpha: float, metadata: dict[str, str], dtype=None) -> Path:
     """Atomic: write to a temp name, then rename (a killed run leaves no half file)."""
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file(to_comfy(lora_state(transformer), alpha, dtype), str(tmp), metadata=metadata)
+    save_file(to_comfy(lora_state(transformer), alpha, rank, dtype), str(tmp), metadata=metadata)
     tmp.replace(path)
     return path
 

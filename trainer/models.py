@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.anima import QWEN3_06B, conditioner_config, transformer_config
+from trainer.anima import conditioner_config, qwen3_config, transformer_config
 from trainer.config import TrainConfig
 from trainer.errors import TrainError
 
@@ -64,17 +64,20 @@ def read_safetensors(path: Path) -> dict:
         raise TrainError(path, f"not a readable .safetensors file ({exc})") from None
 
 
+def strip_prefix(key: str) -> str:
+    """A single-file key without its `net.` / `model.diffusion_model.` / `diffusion_model.` prefix (or none)."""
+    for prefix in DIT_PREFIXES:
+        if key.startswith(prefix):
+            return key[len(prefix):]
+    return key
+
+
 def split_single_file(state: dict) -> tuple[dict, dict]:
-    """A ComfyUI Anima file -> (transformer state in diffusers names, LLM adapter state)."""
+    """A ComfyUI Anima file -> (transformer state in diffusers names, LLM adapter state).
+    diffusers' conversion drops the training buffers (`accum_*`, `pos_embedder.*`) when present."""
     from diffusers.loaders.single_file_utils import convert_cosmos_transformer_checkpoint_to_diffusers
 
-    stripped = {}
-    for key, value in state.items():
-        for prefix in DIT_PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-                break
-        stripped[key] = value
+    stripped = {strip_prefix(key): value for key, value in state.items()}
     adapter = {k.removeprefix("llm_adapter."): v for k, v in stripped.items() if k.startswith("llm_adapter.")}
     dit = {k: v for k, v in stripped.items() if not k.startswith("llm_adapter.")}
     return convert_cosmos_transformer_checkpoint_to_diffusers(dit), adapter
@@ -86,7 +89,11 @@ def _build(cls, config: dict, state: dict, device, dtype, where: Path):
     with torch.device(device):  # random init where it is cheap (the GPU), then the weights
         model = cls(**config)
     model.to(dtype=dtype)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shapes that differ: name the first one, in one line
+        first = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc))
+        raise TrainError(where, f"weights do not fit {cls.__name__}: {first}") from None
     if missing or unexpected:
         raise TrainError(where, f"weights do not fit {cls.__name__}: missing {sorted(missing)[:3]}, "
                                 f"unexpected {sorted(unexpected)[:3]}")
@@ -104,6 +111,26 @@ def load_single_file_dit(path: Path, device, dtype):
     transformer = _build(CosmosTransformer3DModel, transformer_config(dit), dit, device, dtype, path)
     conditioner = _build(AnimaTextConditioner, conditioner_config(adapter), adapter, device, dtype, path)
     return transformer, conditioner
+
+
+def load_conditioner(config: TrainConfig, device, dtype):
+    """The LLM adapter alone: from model_path/text_conditioner, or only the `llm_adapter.*`
+    tensors of the single file (a few MB of a 4 GB file; for preflight)."""
+    from diffusers import AnimaTextConditioner
+    from safetensors import safe_open
+
+    if config.model_path:
+        folder = config.path(config.model_path) / "text_conditioner"
+        return AnimaTextConditioner.from_pretrained(folder, torch_dtype=dtype).to(device)
+    path = _need(config.path(config.transformer_path), "transformer_path")
+    adapter = {}
+    with safe_open(str(path), framework="pt") as fh:
+        for key in list(fh.keys()):  # safe_open has no __iter__
+            if strip_prefix(key).startswith("llm_adapter."):
+                adapter[strip_prefix(key).removeprefix("llm_adapter.")] = fh.get_tensor(key)
+    if not adapter:
+        raise TrainError(path, "no llm_adapter.* keys: this is a Cosmos DiT without Anima's LLM adapter")
+    return _build(AnimaTextConditioner, conditioner_config(adapter), adapter, device, dtype, path)
 
 
 def load_vae(path: Path, device, dtype):
@@ -142,24 +169,38 @@ def load_text_encoder(path: Path, device, dtype):
     for f in files:  # Qwen3ForCausalLM weights: the base model under model., and an lm_head we do not need
         weights = read_safetensors(f)
         state.update({k.removeprefix("model."): v for k, v in weights.items() if not k.startswith("lm_head")})
+    if "embed_tokens.weight" not in state or "layers.0.self_attn.q_norm.weight" not in state:
+        raise TrainError(path, "no Qwen3 weights here (expected model.embed_tokens / model.layers.N)")
+
     def qwen3_model(**config):
         return Qwen3Model(Qwen3Config(**config))
 
     qwen3_model.__name__ = "Qwen3Model"
-    return _build(qwen3_model, QWEN3_06B, state, device, dtype, path)
+    return _build(qwen3_model, qwen3_config(state), state, device, dtype, path)
+
+
+QWEN_PAD = "<|endoftext|>"  # Qwen's padding token (its tokenizer_config.json names it)
 
 
 def load_tokenizer(path: Path):
+    """The Qwen tokenizer. From tokenizer.json + vocab.json alone (the articles' download, no
+    tokenizer_config.json) transformers loads one with no padding token, and the first padded
+    batch would fail: give it Qwen's."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     folder = path if path.is_dir() else path.parent
     try:
-        return AutoTokenizer.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError, KeyError):
-        if (folder / "tokenizer.json").exists():  # tokenizer.json alone, as the articles downloaded it
-            return PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), pad_token="<|endoftext|>",
-                                           eos_token="<|endoftext|>")
-        raise TrainError(folder, "no tokenizer here (tokenizer.json, or vocab.json + merges.txt)") from None
+        if not (folder / "tokenizer.json").exists():
+            raise TrainError(folder, "no tokenizer here (tokenizer.json, or vocab.json + merges.txt)") from None
+        tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"))
+    if tokenizer.pad_token is None:
+        if tokenizer.convert_tokens_to_ids(QWEN_PAD) in (None, tokenizer.unk_token_id):
+            raise TrainError(folder, f"the tokenizer has no padding token and no {QWEN_PAD}: not Qwen3's tokenizer")
+        tokenizer.pad_token = QWEN_PAD
+        tokenizer.eos_token = tokenizer.eos_token or QWEN_PAD
+    return tokenizer
 
 
 def load_t5_tokenizer(path: Path):

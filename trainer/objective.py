@@ -18,10 +18,13 @@ def shift(t, s: float):
 
 
 def sample_t(batch: int, s: float, generator=None, device="cpu"):
+    """Drawn on `device` (its RNG stream) unless a CPU generator is given: a CPU draw copied to
+    the GPU would make the host wait for the GPU every step."""
     import torch
 
-    n = torch.randn(batch, generator=generator, device="cpu").to(device)
-    return shift(torch.sigmoid(n), s)
+    if generator is not None:
+        return shift(torch.sigmoid(torch.randn(batch, generator=generator).to(device)), s)
+    return shift(torch.sigmoid(torch.randn(batch, device=device)), s)
 
 
 def noisy(x0, noise, t):

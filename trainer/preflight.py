@@ -7,7 +7,9 @@ Every check here is cheap and runs before any DiT weight is read: versions,
 CUDA and the GPU's compute capability against the torch build, free VRAM
 against an estimate, every model file present with the keys it must have
 (read from safetensors headers, not loaded), tokenizers, and finally the
-text encoder itself. The first failure stops with its fix in one line.
+text path itself: a padded batch of two captions through the text encoder
+and the LLM adapter (only the adapter's tensors are read from the DiT file).
+The first failure stops with its fix in one line.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from pathlib import Path
 
 from trainer.config import TrainConfig
 from trainer.errors import PreflightFailed
+
+# Two captions of different length: one padded batch, as a training batch of two is.
+PROBE_CAPTIONS = ("1girl, solo", "masterpiece, best quality, safe, 1girl, solo, a girl with long hair and a smile")
 
 
 @dataclass
@@ -60,11 +65,12 @@ def safetensors_keys(path: Path) -> list[str]:
 
 def estimate_vram_gib(config: TrainConfig, params: float = 2.0e9, hidden: int = 2048, layers: int = 28) -> float:
     """Rough: bf16 DiT weights, the LoRA with AdamW state, and activations
-    (tokens x hidden x layers x batch, times ~6 without checkpointing, ~1.5 with)."""
+    (tokens x hidden x layers x batch, times ~6 without checkpointing, ~1.5 with; `auto`
+    checkpoints as many blocks as it must, so its floor is the checkpointed one)."""
     weights = params * 2
     lora = layers * 10 * 2 * hidden * config.lora_rank * 4 * 4  # fp32 weights + grads + 2 Adam moments
     tokens = (config.resolution // 16) ** 2
-    factor = 1.5 if config.grad_checkpoint else 6.0
+    factor = 6.0 if config.grad_checkpoint is False else 1.5
     activations = tokens * hidden * layers * config.batch_size * 2 * factor * 4
     return (weights + lora + activations) / 2**30 + 1.0  # + CUDA context, VAE, buffers
 
@@ -139,7 +145,7 @@ def checks(config: TrainConfig) -> list[tuple[str, Callable[[], Check]]]:
             return Check("free VRAM", True, f"skipped on CPU (a 2B run needs about {need:.0f} GiB)")
         free, total = (x / 2**30 for x in torch.cuda.mem_get_info(0))
         return Check("free VRAM", free >= need, f"{free:.1f} of {total:.1f} GiB free; estimate {need:.1f} GiB",
-                     "free the GPU, or lower batch_size / resolution, or set grad_checkpoint: true")
+                     "free the GPU, or lower batch_size / resolution, or set grad_checkpoint: auto")
 
     def files() -> Check:
         found = model_files(config)
@@ -154,19 +160,33 @@ def checks(config: TrainConfig) -> list[tuple[str, Callable[[], Check]]]:
         qwen, t5tok = load_tokenizer(tok), load_t5_tokenizer(t5)
         return Check("tokenizers load", True, f"Qwen {len(qwen)} tokens, T5 {len(t5tok)} tokens")
 
-    def text_encoder() -> Check:
+    def text_path() -> Check:
+        """Padding is where the articles' tokenizer folder failed, after the 7-minute load:
+        tokenize two captions of different length into one padded batch and run the text
+        encoder and the LLM adapter on it, as training does."""
+        import types
+
         import torch
 
-        from trainer.models import load_text_encoder
+        from trainer.encode import encode_text
+        from trainer.models import load_conditioner, load_t5_tokenizer, load_text_encoder, load_tokenizer
 
-        te, _, _ = _text_paths(config)
-        model = load_text_encoder(te, "cpu", torch.float32 if cpu else torch.bfloat16)
-        return Check("text encoder loads", True, f"Qwen3, {model.config.num_hidden_layers} layers, "
-                                                 f"hidden {model.config.hidden_size}")
+        te, tok, t5 = _text_paths(config)
+        dtype = torch.float32 if cpu else torch.bfloat16
+        parts = types.SimpleNamespace(tokenizer=load_tokenizer(tok), t5_tokenizer=load_t5_tokenizer(t5),
+                                      text_encoder=load_text_encoder(te, "cpu", dtype),
+                                      text_conditioner=load_conditioner(config, "cpu", dtype))
+        lengths = [len(parts.tokenizer(text).input_ids) for text in PROBE_CAPTIONS]
+        context = encode_text(parts, list(PROBE_CAPTIONS), config.max_sequence_length, "cpu")
+        ok = context.shape[0] == 2 and bool(torch.isfinite(context.float()).all())
+        layers = parts.text_encoder.config.num_hidden_layers
+        return Check("text path", ok, f"Qwen3 ({layers} layers) + LLM adapter: captions of {lengths[0]} and "
+                                      f"{lengths[1]} tokens, padded -> context {tuple(context.shape)}",
+                     "the text encoder produced non-finite values: check its weights and dtype")
 
     return [("python", python), ("torch", torch_check), ("transformers", transformers_check),
             ("diffusers", diffusers_check), ("peft", peft_check), ("cuda", cuda), ("capability", capability),
-            ("vram", vram), ("files", files), ("tokenizers", tokenizers), ("text_encoder", text_encoder)]
+            ("vram", vram), ("files", files), ("tokenizers", tokenizers), ("text_path", text_path)]
 
 
 def _text_paths(config: TrainConfig) -> tuple[Path, Path, Path]:

@@ -5,7 +5,9 @@
 3. verify (a re-run answers from the store);
 4. apply the confident fixes (a person's folder sort always wins);
 5. if anything still needs a person (what the training gate leaves pending:
-   borderline calls, refusals, errors), route it and stop with exit 3;
+   borderline calls, refusals, errors), route it and stop (REVIEW), saying
+   what waits and the commands to run next; an image that cannot be read
+   is named, and never routed (nobody can sort a broken file);
 6. otherwise preflight, then train (a killed training run resumes; a
    finished one on the same dataset is not repeated).
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,7 @@ from captions.build import DIFFERS, INVALID, UNCHANGED, WRITTEN, build_dataset
 from captions.generic import choose_policy
 from captions.lint import ERROR, lint_dataset
 from captions.vocab import find_vocabulary
+from verifier.core.prompting import check_aspects
 from verifier.core.report import read_report, reports_dir, write_reports
 from verifier.core.store import Store
 from verifier.core.verdict import ERROR as VERDICT_ERROR
@@ -32,10 +36,16 @@ from verifier.core.verdict import FIX, OK, REFUSED
 from verifier.core.verify import ItemResult, VerifyOptions, verify_dataset
 from verifier.human import gate
 from verifier.human.agreement import all_agreements
-from verifier.human.apply import CHANGED, SKIPPED, STALE, apply_report
+from verifier.human.apply import CHANGED, READ_ONLY, SKIPPED, STALE, apply_report
 from verifier.human.route import UNSURE, route
 
-DONE, LINT_ERRORS, REVIEW, CANNOT_TRAIN = 0, 1, 3, 5
+DONE, FILES_TO_FIX, REVIEW, CANNOT_TRAIN = 0, 1, 3, 5
+
+# Why build left an existing caption as it is, by what last wrote it
+# (the journal knows); a caption nobody journaled was edited by hand.
+KEPT_BECAUSE = {"apply": "changed by apply", "ingest": "changed by ingest", "build": "built by an older policy",
+                "undo": "restored by undo"}
+HAND = "edited by hand"
 
 
 @dataclass
@@ -49,7 +59,8 @@ class Stage:
 class Outcome:
     code: int
     stages: list[Stage] = field(default_factory=list)
-    messages: list[str] = field(default_factory=list)  # what to do next, findings to show
+    findings: list[str] = field(default_factory=list)  # what is wrong, one line each
+    messages: list[str] = field(default_factory=list)  # what to do next (commands stand on lines of their own)
 
 
 @dataclass
@@ -68,6 +79,9 @@ class Pipeline:
         self.config, self.apply_aspects, self.no_train = config, apply_aspects, no_train
         self.hooks = hooks or Hooks()
         self.outcome = Outcome(DONE)
+        # images a person cannot settle by sorting (a file that cannot be read, a
+        # caption that may not be written): named, never routed
+        self.held: dict[str, str] = {}
 
     def _stage(self, name: str, summary: str, outputs: str = "") -> None:
         stage = Stage(name, summary, outputs)
@@ -84,6 +98,9 @@ class Pipeline:
             from trainer.config import load_config
 
             config = load_config(self.config, data_dir=str(self.root.resolve()))  # a bad config fails first
+        check_aspects(policy, self.verify_options.aspects)  # a typo fails before any work
+        if self.apply_aspects:
+            self.apply_aspects = check_aspects(policy, self.apply_aspects)
         with Store(self.root) as store:
             if not self._build(policy, store) or not self._lint(policy):
                 return self.outcome
@@ -93,8 +110,7 @@ class Pipeline:
             if checked.pending:
                 self._route(policy, store, checked)
                 return self.outcome
-            self._stage("review", f"nothing needs a person ({len(checked.passed)} captions: "
-                                  + ", ".join(f"{k} {v}" for k, v in checked.summary().items() if k != "images") + ")")
+            self._stage("review", f"nothing needs a person ({len(checked.passed)} captions: {checked.describe()})")
             if self.no_train or config is None:
                 self._stage("train", "skipped (--no-train)" if self.no_train else "skipped (no --config)")
                 return self.outcome
@@ -106,10 +122,16 @@ class Pipeline:
         source = str(policy.source) if policy.source else None
         store.start_run("build", json.dumps({"policy": source, "missing_only": True}))
         report = build_dataset(self.root, policy, missing_only=True, journal=store)
+        kept: dict[str, int] = {}
+        for o in report.of(DIFFERS):
+            writer = store.last_writer(o.image.with_suffix(".txt"))
+            why = KEPT_BECAUSE.get(writer, HAND)
+            kept[why] = kept.get(why, 0) + 1
+        detail = f" ({', '.join(f'{why} {n}' for why, n in sorted(kept.items()))})" if kept else ""
         self._stage("build", f"written {report.count(WRITTEN)}, unchanged {report.count(UNCHANGED)}, "
-                             f"left alone (edited since built) {report.count(DIFFERS)}, "
-                             f"invalid sidecars {report.count(INVALID)}")
-        self.outcome.messages += [f"invalid: {o.reason}" for o in report.of(INVALID)]
+                             + (f"kept {report.count(DIFFERS)}{detail}, " if kept else "")
+                             + f"invalid sidecars or captions {report.count(INVALID)}")
+        self.outcome.findings += [f"invalid: {o.reason}" for o in report.of(INVALID)]
         return True
 
     def _lint(self, policy) -> bool:
@@ -119,8 +141,8 @@ class Pipeline:
         self._stage("lint", f"{len(errors)} error(s), {len(findings) - len(errors)} warning(s)"
                             + ("" if vocab else " (no tag CSV: unknown-tag skipped)"))
         if errors:
-            self.outcome.code = LINT_ERRORS
-            self.outcome.messages += [str(f) for f in errors]
+            self.outcome.code = FILES_TO_FIX
+            self.outcome.findings += [str(f) for f in errors]
             self.outcome.messages.append("fix these captions (or the policy), then run again")
         return not errors
 
@@ -130,41 +152,59 @@ class Pipeline:
         _, page = write_reports(self.root, run, policy, all_agreements(store, policy))
         asked = len(run.asked)
         counts = " · ".join(f"{s} {run.count(s)}" for s in (OK, FIX, REFUSED, VERDICT_ERROR))
-        self._stage("verify", f"{len(run.results)} images ({asked} asked, {len(run.results) - asked} from the store): "
-                              f"{counts}", str(page))
+        broken = f", {len(run.unreadable)} could not be read" if run.unreadable else ""
+        self._stage("verify", f"{len(run.results)} images ({asked} asked, {len(run.results) - asked} from the store"
+                              f"{broken}): {counts}", str(page))
+        self.outcome.findings += [f"skipped {image}: {why}" for image, why in run.unreadable.items()]
+        self.held.update({image: "replace or remove the file" for image in run.unreadable})
 
     def _apply(self, policy, store) -> None:
         store.start_run("apply", json.dumps({"aspects": self.apply_aspects}))
         done = apply_report(self.root, policy, reports_dir(self.root) / "latest.jsonl", store,
                             aspects=self.apply_aspects)
-        count = {s: sum(1 for d in done if d.status == s) for s in (CHANGED, SKIPPED, STALE)}
+        count = {s: sum(1 for d in done if d.status == s) for s in (CHANGED, SKIPPED, STALE, READ_ONLY)}
         self._stage("apply", f"changed {count[CHANGED]}, borderline left for a person {count[SKIPPED]}, "
-                             f"stale {count[STALE]}")
+                             f"stale {count[STALE]}"
+                             + (f", read-only (left alone) {count[READ_ONLY]}" if count[READ_ONLY] else ""))
+        read_only = [d.image for d in done if d.status == READ_ONLY]
+        self.outcome.findings += [f"read-only, not changed: {image}" for image in read_only]
+        self.held.update({image: "make its caption writable (or edit it by hand)" for image in read_only})
 
     def _route(self, policy, store, checked) -> None:
-        """Route what the gate leaves pending, by the aspects in dispute; stop with exit 3."""
+        """Route what the gate leaves pending, by the aspects in dispute, and stop.
+
+        What is held (a broken image, a read-only caption) is not routed: sorting
+        by eye cannot settle it. It was named among the findings."""
+        sortable = {image: why for image, why in checked.pending.items() if image not in self.held}
+        if not sortable:
+            self._stage("review", f"nothing to sort; {len(self.held)} file(s) to fix first")
+            self.outcome.messages += [f"  {image}: {todo}" for image, todo in self.held.items()]
+            self.outcome.messages.append("then run this same `capcheck run` command again")
+            self.outcome.code = FILES_TO_FIX
+            return
         report = reports_dir(self.root) / "latest.jsonl"
         lines = {line["image"]: line for line in read_report(report)}
         aspects: dict[str, set[str]] = {}
         first = self.verify_options.aspects[0]
-        for image in checked.pending:
+        for image in sortable:
             line = lines.get(image, {})
             disputed = {f["aspect"] for f in line.get("fixes", []) if f.get("borderline")} or {first}
             for aspect in disputed:
                 aspects.setdefault(aspect, set()).add(image)
         store.start_run("route", json.dumps({"aspects": sorted(aspects)}))
-        folders = []
+        folders, review = [], None
         for aspect, images in sorted(aspects.items()):
             routed = route(self.root, policy, report, aspect, store, only=images)
-            placed = [f"{folder}/{Path(image).name}" for image, folder, _ in routed.placed]
-            folders.append(f"{routed.folder}: " + ", ".join(placed or routed.already))
-            self.outcome.messages.append(f"capcheck ingest {routed.folder.parent} --aspect {aspect}")
-        self._stage("review", f"{len(checked.pending)} image(s) need a person", "; ".join(folders))
-        reasons = [f"  {image}: {why}" for image, why in sorted(checked.pending.items())]
-        self.outcome.messages = [
-            "sort by eye: move each image into the folder of what it shows "
-            f"({UNSURE}/ holds what the model refused or failed on); then run:", *self.outcome.messages,
-            "then run this same `capcheck run` command again", "why:", *reasons]
+            placed = [f"{routed.folder}/{folder}/{Path(image).name}" for image, folder, _ in routed.placed]
+            folders += placed or [f"{routed.folder}: {image}" for image in routed.already]
+            review = routed.folder.parent
+        self._stage("review", f"{len(sortable)} image(s) need a person", ", ".join(folders))
+        self.outcome.messages += [
+            "why:", *[f"  {image}: {why}" for image, why in sorted(sortable.items())],
+            f"sort by eye: in {shlex.quote(str(review))}, move each image into the folder of what it shows "
+            f"({UNSURE}/ holds what the model refused or failed on); then run:",
+            f"  capcheck ingest {shlex.quote(str(review))} --aspects {','.join(sorted(aspects))}",
+            "and this same `capcheck run` command again"]
         self.outcome.code = REVIEW
 
     def _train(self, config, metadata) -> None:

@@ -16,11 +16,33 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from verifier.cli.console import EXIT_FINDINGS, app, dataset_path, err, handled, out
+from captions.errors import CaptionsError
+from verifier.cli.console import (
+    EXIT_FINDINGS,
+    OldAspectOpt,
+    app,
+    comma_list,
+    dataset_path,
+    err,
+    handled,
+    out,
+    quoted,
+)
+from verifier.errors import ReportError
 
 ReportOpt = Annotated[Path | None, typer.Option("--report", "-r", help="Verify report (default: latest.jsonl).")]
 PolicyOverride = Annotated[Path | None, typer.Option("--policy", "-p", help="Caption policy (default: the one "
                                                                                "the last verify used).")]
+AspectsOpt = Annotated[str | None, typer.Option("--aspects", metavar="LIST",
+                                                help="Aspects, comma-separated, e.g. framing,view.")]
+
+
+def _aspects(new: str | None, old: str | None, pol) -> list[str] | None:
+    """The aspects asked for, each one the policy has (a typo lists the valid ones)."""
+    from verifier.core.prompting import check_aspects
+
+    names = comma_list(new, old, "--aspect")
+    return check_aspects(pol, names) if names is not None else None
 
 
 def _diff(text: str) -> None:
@@ -35,7 +57,8 @@ def _diff(text: str) -> None:
 def apply(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder.")],
     report: ReportOpt = None,
-    aspects: Annotated[str | None, typer.Option(help="Only these aspects, comma-separated.")] = None,
+    aspects: AspectsOpt = None,
+    aspect: OldAspectOpt = None,
     include_borderline: Annotated[bool, typer.Option("--include-borderline", help="Apply borderline items too.")]
     = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the diffs; write nothing.")] = False,
@@ -43,32 +66,49 @@ def apply(
 ) -> None:
     """Write the non-borderline fixes of the last verify as diffs (journaled; `undo` takes them back)."""
     from verifier.core.store import Store
-    from verifier.human.apply import CHANGED, MISSING, SKIPPED, STALE, UNCHANGED, apply_report, policy_for, report_path
+    from verifier.human.apply import (
+        CHANGED,
+        MISSING,
+        READ_ONLY,
+        SKIPPED,
+        STALE,
+        UNCHANGED,
+        apply_report,
+        policy_for,
+        report_path,
+    )
 
     root = dataset_path(dataset)
+    source = report_path(root, report)
+    if not source.exists():  # say this before asking for anything else (a policy)
+        raise ReportError(source, f"no verify report: run `capcheck verify {quoted(dataset)} --policy POLICY.yaml "
+                                  "--model NAME` (or `capcheck run`) first, or pass --report")
     with Store(root) as store:
         pol = policy_for(store, policy)
+        names = _aspects(aspects, aspect, pol)
         if not dry_run:
-            store.start_run("apply", json.dumps({"report": str(report_path(root, report)), "aspects": aspects,
+            store.start_run("apply", json.dumps({"report": str(source), "aspects": names,
                                                  "include_borderline": include_borderline}))
-        done = apply_report(root, pol, report_path(root, report), store,
-                            aspects=[a.strip() for a in aspects.split(",")] if aspects else None,
-                            include_borderline=include_borderline, dry_run=dry_run)
+        done = apply_report(root, pol, source, store, aspects=names, include_borderline=include_borderline,
+                            dry_run=dry_run)
     for item in done:
         if item.status == CHANGED:
             _diff(item.diff)
         for note in item.notes:
             err.print(f"[yellow]note:[/yellow] {item.image}: {note}", soft_wrap=True)
     for item in done:
-        if item.status in (STALE, MISSING):
+        if item.status in (STALE, MISSING, READ_ONLY):
             out.print(f"{item.status}: {item.image}: {item.reason}", soft_wrap=True)
-    count = {s: sum(1 for i in done if i.status == s) for s in (CHANGED, UNCHANGED, STALE, SKIPPED, MISSING)}
+    count = {s: sum(1 for i in done if i.status == s) for s in (CHANGED, UNCHANGED, STALE, SKIPPED, MISSING,
+                                                                 READ_ONLY)}
     verb = "would change" if dry_run else "changed"
     out.print(f"capcheck apply: {verb} {count[CHANGED]}, unchanged {count[UNCHANGED]}, stale {count[STALE]}, "
-              f"borderline left for a person {count[SKIPPED]}, missing {count[MISSING]}")
+              f"borderline left for a person {count[SKIPPED]}, missing {count[MISSING]}"
+              + (f", read-only (left alone) {count[READ_ONLY]}" if count[READ_ONLY] else ""))
     if count[SKIPPED]:
-        out.print(f"next: capcheck route {dataset} --aspect ASPECT   (the borderline ones, sorted by eye)")
-    if count[STALE] or count[MISSING]:
+        out.print(f"next: capcheck route {quoted(dataset)} --aspects ASPECT   (the borderline ones, sorted by eye)",
+                  soft_wrap=True)
+    if count[STALE] or count[MISSING] or count[READ_ONLY]:
         raise typer.Exit(EXIT_FINDINGS)
 
 
@@ -76,21 +116,30 @@ def apply(
 @handled
 def undo(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder.")],
-    last: Annotated[bool, typer.Option("--last", help="The newest run that wrote captions (default).")] = False,
-    run: Annotated[int | None, typer.Option("--run", help="A run id (see the journal).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be restored.")] = False,
+    last: Annotated[bool, typer.Option("--last", help="The newest run not yet undone (what plain `undo` "
+                                                      "takes).")] = False,
+    run: Annotated[int | None, typer.Option("--run", metavar="ID", help="This run (its id is in the messages "
+                                                                        "of a refused undo).")] = None,
+    delete_created: Annotated[bool, typer.Option("--delete-created", help="With --run: the run created "
+                                                                           "captions; delete them.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be restored or deleted.")] = False,
 ) -> None:
-    """Restore the captions a run wrote, byte for byte; refuses if any changed since."""
+    """Restore the captions a run wrote, byte for byte (refused if any changed since; never deletes unasked)."""
     from verifier.core.store import Store
     from verifier.human.apply import undo_run
 
+    if last and run is not None:
+        raise CaptionsError(None, "give --last or --run ID, not both")
     root = dataset_path(dataset)
     with Store(root) as store:
-        done = undo_run(root, store, None if last else run, dry_run=dry_run)
-    verb = "would restore" if dry_run else "restored"
-    out.print(f"capcheck undo: {verb} {len(done.restored)} caption(s) written by run {done.run_id} ({done.kind})")
+        done = undo_run(root, store, run, dry_run=dry_run, delete_created=delete_created)
+    restored, deleted = ("would restore", "would delete") if dry_run else ("restored", "deleted")
+    out.print(f"capcheck undo: run {done.run_id} ({done.kind}): {restored} {len(done.restored)} caption(s), "
+              f"{deleted} {len(done.deleted)}")
     for path in done.restored:
         out.print(f"  {path}", soft_wrap=True)
+    for path in done.deleted:
+        out.print(f"  {deleted}: {path}", soft_wrap=True)
 
 
 class Mode(StrEnum):
@@ -103,7 +152,8 @@ class Mode(StrEnum):
 @handled
 def route(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder.")],
-    aspect: Annotated[str, typer.Option(help="The aspect a person will sort by, e.g. framing.")],
+    aspects: AspectsOpt = None,
+    aspect: OldAspectOpt = None,
     report: ReportOpt = None,
     into: Annotated[Path | None, typer.Option(help="Review folder (default DATASET/_review).")] = None,
     everything: Annotated[bool, typer.Option("--all", help="Every image in the report, not just the doubtful.")]
@@ -120,36 +170,48 @@ def route(
     root = dataset_path(dataset)
     with Store(root) as store:
         pol = policy_for(store, policy)
-        store.start_run("route", json.dumps({"aspect": aspect, "all": everything, "mode": mode.value}))
-        done = route_images(root, pol, report_path(root, report), aspect, store, into=into, everything=everything,
-                            mode=mode.value)
-    per: dict[str, int] = {}
-    for _, folder, _ in done.placed:
-        per[folder] = per.get(folder, 0) + 1
-    out.print(f"capcheck route: {len(done.placed)} image(s) into {done.folder}"
-              + (f" ({len(done.already)} already there)" if done.already else "")
-              + (f"; {done.copied_instead} copied (hard links not possible)" if done.copied_instead else ""),
-              soft_wrap=True)
-    for folder, n in sorted(per.items()):
-        out.print(f"  {folder}/  {n}")
-    if not done.placed and not done.already:
-        out.print("nothing needs a person for this aspect (use --all to sort every image)")
+        names = _aspects(aspects, aspect, pol)
+        if not names:
+            raise CaptionsError(None, "give --aspects: the aspect(s) a person will sort by, e.g. --aspects framing")
+        store.start_run("route", json.dumps({"aspects": names, "all": everything, "mode": mode.value}))
+        routed = [route_images(root, pol, report_path(root, report), name, store, into=into, everything=everything,
+                               mode=mode.value) for name in names]
+    waiting = []
+    for name, done in zip(names, routed, strict=True):
+        per: dict[str, int] = {}
+        for _, folder, _ in done.placed:
+            per[folder] = per.get(folder, 0) + 1
+        out.print(f"capcheck route: {len(done.placed)} image(s) into {done.folder}"
+                  + (f" ({len(done.already)} already there)" if done.already else "")
+                  + (f"; {done.copied_instead} copied (hard links not possible)" if done.copied_instead else ""),
+                  soft_wrap=True)
+        for folder, n in sorted(per.items()):
+            out.print(f"  {folder}/  {n}")
+        if done.placed or done.already:
+            waiting.append(name)
+        else:
+            out.print(f"nothing needs a person for {name} (use --all to sort every image)")
+    if not waiting:
         return
-    if aspect == "tags":
-        out.print(f"next: in {done.folder}, fix the captions of mismatch/ by hand; move an image from "
-                  f"<tag>/removed/ to <tag>/kept/ when the tag is right; then\n"
-                  f"      capcheck ingest {done.folder.parent} --aspect tags", soft_wrap=True, markup=False)
-        return
-    out.print(f"next: open {done.folder} and move each image into the folder of what it shows "
-              f"(_unsure/ holds what the model refused or failed on); then\n"
-              f"      capcheck ingest {done.folder.parent} --aspect {aspect}", soft_wrap=True)
+    folders = sorted({str(done.folder.parent) for done in routed})
+    if "tags" in waiting:  # the tags audit's tree: mismatch/ and <tag>/kept|removed/, not value folders
+        out.print("tags: fix the captions in tags/mismatch/ by hand (they may belong to another image); move an "
+                  "image from tags/<tag>/removed/ to tags/<tag>/kept/ when the tag is right", soft_wrap=True,
+                  markup=False)
+    folders = sorted({str(done.folder.parent) for done in routed})
+    out.print(f"next: open {', '.join(folders)} and move each image into the folder of what it shows "
+              f"(_unsure/ holds what the model refused or failed on); then run:", soft_wrap=True)
+    for folder in folders:
+        out.print(f"capcheck ingest {quoted(folder)} --aspects {','.join(waiting)}", soft_wrap=True)
 
 
 @app.command()
 @handled
 def ingest(
-    path: Annotated[Path, typer.Argument(help="A review tree made by route, or a dataset folder sorted in place.")],
-    aspect: Annotated[str, typer.Option(help="The aspect the folders name, e.g. framing.")],
+    path: Annotated[Path, typer.Argument(metavar="FOLDER", help="A review tree made by route, or a dataset folder "
+                                                                "sorted in place.")],
+    aspects: AspectsOpt = None,
+    aspect: OldAspectOpt = None,
     policy: PolicyOverride = None,
     dataset: Annotated[Path | None, typer.Option(help="The dataset (default: the folder above with .capcheck/).")]
     = None,
@@ -165,13 +227,28 @@ def ingest(
     root = dataset_path(dataset) if dataset else find_dataset(path)
     with Store(root) as store:
         pol = policy_for(store, policy)
+        names = _aspects(aspects, aspect, pol)
+        if not names:
+            raise CaptionsError(None, "give --aspects: the aspect(s) the folders name, e.g. --aspects framing")
         if not dry_run:
-            store.start_run("ingest", json.dumps({"path": str(Path(path).resolve()), "aspect": aspect}))
-        done = ingest_sorted(path, root, pol, aspect, store, dry_run=dry_run)
+            store.start_run("ingest", json.dumps({"path": str(Path(path).resolve()), "aspects": names}))
+        problems = False
+        for name in names:
+            # a review tree holds one folder per aspect: read each aspect's own
+            where = path / name if len(names) > 1 and (path / name).is_dir() else path
+            done = ingest_sorted(where, root, pol, name, store, dry_run=dry_run)
+            problems |= _report_ingest(done, name, dry_run, several=len(names) > 1)
+    if problems:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+def _report_ingest(done, aspect: str, dry_run: bool, several: bool) -> bool:
+    """Print what one aspect's ingest did; True when something needs attention."""
     for diff in done.diffs:
         _diff(diff)
     verb = "would change" if dry_run else "changed"
-    out.print(f"capcheck ingest: {verb} {done.changed_count}, unchanged {done.unchanged}")
+    out.print(f"capcheck ingest{f' ({aspect})' if several else ''}: {verb} {done.changed_count}, "
+              f"unchanged {done.unchanged}")
     if done.changed:
         table = Table(show_header=False)
         for (said, now), n in done.changed.most_common():
@@ -189,18 +266,19 @@ def ingest(
         out.print(f"still in _unsure/: {done.unsure} (move them to a value folder to decide)")
     for note in done.notes:
         err.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
-    if problems or done.no_caption or done.not_found:
-        raise typer.Exit(EXIT_FINDINGS)
+    return bool(problems or done.no_caption or done.not_found)
 
 
 @app.command()
 @handled
 def agreement(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder.")],
-    aspect: Annotated[str | None, typer.Option(help="Aspects, comma-separated (default: all a person answered).")]
-    = None,
+    aspects: Annotated[str | None, typer.Option("--aspects", metavar="LIST", help="Aspects, comma-separated "
+                                                "(default: all a person answered).")] = None,
+    aspect: OldAspectOpt = None,
     backend: Annotated[str | None, typer.Option(help="Compare this backend (default: the last verify's).")] = None,
-    model: Annotated[str | None, typer.Option(help="Compare this model (default: the last verify's).")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Compare this model (default: the last "
+                                                                    "verify's).")] = None,
     policy: PolicyOverride = None,
 ) -> None:
     """The model's answers against the person's: confusion matrix, accuracy, Cohen's kappa, disagreements."""
@@ -212,7 +290,7 @@ def agreement(
     root = dataset_path(dataset)
     with Store(root) as store:
         pol = policy_for(store, policy)
-        names = [a.strip() for a in aspect.split(",")] if aspect else None
+        names = _aspects(aspects, aspect, pol)
         found = all_agreements(store, pol, names, backend, model)
     if not found:
         out.print("no human answers to compare with yet: sort with `capcheck route`, then `capcheck ingest`")

@@ -1,10 +1,13 @@
 """`capcheck run` (the whole loop) and `capcheck demo-server` (the stand-in model).
 
-Exit codes of `run`: 0 done (trained, or ready with --no-train); 1 lint
-errors; 2 bad input; 3 images wait for a person (sort them, ingest, run
-again); 4 the vision model could not be used; 5 preflight failed (cannot
-train here, e.g. no GPU; everything before training is done); 130
-interrupted (run again to continue).
+Exit codes of `run`: 0 done (trained, or ready with --no-train), or
+stopped where images wait for a person (the last lines say which, and what
+to run next; `--fail-on-review` makes that 3, for scripts); 1 files to fix
+first (lint errors, an image that cannot be read, a read-only caption that
+needs a fix); 2 bad input (a policy, config or option we cannot use); 4 the
+vision model could not be used; 5 preflight failed (cannot train here, e.g.
+no GPU; everything before training is done); 130 interrupted (run again to
+continue).
 """
 
 from __future__ import annotations
@@ -14,10 +17,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
+from captions.errors import CaptionsError
 from verifier.cli.cmd_verify import (
-    ASPECTS,
     AspectsOpt,
     AttemptsOpt,
     BackendName,
@@ -38,7 +40,17 @@ from verifier.cli.cmd_verify import (
     TimeoutOpt,
     verify_options,
 )
-from verifier.cli.console import EXIT_INTERRUPTED, PolicyOpt, app, dataset_path, err, handled, out
+from verifier.cli.console import (
+    EXIT_INTERRUPTED,
+    OldAspectOpt,
+    PolicyOpt,
+    app,
+    comma_list,
+    dataset_path,
+    err,
+    handled,
+    out,
+)
 
 DEMO_BANNER = ("DEMO MODEL: a stand-in that answers from the ground truth in {truth}; it is not a vision model "
                "and sees nothing. Use a real model for a real dataset.")
@@ -60,23 +72,60 @@ def _demo(truth: Path | None, root: Path, policy: Path | None, latency: float = 
         yield server.url
 
 
+OUTPUT_LABELS = {"verify": "report", "review": "waiting", "train": "lora"}
+
+
+class _Displays:
+    """The live progress bars of a run, on stderr: at most one at a time (the
+    train bar only once training starts), and stopped before any line is
+    printed, so a stage line is never drawn into a bar."""
+
+    def __init__(self) -> None:
+        from verifier.cli.cmd_train import train_progress
+
+        self.verify = Live()
+        self.train, self._step = train_progress()
+
+    def plan(self, total: int) -> None:
+        self.verify.plan(total)
+        self.verify.progress.start()
+
+    def step(self, s) -> None:
+        self.train.start()  # idempotent: the first step shows the bar
+        self._step(s)
+
+    def stop(self) -> None:
+        self.verify.progress.stop()
+        self.train.stop()
+
+    def stage(self, s) -> None:
+        self.stop()
+        out.print(f"{s.name}: {s.summary}", soft_wrap=True)
+        if s.outputs:  # printed whole, however narrow the terminal or the pipe
+            out.print(f"  {OUTPUT_LABELS.get(s.name, 'output')}: {s.outputs}", soft_wrap=True)
+
+
 @app.command()
 @handled
 def run(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder: images with JSON sidecars (and/or captions).")],
     policy: PolicyOpt = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Training config YAML.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", metavar="TRAIN.yaml",
+                                                help="Training config YAML.")] = None,
     no_train: Annotated[bool, typer.Option("--no-train", help="Stop when the captions are ready.")] = False,
-    apply_aspects: Annotated[str | None, typer.Option(help="Apply fixes only for these aspects.")] = None,
-    demo_model: Annotated[Path | None, typer.Option(help="Verify with the demo stand-in answering from this "
-                                                         "truth.json (the bundled example), not a real model.")]
-    = None,
+    demo_model: Annotated[Path | None, typer.Option(metavar="TRUTH.json", help="Verify with the demo stand-in "
+                                                    "answering from this truth.json (the bundled example), not a "
+                                                    "real model.")] = None,
+    fail_on_review: Annotated[bool, typer.Option("--fail-on-review", help="Exit 3 (not 0) when images wait for a "
+                                                                           "person: for scripts.")] = False,
     model: ModelOpt = "",
     backend: BackendOpt = BackendName.openai,
     base_url: BaseUrlOpt = None,
     api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
     protocol: ProtocolOpt = None,
-    aspects: AspectsOpt = ASPECTS,
+    aspects: AspectsOpt = None,
+    aspect: OldAspectOpt = None,
+    apply_aspects: Annotated[str | None, typer.Option(hidden=True)] = None,  # old: apply only these
     concurrency: ConcurrencyOpt = 6,
     rpm: RpmOpt = None,
     timeout: TimeoutOpt = 120.0,
@@ -87,35 +136,38 @@ def run(
     only: OnlyOpt = None,
     codex_bin: CodexOpt = "codex",
 ) -> None:
-    """Sidecars to checkpoints: build, lint, verify, apply, route what needs a person, then train."""
-    from verifier.cli.cmd_train import train_progress
-    from verifier.pipeline import Hooks, Pipeline
+    """The whole loop: build, lint, verify, apply, route what needs a person, then train. Safe to run again."""
+    from verifier.pipeline import REVIEW, Hooks, Pipeline
 
     root = dataset_path(dataset)
-    live = Live()
-    progress, step = train_progress()
-    hooks = Hooks(stage=lambda s: out.print(f"{s.name}: {s.summary}"), verify_plan=live.plan, verify_result=live,
-                  train_step=step, event=lambda m: err.print(m, soft_wrap=True))
+    if demo_model is None and backend is BackendName.openai and not model:
+        # say it before any work: building and linting first would look like progress
+        raise CaptionsError(None, "give the vision model: --model NAME (with --base-url for a local server), "
+                                  "--backend codex, or --demo-model examples/keichan/truth.json for the bundled "
+                                  "example's stand-in")
+    displays = _Displays()
+    hooks = Hooks(stage=displays.stage, verify_plan=displays.plan, verify_result=displays.verify,
+                  train_step=displays.step, event=lambda m: err.print(m, soft_wrap=True))
     with _demo(demo_model, root, policy) as demo_url:
         options = verify_options(model or ("capcheck-demo" if demo_url else ""), backend, demo_url or base_url,
-                                 api_key_env, protocol, aspects, concurrency, rpm, timeout, max_attempts, image_size,
-                                 image_format, fresh, only, codex_bin)
+                                 api_key_env, protocol, comma_list(aspects, aspect, "--aspect"), concurrency, rpm,
+                                 timeout, max_attempts, image_size, image_format, fresh, only, codex_bin)
         pipeline = Pipeline(root, policy, options, config=config, no_train=no_train, hooks=hooks,
-                            apply_aspects=[a.strip() for a in apply_aspects.split(",")] if apply_aspects else None)
+                            apply_aspects=comma_list(apply_aspects))
         try:
-            with live.progress, progress:
-                outcome = pipeline.run()
+            outcome = pipeline.run()
         except KeyboardInterrupt:
+            displays.stop()
             err.print("interrupted: everything done so far is kept; run the same command again to continue")
             raise typer.Exit(EXIT_INTERRUPTED) from None
-    table = Table(title=f"capcheck run: {root}")
-    for column in ("stage", "result", "outputs"):
-        table.add_column(column)
-    for stage in outcome.stages:
-        table.add_row(stage.name, stage.summary, stage.outputs)
-    out.print(table)
+        finally:
+            displays.stop()
+    for finding in outcome.findings:
+        out.print(finding, soft_wrap=True)
     for message in outcome.messages:
-        out.print(message)
+        out.print(message, soft_wrap=True)
+    if outcome.code == REVIEW and not fail_on_review:
+        return  # waiting for a person is where this run is meant to stop, not a failure
     if outcome.code:
         raise typer.Exit(outcome.code)
 
@@ -139,6 +191,8 @@ def demo_server(
     model = DemoModel.load(truth, root or truth.parent, load_policy(policy) if policy else None)
     server = DemoServer(model, Faults(latency=latency), host, port)
     out.print(DEMO_BANNER.format(truth=truth))
+    for key, why in model.unreadable.items():
+        err.print(f"note: {key}: cannot read the image ({why}); the demo model will not recognise it", soft_wrap=True)
     out.print(f"base URL: {server.url}   (capcheck verify ... --model capcheck-demo --base-url {server.url})")
     out.print("Ctrl-C stops it")
     try:

@@ -15,7 +15,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from captions.errors import CaptionsError
-from verifier.cli.console import EXIT_FINDINGS, EXIT_INTERRUPTED, app, dataset_path, err, handled, out
+from verifier.cli.console import EXIT_FINDINGS, EXIT_INTERRUPTED, app, dataset_path, err, handled, out, quoted
 
 
 def train_progress():
@@ -136,6 +136,10 @@ def train(
         except CaptionsError:  # never verified (no policy on record), or that policy file is gone
             pol = None
         checked = gate.check(root, store, pol)
+    if not checked.passed and not checked.pending:
+        out.print(f"not training: no captions in {root} (no <image>.txt next to any image); make them first: "
+                  f"capcheck run {quoted(root)} --policy POLICY.yaml ... (or capcheck build)", soft_wrap=True)
+        raise typer.Exit(EXIT_FINDINGS)
     if not checked.open and not allow_unverified:
         out.print(f"not training: {len(checked.pending)} of {len(checked.pending) + len(checked.passed)} captions "
                   "are not verified, fixed or human-ingested:")

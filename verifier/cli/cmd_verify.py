@@ -1,6 +1,9 @@
 """`capcheck verify`: every caption checked against its image by a vision model.
 
-Exit codes: 0 the run completed (whatever the verdicts); 2 bad input
+Exit codes: 0 the run completed (whatever the verdicts); 1 it completed,
+but some files could not be read (an image that is not one, a caption that
+is not valid UTF-8 or is empty: each is named, every other image was
+verified); 2 bad input
 (policy, dataset, options, no captioned images); 4 the model could not be
 used (bad key, unknown model, unreachable server for every item, no codex
 executable); 130 interrupted (every answer so far is kept: run again to
@@ -23,8 +26,10 @@ from verifier.cli.console import (
     EXIT_FINDINGS,
     EXIT_INTERRUPTED,
     EXIT_NO_MODEL,
+    OldAspectOpt,
     PolicyOpt,
     app,
+    comma_list,
     dataset_path,
     dataset_policy,
     err,
@@ -78,35 +83,39 @@ class Live:
 
 # The verify options, shared by `verify` and `run`.
 ASPECTS = ",".join(DEFAULT_ASPECTS)
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model name (openai backend: required).")]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", metavar="NAME", help="Model name (openai backend: "
+                                                                             "required).")]
 BackendOpt = Annotated[BackendName, typer.Option(help="openai: any OpenAI-compatible API; codex: the Codex CLI.")]
-BaseUrlOpt = Annotated[str | None, typer.Option(help="API base URL (vLLM, Ollama, LM Studio, OpenRouter, …).")]
-KeyEnvOpt = Annotated[str, typer.Option(help="Environment variable holding the API key.")]
+BaseUrlOpt = Annotated[str | None, typer.Option(metavar="URL", help="API base URL (vLLM, Ollama, LM Studio, "
+                                                                    "OpenRouter, …).")]
+KeyEnvOpt = Annotated[str, typer.Option(metavar="VAR", help="Environment variable holding the API key.")]
 ProtocolOpt = Annotated[ProtocolName | None, typer.Option(help="observe (JSON; openai default) or fixline "
                                                                "(one line; codex default).")]
-AspectsOpt = Annotated[str, typer.Option(help="Aspects to check, comma-separated.")]
+AspectsOpt = Annotated[str | None, typer.Option("--aspects", metavar="LIST", help=f"Aspects to check, "
+                                                f"comma-separated (default: {ASPECTS}).")]
 ConcurrencyOpt = Annotated[int, typer.Option(help="Most requests in flight at once.")]
 RpmOpt = Annotated[float | None, typer.Option(help="At most this many requests per minute.")]
-TimeoutOpt = Annotated[float, typer.Option(help="Seconds before a request counts as failed.")]
+TimeoutOpt = Annotated[float, typer.Option(metavar="SECONDS", help="Seconds before a request counts as failed.")]
 AttemptsOpt = Annotated[int, typer.Option(help="Attempts per image (429, 5xx, timeouts are retried).")]
-SizeOpt = Annotated[int, typer.Option(help="Long side sent, in pixels (never cropped).")]
+SizeOpt = Annotated[int, typer.Option(metavar="PIXELS", help="Long side sent, in pixels (never cropped).")]
 FormatOpt = Annotated[ImageFormat, typer.Option(help="jpeg or png.")]
 FreshOpt = Annotated[bool, typer.Option("--fresh", help="Ask again even what the store has answered.")]
-OnlyOpt = Annotated[list[str] | None, typer.Option(help="Only images whose path or name matches (repeatable).")]
-CodexOpt = Annotated[str, typer.Option(help="The codex executable.")]
-CaptionExtOpt = Annotated[str | None, typer.Option(help="Caption file extension (default: .txt, or .caption where "
-                                                        "only that exists).")]
+OnlyOpt = Annotated[list[str] | None, typer.Option(metavar="PATTERN", help="Only images whose path or name matches "
+                                                                           "(repeatable).")]
+CodexOpt = Annotated[str, typer.Option(metavar="PATH", help="The codex executable.")]
+CaptionExtOpt = Annotated[str | None, typer.Option(metavar="EXT", help="Caption file extension (default: .txt, "
+                                                                     "or .caption where only that exists).")]
 
 
 def verify_options(model: str, backend: BackendName, base_url: str | None, api_key_env: str,
-                   protocol: ProtocolName | None, aspects: str, concurrency: int, rpm: float | None, timeout: float,
-                   max_attempts: int, image_size: int, image_format: ImageFormat, fresh: bool, only: list[str] | None,
-                   codex_bin: str):
+                   protocol: ProtocolName | None, aspects: list[str] | None, concurrency: int, rpm: float | None,
+                   timeout: float, max_attempts: int, image_size: int, image_format: ImageFormat, fresh: bool,
+                   only: list[str] | None, codex_bin: str):
     from verifier.core.verify import VerifyOptions
 
     return VerifyOptions(
         model=model, backend=backend.value, base_url=base_url, api_key_env=api_key_env,
-        protocol=protocol.value if protocol else None, aspects=[a.strip() for a in aspects.split(",") if a.strip()],
+        protocol=protocol.value if protocol else None, aspects=aspects or list(DEFAULT_ASPECTS),
         concurrency=concurrency, rpm=rpm, timeout=timeout, max_attempts=max_attempts, image_size=image_size,
         image_format=image_format.value, fresh=fresh, only=list(only or []), codex_bin=codex_bin)
 
@@ -121,7 +130,8 @@ def verify(
     base_url: BaseUrlOpt = None,
     api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
     protocol: ProtocolOpt = None,
-    aspects: AspectsOpt = ASPECTS,
+    aspects: AspectsOpt = None,
+    aspect: OldAspectOpt = None,
     concurrency: ConcurrencyOpt = 6,
     rpm: RpmOpt = None,
     timeout: TimeoutOpt = 120.0,
@@ -139,13 +149,13 @@ def verify(
     """Ask a vision model what each image shows and compare it with the caption (`--aspects …,tags`: every tag)."""
     from verifier.core.report import write_reports
     from verifier.core.store import Store
-    from verifier.core.verify import UNREADABLE, verify_dataset
+    from verifier.core.verify import verify_dataset
     from verifier.human.agreement import all_agreements
 
     root = dataset_path(dataset)
     pol = dataset_policy(policy, root)
-    options = verify_options(model, backend, base_url, api_key_env, protocol, aspects, concurrency, rpm, timeout,
-                             max_attempts, image_size, image_format, fresh, only, codex_bin)
+    options = verify_options(model, backend, base_url, api_key_env, protocol, comma_list(aspects, aspect, "--aspect"),
+                             concurrency, rpm, timeout, max_attempts, image_size, image_format, fresh, only, codex_bin)
     options.caption_ext, options.probes, options.mismatch_share = caption_ext, probes, mismatch_share
     live = Live()
     with Store(root) as store:
@@ -162,14 +172,13 @@ def verify(
         first = run.asked[0].verdict.reason
         err.print(f"[red]error:[/red] every request failed; the model could not be used ({first})", soft_wrap=True)
         raise typer.Exit(EXIT_NO_MODEL)
-    if any(why.startswith(UNREADABLE) for why in run.skipped.values()):
-        raise typer.Exit(EXIT_FINDINGS)  # every other image was verified; these captions need fixing by hand
+    if run.unreadable:
+        raise typer.Exit(EXIT_FINDINGS)  # every other image was verified; these files need replacing or fixing
 
 
 def _summary(run, jsonl: Path, page: Path) -> None:
     from verifier.core.report import fix_groups
     from verifier.core.tag_report import run_tags
-    from verifier.core.verify import UNREADABLE
 
     asked = len(run.asked)
     minutes, seconds = divmod(run.wall_s, 60)
@@ -190,13 +199,11 @@ def _summary(run, jsonl: Path, page: Path) -> None:
     for r in run.results:
         if r.verdict.status in (REFUSED, ERROR):
             out.print(f"{r.verdict.status}: {r.image}: {r.verdict.reason}", soft_wrap=True)
-    for image, why in run.skipped.items():
-        if why.startswith(UNREADABLE):
-            out.print(f"{why.split(':')[0]}: {image}:{why.split(':', 1)[1]}", soft_wrap=True, markup=False)
+    for image, why in run.unreadable.items():  # a broken file: named, it needs replacing
+        out.print(f"skipped {image}: {why}", soft_wrap=True)
     if run.skipped:
         reasons: dict[str, int] = {}
         for why in run.skipped.values():
-            why = why.split(":")[0]
             reasons[why] = reasons.get(why, 0) + 1
         out.print("skipped: " + ", ".join(f"{why} × {n}" for why, n in reasons.items()))
     prompt_tokens, completion_tokens = run.tokens()

@@ -9,22 +9,106 @@ only inside the commands that need them, so `capcheck --help` stays instant.
 from __future__ import annotations
 
 import functools
+import shlex
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from captions.errors import CaptionsError
 from verifier.errors import BackendUnavailable
 
-app = typer.Typer(
+# `capcheck --help` lists the commands in the order a person uses them, not
+# the order the modules happen to register them; a command not named here
+# (a new one) comes after these.
+WORKFLOW = ("run", "build", "lint", "verify", "apply", "undo", "route", "review", "ingest", "agreement", "plan",
+            "preflight", "train", "demo-server")
+
+# typer shows a value's Python type (`<str>`, `<list[str]>`, and `<bool>` on
+# flags, which makes people type `--dry-run true`); these read as the value.
+_METAVARS = {"<path>": "PATH", "<str>": "TEXT", "<list[str]>": "TEXT", "<int>": "N", "<float>": "NUMBER"}
+
+
+def _readable(params: list, ctx) -> list:
+    for param in params:
+        if isinstance(param, TyperOption) and param.metavar is None:
+            if param.is_flag:
+                param.metavar = ""  # a flag takes no value: show none
+            else:
+                shown = param.display_type(ctx)
+                param.metavar = _METAVARS.get(shown, shown.strip("<>"))
+        elif isinstance(param, TyperArgument):
+            param.metavar = param.metavar or param.name.upper()
+            param.display_type_rich = _no_type  # the name says it (DATASET); no `<path>` beside it
+    return params
+
+
+def _no_type(ctx) -> None:
+    return None
+
+
+class Command(TyperCommand):
+    def get_params(self, ctx):
+        return _readable(super().get_params(ctx), ctx)
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        """`capcheck apply [OPTIONS] DATASET` (typer writes `{dataset}`)."""
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                pieces.append(param.metavar if param.required else f"[{param.metavar}]")
+        return pieces
+
+
+class Group(TyperGroup):
+    def get_params(self, ctx):
+        return _readable(super().get_params(ctx), ctx)
+
+    def list_commands(self, ctx) -> list[str]:
+        names = list(self.commands)
+        return sorted(names, key=lambda n: WORKFLOW.index(n) if n in WORKFLOW else len(WORKFLOW) + names.index(n))
+
+
+class App(typer.Typer):
+    """Every command gets the readable help (`Command`) unless it names its own class."""
+
+    def command(self, *args, cls=None, **kwargs):
+        return super().command(*args, cls=cls or Command, **kwargs)
+
+
+app = App(
     name="capcheck",
-    help="Make a LoRA training set honest: build captions, lint them, verify them against the images.",
+    cls=Group,
+    help="Make a LoRA training set honest: build captions, lint them, verify them against the images, "
+         "let a person settle what the model is unsure of, then train. Start with `capcheck run`.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("capcheck")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            found = "unknown (not installed)"
+        typer.echo(f"capcheck {found}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", help="Show the version and exit.", is_eager=True,
+                                          callback=_version)] = False,
+) -> None:
+    pass
+
+
 # No emoji codes: `:d`, `:o` and `tag:glasses:` are text here (Danbooru tags), never pictures.
 out = Console(highlight=False, soft_wrap=True, emoji=False)  # a summary line must not wrap in a log
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
@@ -34,9 +118,12 @@ EXIT_BAD_INPUT = 2  # a file or an option we cannot use
 EXIT_NO_MODEL = 4  # the vision model could not be used at all (key, model, server, executable)
 EXIT_INTERRUPTED = 130  # Ctrl-C; everything answered so far is kept
 
-PolicyOpt = Annotated[Path | None, typer.Option("--policy", "-p", help="Caption policy YAML (default: "
-                                                                       "DATASET/.capcheck/policy.yaml, else the "
-                                                                       "built-in generic policy).")]
+PolicyOpt = Annotated[Path | None, typer.Option("--policy", "-p", metavar="POLICY.yaml", help="Caption policy YAML "
+                                                "(default: DATASET/.capcheck/policy.yaml, else the built-in "
+                                                "generic policy).")]
+# Every command that takes aspects takes `--aspects a,b`; the old spellings
+# still work, unlisted.
+OldAspectOpt = Annotated[str | None, typer.Option("--aspect", hidden=True)]
 
 
 def handled(fn):
@@ -65,6 +152,21 @@ def dataset_policy(policy: Path | None, root: Path | None):
     if policy is None:
         err.print(chosen.how, soft_wrap=True, markup=False)
     return chosen.policy
+
+
+def quoted(path: Path | str) -> str:
+    """A path as it must appear inside a command a person will paste into a shell."""
+    return shlex.quote(str(path))
+
+
+def comma_list(value: str | None, old: str | None = None, old_name: str = "") -> list[str] | None:
+    """`--aspects a,b` (or its old spelling, kept as a hidden alias) as a list; None when neither is given."""
+    if value is not None and old is not None:
+        raise CaptionsError(None, f"give --aspects or {old_name}, not both")
+    chosen = value if value is not None else old
+    if chosen is None:
+        return None
+    return [a.strip() for a in chosen.split(",") if a.strip()]
 
 
 def dataset_path(path: Path) -> Path:

@@ -86,14 +86,13 @@ def observe_schema_with_tags(schema: dict | None, tags: list[str]) -> dict:
 
 
 def check_aspects(policy: Policy, aspects: list[str]) -> list[str]:
-    """The requested aspects, in order; an aspect the policy lacks is an error
-    (`tags`, the tags audit, is no policy aspect: see `build_prompt`)."""
-    aspects = [a for a in aspects if a != TAGS]
-    missing = [a for a in aspects if policy.aspect(a) is None]
+    """The requested aspects, in order; an aspect the policy lacks is an error.
+    `tags` (the tags audit) is always one: it needs no vocabulary of the policy."""
+    missing = [a for a in aspects if a != TAGS and policy.aspect(a) is None]
     if missing:
         where = policy.source or "policy"
         raise VerifierError(where, f"no aspect {', '.join(repr(m) for m in missing)} in the policy "
-                                   f"(it has {', '.join(n for n, _ in policy.aspects.items())})")
+                                   f"(it has {', '.join([*(n for n, _ in policy.aspects.items()), TAGS])})")
     return list(dict.fromkeys(aspects))
 
 
@@ -125,7 +124,7 @@ def build_prompt(policy: Policy, protocol: str, aspects: list[str], image_size: 
     if protocol not in PROTOCOLS:
         raise VerifierError(None, f"protocol must be one of {', '.join(PROTOCOLS)}, not '{protocol}'")
     tags = TAGS in aspects
-    aspects = check_aspects(policy, aspects)
+    aspects = [a for a in check_aspects(policy, aspects) if a != TAGS]
     if not aspects and not tags:
         raise VerifierError(None, "no aspects to check")
     if tags and protocol != OBSERVE:

@@ -162,6 +162,15 @@ class Store:
             (self.run_id, time.time(), rel, before, after, reason),
         )
 
+    def last_writer(self, path: Path) -> str | None:
+        """The kind of run ('apply', 'ingest', ...) whose journaled write left the
+        caption's current text; None if no journaled write did (a hand edit)."""
+        from captions.journal import read_caption
+
+        row = self.db.execute("SELECT r.kind, j.after FROM journal j JOIN runs r ON r.id = j.run_id WHERE j.path=? "
+                              "ORDER BY j.id DESC LIMIT 1", (self.rel(path),)).fetchone()
+        return row["kind"] if row is not None and row["after"] == read_caption(path) else None
+
     def journal(self, run_id: int | None = None) -> list[sqlite3.Row]:
         if run_id is None:
             return self.db.execute("SELECT * FROM journal ORDER BY id").fetchall()

@@ -103,6 +103,7 @@ class RunResult:
     wall_s: float
     requests: int
     max_in_flight: int
+    unreadable: dict[str, str] = field(default_factory=dict)  # image -> why its file could not be read
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.verdict.status == status)
@@ -239,6 +240,7 @@ class Verifier:
                                              options.image_size, options.image_format)
         self.on_result = on_result or (lambda r: None)
         self.on_plan = on_plan or (lambda total: None)
+        self.unreadable: dict[str, str] = {}  # image -> why it could not be read (skipped, not a verdict)
 
     def plan(self, works: list[Work], backend: str, model: str) -> tuple[list[ItemResult], list[Work]]:
         """Split into results the store already holds and work to ask."""
@@ -284,6 +286,8 @@ class Verifier:
         name, model = identity
         run_id = self.store.start_run("verify", json.dumps(self._args(name, model), sort_keys=True))
         works, skipped = collect(self.root, self.policy, self.store, self.options.only, self.options.caption_ext)
+        for rel in [r for r, why in skipped.items() if why.startswith(UNREADABLE)]:
+            self.unreadable[rel] = skipped.pop(rel)  # a broken caption, like a broken image: named, not a verdict
         if not works:
             why = "no images with captions" + (f" matching {', '.join(self.options.only)}" if self.options.only else "")
             raise VerifierError(self.root, why)
@@ -305,7 +309,7 @@ class Verifier:
             requests, max_in_flight = pool.requests, pool.max_in_flight
         results = sorted(done + asked, key=lambda r: r.image)
         return RunResult(run_id, name, model, self.spec.protocol, results, skipped, time.monotonic() - started,
-                         requests, max_in_flight)
+                         requests, max_in_flight, dict(sorted(self.unreadable.items())))
 
     async def _ask(self, backend: Backend, todo: list[Work], asked: list[ItemResult]) -> Pool:
         pool = Pool(backend, concurrency=self.options.concurrency, rpm=self.options.rpm, timeout=self.options.timeout,
@@ -315,10 +319,12 @@ class Verifier:
             try:
                 image = await asyncio.to_thread(prepare, w.path, self.options.image_size, self.options.image_format)
             except VerifierError as exc:
-                outcome = Outcome(None, exc.message, 0, 0.0)
-            else:
-                text, schema = self.spec.request(w.caption, ask_order(*_asked(w), w.image_sha))
-                outcome = await pool.ask(Request(text, image, schema))
+                # A broken file (truncated, not an image) is the dataset's problem, not a
+                # verdict: skipped and named, never stored as an error a person would sort.
+                self.unreadable[w.image] = exc.message
+                return
+            text, schema = self.spec.request(w.caption, ask_order(*_asked(w), w.image_sha))
+            outcome = await pool.ask(Request(text, image, schema))
             result = self._result(w, outcome)
             self._store(result, backend.name, backend.model)  # at once: a kill loses only what is in flight
             asked.append(result)

@@ -92,12 +92,17 @@ class DemoModel:
         self.policy = policy
         self.known: list[Known] = []
         self.by_hash: dict[int, list[Known]] = {}
+        self.unreadable: dict[str, str] = {}  # truth entries whose image is gone or broken: never recognised
         for key, facts in truth.items():
             if thumbs is not None and key in thumbs:
                 thumb = thumbs[key]
             else:
-                with Image.open(_find(Path(root or "."), key)) as im:
-                    thumb = thumbnail(im)
+                try:
+                    with Image.open(_find(Path(root or "."), key)) as im:
+                        thumb = thumbnail(im)
+                except OSError as exc:  # truncated, not an image, missing: verify names the file itself
+                    self.unreadable[key] = str(exc)
+                    continue
             known = Known(key, facts, thumb)
             self.known.append(known)
             self.by_hash.setdefault(average_hash(known.thumb), []).append(known)

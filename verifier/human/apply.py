@@ -3,9 +3,11 @@
 `apply_report` changes the disputed facts of every `fix` verdict in a
 report and re-renders only what those facts control (`captions.edit`). A
 caption that changed on disk since it was verified is stale and is not
-touched; borderline items wait for a person unless asked. Every write is
-atomic and journaled, and `undo_run` restores the journaled text
-byte for byte, refusing if any file changed since.
+touched, nor is a read-only one (its mode says "do not write"); borderline
+items wait for a person unless asked. Every write is atomic and journaled,
+and `undo_run` restores the journaled text byte for byte, refusing if any
+file changed since. Undoing a run that created captions deletes them, so
+it happens only when that run is named and the deletion is asked for.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from captions.dataset import caption_path
 from captions.edit import nl_mentions, remove_tags, set_facts
 from captions.generic import choose_policy
-from captions.journal import atomic_write, read_caption, write_caption
+from captions.journal import atomic_write, read_caption, read_only, write_caption
 from captions.policy import Policy, load_policy
 from verifier.core.images import sha256_file, text_sha
 from verifier.core.report import read_report, reports_dir
@@ -29,10 +31,12 @@ from verifier.errors import VerifierError
 
 CHANGED, UNCHANGED, STALE, SKIPPED, MISSING = "changed", "unchanged", "stale", "skipped", "missing"
 TAG_PREFIX = "tag:"  # a person's answer on one tag, as the store keys it (`tag:bikini`)
+READ_ONLY = "read-only"
 
 
 class UndoRefused(VerifierError):
-    """A file changed since the run being undone; nothing was restored."""
+    """A file changed since the run being undone, or undoing it would delete
+    captions nobody asked to delete; nothing was restored."""
 
 
 def policy_for(store: Store, override: Path | None) -> Policy:
@@ -55,7 +59,7 @@ def unified(path: str, before: str, after: str) -> str:
 @dataclass
 class Applied:
     image: str
-    status: str  # changed | unchanged | stale | skipped | missing
+    status: str  # changed | unchanged | stale | skipped | missing | read-only
     changes: dict[str, str] = field(default_factory=dict)
     diff: str = ""
     reason: str = ""
@@ -115,6 +119,9 @@ def apply_report(root: Path, policy: Policy, report: Path, store: Store, *, aspe
         if new == text:
             out.append(Applied(image, UNCHANGED, changes, notes=notes))
             continue
+        if read_only(caption):  # a rename would replace it regardless of its mode
+            out.append(Applied(image, READ_ONLY, changes, reason="the caption file is read-only; left alone"))
+            continue
         if not dry_run:
             write_caption(caption, new, store, "apply", expect=text)
             store.add_resolution(image, line["image_sha"], text_sha(new), "apply")
@@ -132,12 +139,20 @@ def answered_by(fix: dict) -> str:
 class Undone:
     run_id: int
     kind: str
-    restored: list[str]  # relative caption paths
+    restored: list[str]  # relative caption paths given back their text before the run
+    deleted: list[str] = field(default_factory=list)  # relative caption paths the run had created
     undo_run: int | None = None
 
 
-def undo_run(root: Path, store: Store, run_id: int | None = None, dry_run: bool = False) -> Undone:
-    """Restore every caption the run wrote to its text before the run."""
+def undo_run(root: Path, store: Store, run_id: int | None = None, dry_run: bool = False,
+             delete_created: bool = False) -> Undone:
+    """Restore every caption the run wrote to its text before the run.
+
+    Without `run_id` the newest run not yet undone is taken. A caption the
+    run created has no text before it: undoing it means deleting the file,
+    which is done only when the run is named (`run_id`) and `delete_created`
+    says so; otherwise nothing at all is touched (a second plain `undo` once
+    undid a whole build and deleted every caption)."""
     if run_id is None:
         runs = store.undoable_runs()
         if not runs:
@@ -157,17 +172,26 @@ def undo_run(root: Path, store: Store, run_id: int | None = None, dry_run: bool 
     for row in rows:
         first_before.setdefault(row["path"], row["before"])
         last_after[row["path"]] = row["after"]
+    created = sorted(p for p, before in first_before.items() if before is None)
+    if created and (run_id is None or not delete_created):
+        raise UndoRefused(root, f"not undone: run {target['id']} ({target['kind']}) created {len(created)} "
+                                "caption(s), and undoing it deletes them; to delete them, name the run and say so: "
+                                f"--run {target['id']} --delete-created")
     changed = [p for p, after in last_after.items() if read_caption(Path(root) / p) != after]
     if changed:
         raise UndoRefused(root, f"not undone: {len(changed)} file(s) changed since run {target['id']} "
                                 f"({target['kind']}): {', '.join(changed[:5])}{' …' if len(changed) > 5 else ''}")
-    result = Undone(target["id"], target["kind"], sorted(last_after))
+    locked = [p for p in last_after if (Path(root) / p).exists() and read_only(Path(root) / p)]
+    if locked:
+        raise UndoRefused(root, f"not undone: {len(locked)} caption(s) of run {target['id']} are read-only: "
+                                f"{', '.join(locked[:5])}{' …' if len(locked) > 5 else ''}")
+    result = Undone(target["id"], target["kind"], sorted(p for p in last_after if p not in created), created)
     if dry_run:
         return result
     result.undo_run = store.start_run("undo", json.dumps({"undo": target["id"]}))
     for rel, before in first_before.items():
         path = Path(root) / rel
-        if before is None:  # the run created it
+        if before is None:  # the run created it; deleting was asked for above
             store.record(path, last_after[rel], "", "undo: removed")
             path.unlink()
         else:
