@@ -84,7 +84,7 @@ def apply_report(root: Path, policy: Policy, report: Path, store: Store, *, aspe
                   and not (f["aspect"] == TAGS and (line.get("tags") or {}).get("mismatch"))]
         if not wanted:
             if fixes:
-                why = ("mismatch: the caption may belong to another image; route --aspect tags, a person fixes it"
+                why = ("mismatch: the caption may belong to another image; route --aspects tags, a person fixes it"
                        if (line.get("tags") or {}).get("mismatch") else
                        "borderline: route it to a person, or --include-borderline")
                 out.append(Applied(image, SKIPPED, reason=why))
@@ -109,7 +109,7 @@ def apply_report(root: Path, policy: Policy, report: Path, store: Store, *, aspe
             # for a person (the caption would contradict itself), as do the rest.
             said = [t for t in refuted if nl_mentions(text, t)]
             if said:
-                notes.append(f"tags: the NL mentions {', '.join(said)}: route --aspect tags, a person decides")
+                notes.append(f"tags: the NL mentions {', '.join(said)}: route --aspects tags, a person decides")
                 if not changes:
                     out.append(Applied(image, SKIPPED, reason=notes[-1]))
                     continue

@@ -1,6 +1,6 @@
 """The human loop for the tags audit: route, ingest.
 
-`route --aspect tags` puts the images that need a person into
+`route --aspects tags` puts the images that need a person into
 `_review/tags/`:
 
 - `mismatch/`: captions that may belong to another image (a likely swap
@@ -10,7 +10,7 @@
   answer; a person who sees the tag in the image moves the file to
   `<tag>/kept/` (both folders are made).
 
-`ingest _review --aspect tags` reads `<tag>/kept/` and `<tag>/removed/` as
+`ingest _review --aspects tags` reads `<tag>/kept/` and `<tag>/removed/` as
 the person's answer: `removed` takes the tag off the caption's tag lines
 (journaled), both are recorded (`tag:<tag>` in the store), and from then on
 apply never overrules them. Folder names are the tag with `_` for spaces.
