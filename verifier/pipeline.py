@@ -130,7 +130,7 @@ class Pipeline:
         detail = f" ({', '.join(f'{why} {n}' for why, n in sorted(kept.items()))})" if kept else ""
         self._stage("build", f"written {report.count(WRITTEN)}, unchanged {report.count(UNCHANGED)}, "
                              + (f"kept {report.count(DIFFERS)}{detail}, " if kept else "")
-                             + f"invalid sidecars or captions {report.count(INVALID)}")
+                             + f"invalid sidecars {report.count(INVALID)}")
         self.outcome.findings += [f"invalid: {o.reason}" for o in report.of(INVALID)]
         return True
 
