@@ -3,7 +3,8 @@ import json
 import pytest
 
 from verifier.core.observation import AspectObservation, Observation
-from verifier.core.report import _highlight, fix_groups, read_report, write_reports
+from verifier.core.report import fix_groups, read_report, write_reports
+from verifier.core.report_page import highlight
 from verifier.core.verdict import ERROR, FIX, OK, FixItem, Verdict
 from verifier.core.verify import ASKED, ItemResult, RunResult
 from verifier.errors import ReportError
@@ -24,7 +25,7 @@ def test_fix_groups_count_like_the_article():
 
 
 def test_highlight_escapes_and_marks_whole_words():
-    html = _highlight("a <b> full body, full bodysuit, Full Body.", ["full body"])
+    html = highlight("a <b> full body, full bodysuit, Full Body.", ["full body"])
     assert html == "a &lt;b&gt; <mark>full body</mark>, full bodysuit, <mark>Full Body</mark>."
 
 
@@ -41,7 +42,8 @@ def test_reports_written_and_read_back(tmp_path, keichan):
     assert lines[0]["fixes"] == [{"aspect": "framing", "caption": "full body", "image": "cowboy shot", "borderline": False}]
     assert lines[0]["observation"] == {"framing": {"value": "cowboy shot", "borderline": False}}
     text = page.read_text()
-    assert 'src="../../sub%20dir/a.png"' in text and "<mark>full body</mark>" in text
+    assert "../../" not in text and "<mark>full body</mark>" in text  # no link out of the reports folder
+    assert "no picture: sub dir/a.png could not be read" in text  # the test wrote no image: said, not a traceback
     assert "&lt;script&gt;" in text and "<script>," not in text
     assert "show('error')" in text
 

@@ -87,6 +87,8 @@ def test_verify_apply_route_sort_ingest_undo_agreement(clothed47_dataset, keicha
         text = (root / path).with_suffix(".txt").read_text()
         assert facts_from_caption(parse(text), keichan).framing == facts["framing"], path
     assert capcheck("ingest", root / "_review", "--aspect", "framing").stdout.startswith("capcheck ingest: changed 0")
+    latest = (root / ".capcheck" / "reports" / "latest.html").read_text()  # rendered again by ingest
+    assert latest.count('data-status="settled"') == 4  # the person's answers, not the model's stale borderline fixes
 
     proc = capcheck("agreement", root)
     assert proc.returncode == 0, proc.stderr

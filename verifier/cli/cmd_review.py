@@ -203,6 +203,8 @@ def route(
               f"(_unsure/ holds what the model refused or failed on); then run:", soft_wrap=True)
     for folder in folders:
         out.print(f"capcheck ingest {quoted(folder)} --aspects {','.join(waiting)}", soft_wrap=True)
+    out.print(f"or sort them in the browser, which runs ingest for you: capcheck review {quoted(dataset)}",
+              soft_wrap=True)
 
 
 @app.command()
@@ -218,7 +220,9 @@ def ingest(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")] = False,
 ) -> None:
     """Read a folder sort as ground truth: rewrite that one fact in each caption, record the answer."""
+    from verifier.core.report import refresh_latest_page
     from verifier.core.store import Store
+    from verifier.human.agreement import all_agreements
     from verifier.human.apply import policy_for
     from verifier.human.ingest import find_dataset
     from verifier.human.ingest import ingest as ingest_sorted
@@ -238,6 +242,8 @@ def ingest(
             where = path / name if len(names) > 1 and (path / name).is_dir() else path
             done = ingest_sorted(where, root, pol, name, store, dry_run=dry_run)
             problems |= _report_ingest(done, name, dry_run, several=len(names) > 1)
+        if not dry_run:  # the report shows the person's answers from now on
+            refresh_latest_page(root, pol, all_agreements(store, pol))
     if problems:
         raise typer.Exit(EXIT_FINDINGS)
 
@@ -282,7 +288,7 @@ def agreement(
     policy: PolicyOverride = None,
 ) -> None:
     """The model's answers against the person's: confusion matrix, accuracy, Cohen's kappa, disagreements."""
-    from verifier.core.report import agreement_page, reports_dir
+    from verifier.core.report import write_agreement
     from verifier.core.store import Store
     from verifier.human.agreement import all_agreements
     from verifier.human.apply import policy_for
@@ -305,10 +311,44 @@ def agreement(
         out.print(table)
         out.print(f"{a.aspect}: {a.n} images · accuracy {a.accuracy:.1%} · Cohen's kappa {a.kappa:.3f} · "
                   f"{len(a.disagreements)} disagreement(s)")
-        for image, person, machine in a.disagreements:
-            out.print(f"  {image}: person {person}, model {machine}", soft_wrap=True)
-    folder = reports_dir(root)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "agreement.json").write_text(json.dumps([a.as_dict() for a in found], indent=1) + "\n")
-    (folder / "agreement.html").write_text(agreement_page(found))
-    out.print(f"report: {folder / 'agreement.html'}", soft_wrap=True)
+        for d in a.disagreements:
+            out.print(f"  {d.image}: person {d.person}, model {d.model}", soft_wrap=True)
+    out.print(f"report: {write_agreement(root, found)}", soft_wrap=True)
+
+
+@app.command()
+@handled
+def review(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder (its _review/ folder, made by route).")],
+    into: Annotated[Path | None, typer.Option(help="The review folder route made (default DATASET/_review).")]
+    = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (default: any free one).")] = 0,
+    open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open the page in the default browser.")]
+    = True,
+    policy: PolicyOverride = None,
+) -> None:
+    """Sort the images waiting for a person in the browser: each click moves the file, as in Finder; then ingest."""
+    import webbrowser
+
+    from verifier.core.store import Store
+    from verifier.human.apply import policy_for
+    from verifier.human.review import ReviewTree
+    from verifier.human.review_page import ReviewServer
+
+    root = dataset_path(dataset)
+    with Store(root) as store:
+        pol = policy_for(store, policy)
+    tree = ReviewTree(root, pol, into)
+    waiting = sum(len(cards) for cards in tree.cards().values())
+    server = ReviewServer(tree, port)
+    out.print(f"capcheck review: {waiting} image(s) waiting in {tree.review}\n"
+              f"  open {server.url}   (Ctrl-C to stop)", soft_wrap=True)
+    out.file.flush()  # the address must reach a pipe (a script waiting for it) before we block
+    if open_browser:
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        out.print("capcheck review: stopped; the folders keep every move (run ingest from the page or the CLI)")
+    finally:
+        server.server_close()

@@ -2,25 +2,26 @@
 
 Written to `DATASET/.capcheck/reports/`, with `latest.jsonl` / `latest.html`
 as copies of the newest (copies, not links: they work on every file system
-and survive a zip of the dataset).
+and survive a zip of the dataset), and the pictures as thumbnails in
+`reports/thumbs/`: the folder is self-contained, so it can be moved or sent.
+The HTML itself is `report_page.py`.
 """
 
 from __future__ import annotations
 
-import html
 import json
-import re
 import shutil
 from collections import Counter
 from pathlib import Path
-from urllib.parse import quote
 
-from captions.dataset import caption_path
-from captions.journal import atomic_write, read_caption
+from captions.journal import atomic_write
 from captions.policy import Policy
-from verifier.core.store import STATE_DIR
-from verifier.core.tag_report import RunTags, card_html, run_tags
-from verifier.core.verdict import ERROR, STATUSES
+from verifier.core.observation import Observation
+from verifier.core.report_page import agreement_page, render_html
+from verifier.core.store import STATE_DIR, Store
+from verifier.core.tag_report import RunTags, run_tags
+from verifier.core.thumbs import thumb
+from verifier.core.verdict import ERROR, FixItem, Verdict
 from verifier.core.verify import ItemResult, RunResult
 from verifier.errors import ReportError
 
@@ -65,7 +66,7 @@ def write_reports(root: Path, run: RunResult, policy: Policy | None = None,
     page = folder / f"{stem}.html"
     tags = run_tags(run.results)
     atomic_write(jsonl, "".join(json.dumps(line(r, run, tags), ensure_ascii=False) + "\n" for r in run.results))
-    atomic_write(page, render_html(root, run, policy, agreements, tags))
+    _write_page(root, run, policy, agreements, page, tags)
     copies = [(jsonl, "latest.jsonl"), (page, "latest.html")]
     if tags:
         # The run's trust rates: how readily this model says yes, how often it disagrees.
@@ -77,6 +78,41 @@ def write_reports(root: Path, run: RunResult, policy: Policy | None = None,
     for src, name in copies:
         shutil.copyfile(src, folder / name)
     return jsonl, page
+
+
+def refresh_latest_page(root: Path, policy: Policy | None, agreements: list | None = None) -> Path | None:
+    """Render `latest.html` again from `latest.jsonl` after a person settled
+    images (ingest), so it shows their answers; None when there is no report."""
+    source = reports_dir(root) / "latest.jsonl"
+    if not source.exists():
+        return None
+    page = reports_dir(root) / "latest.html"
+    try:
+        run = run_from_lines(read_report(source))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReportError(source, f"not a capcheck report ({type(exc).__name__}: {exc})") from None
+    _write_page(root, run, policy, agreements, page)
+    return page
+
+
+def _write_page(root: Path, run: RunResult, policy: Policy | None, agreements: list | None, page: Path,
+                tags: RunTags | None = None) -> None:
+    with Store(root) as store:  # what a person settled (ingest) outranks the model's stale call
+        settled = {r.image_sha: store.human_answers(r.image_sha) for r in run.results}
+    thumbs = {r.image_sha: thumb(page.parent, Path(root) / r.image, r.image_sha) for r in run.results}
+    thumbs.update(_disagreement_thumbs(root, agreements or []))
+    atomic_write(page, render_html(root, run, policy, agreements, settled, thumbs, tags))
+
+
+def run_from_lines(lines: list[dict]) -> RunResult:
+    """A run as its report recorded it (what the pages need; no timings)."""
+    results = [ItemResult(x["image"], x["image_sha"], x["caption_sha"], Verdict(
+        x["status"], tuple(FixItem(**f) for f in x.get("fixes", [])), x.get("reason"),
+        Observation.from_dict(x["observation"]) if x.get("observation") else None, x.get("claims") or {}),
+        x.get("source", "store")) for x in lines]
+    first = lines[0] if lines else {}
+    return RunResult(first.get("run", 0), first.get("backend", ""), first.get("model", ""), first.get("protocol", ""),
+                     results, {}, 0.0, 0, 0)
 
 
 def read_report(path: Path) -> list[dict]:
@@ -97,94 +133,16 @@ def read_report(path: Path) -> list[dict]:
     return out
 
 
-def _highlight(text: str, words: list[str]) -> str:
-    """HTML of `text` with every occurrence of `words` marked."""
-    spans: list[tuple[int, int]] = []
-    for word in sorted({w for w in words if w}, key=len, reverse=True):
-        for m in re.finditer(r"(?<![\w-])" + re.escape(word) + r"(?![\w-])", text, re.I):
-            if not any(s < m.end() and m.start() < e for s, e in spans):
-                spans.append((m.start(), m.end()))
-    out, at = [], 0
-    for s, e in sorted(spans):
-        out += [html.escape(text[at:s]), "<mark>", html.escape(text[s:e]), "</mark>"]
-        at = e
-    out.append(html.escape(text[at:]))
-    return "".join(out)
+def write_agreement(root: Path, agreements: list) -> Path:
+    """`agreement.json` and `agreement.html` (each disagreement with its thumbnail); returns the page."""
+    folder = reports_dir(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / "agreement.json", json.dumps([a.as_dict() for a in agreements], indent=1) + "\n")
+    page = folder / "agreement.html"
+    atomic_write(page, agreement_page(agreements, _disagreement_thumbs(root, agreements)))
+    return page
 
 
-def _disputed_words(r: ItemResult, policy: Policy | None) -> list[str]:
-    words: list[str] = []
-    for f in r.verdict.fixes:
-        spec = policy.aspect(f.aspect) if policy else None
-        if f.caption is None:
-            continue
-        words.append(f.caption)
-        if spec and f.caption in spec.values:
-            value = spec.values[f.caption]
-            words += [*value.tags, *([value.phrase] if value.phrase else [])]
-    return words
-
-
-_STYLE = """
-body{font:14px system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
-.bar button{margin-right:.4em;padding:.3em .8em}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:12px;margin-top:1em}
-.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px}
-.card img{max-width:100%;max-height:320px;display:block;margin:auto}
-.card pre{white-space:pre-wrap;font-size:12px;background:#f4f4f4;padding:6px}
-.st{font-weight:bold;text-transform:uppercase}.ok{color:#2a7}.fix{color:#c60}.refused{color:#a3a}.error{color:#c22}
-mark{background:#ffd54f}
-del{color:#c22}ins{color:#27a;text-decoration:none;font-style:italic}.swap{color:#c22;font-weight:bold}
-.cm td,.cm th{border:1px solid #ccc;padding:2px 8px;text-align:right}
-"""
-_SCRIPT = """
-function show(s){document.querySelectorAll('.card').forEach(c=>{c.hidden=(s!=='all'&&c.dataset.status!==s)});}
-"""
-
-
-def agreement_html(agreements: list) -> str:
-    """Per aspect: the confusion matrix (rows: the person, columns: the model),
-    accuracy, Cohen's kappa and the disagreeing images."""
-    parts = []
-    for a in agreements:
-        head = "".join(f"<th>{html.escape(b)}</th>" for b in a.labels)
-        rows = "".join(
-            f"<tr><th>{html.escape(p)}</th>" + "".join(f"<td>{a.matrix.get((p, m), 0) or ''}</td>" for m in a.labels)
-            + "</tr>" for p in a.labels)
-        listed = "".join(f"<li>{html.escape(i)}: person {html.escape(p)}, model {html.escape(m)}</li>"
-                         for i, p, m in a.disagreements)
-        parts.append(
-            f"<h2>agreement on {html.escape(a.aspect)}: {html.escape(a.backend)}/{html.escape(a.model)} vs the person"
-            f"</h2><p>{a.n} images · accuracy {a.accuracy:.1%} · Cohen's kappa {a.kappa:.3f}</p>"
-            f"<table class=cm><tr><th>person \\ model</th>{head}</tr>{rows}</table><ul>{listed}</ul>")
-    return "".join(parts)
-
-
-def agreement_page(agreements: list) -> str:
-    return (f"<!doctype html><meta charset=utf-8><title>capcheck agreement</title><style>{_STYLE}</style>"
-            f"<h1>capcheck agreement</h1>{agreement_html(agreements)}\n")
-
-
-def render_html(root: Path, run: RunResult, policy: Policy | None = None, agreements: list | None = None,
-                tags: RunTags | None = None) -> str:
-    tags = tags if tags is not None else run_tags(run.results)
-    counts = {s: run.count(s) for s in STATUSES}
-    buttons = [f"<button onclick=\"show('all')\">all {len(run.results)}</button>"]
-    buttons += [f"<button onclick=\"show('{s}')\">{s} {n}</button>" for s, n in counts.items()]
-    cards = []
-    for r in run.results:
-        text = read_caption(caption_path(Path(root) / r.image)) or ""
-        items = "".join(f"<li>{html.escape(str(f))}</li>" for f in r.verdict.fixes)
-        reason = f"<p>{html.escape(r.verdict.reason)}</p>" if r.verdict.reason else ""
-        cards.append(
-            f'<div class="card" data-status="{r.verdict.status}">'
-            f'<img loading="lazy" src="../../{quote(r.image)}" alt="{html.escape(r.image)}">'
-            f'<div><span class="st {r.verdict.status}">{r.verdict.status}</span> {html.escape(r.image)}</div>'
-            f"<ul>{items}</ul>{reason}{card_html(tags.audits.get(r.image), tags.line(r.image))}"
-            f"<pre>{_highlight(text, _disputed_words(r, policy))}</pre></div>")
-    title = f"capcheck verify run {run.run_id}: {run.backend} / {run.model} ({run.protocol})"
-    return (f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title><style>{_STYLE}</style>"
-            f"<script>{_SCRIPT}</script><h1>{html.escape(title)}</h1>"
-            f"<div class=bar>{''.join(buttons)}</div>{tags.summary_html() if tags else ''}"
-            f"{agreement_html(agreements or [])}"
-            f"<div class=grid>{''.join(cards)}</div>\n")
+def _disagreement_thumbs(root: Path, agreements: list) -> dict[str, str | None]:
+    return {d.image_sha: thumb(reports_dir(root), Path(root) / d.image, d.image_sha)
+            for a in agreements for d in a.disagreements}

@@ -12,11 +12,19 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from verifier.core.observation import CANNOT, TAG_ANSWERS
 from verifier.core.store import Store
 from verifier.core.tags import TAGS
 from verifier.human.apply import TAG_PREFIX
+
+
+class Disagreement(NamedTuple):
+    image: str  # where the person's answer was read (relative to the dataset)
+    person: str
+    model: str
+    image_sha: str  # names its thumbnail in the reports
 
 
 @dataclass
@@ -26,7 +34,7 @@ class Agreement:
     model: str
     labels: list[str]
     matrix: dict[tuple[str, str], int]  # (person, model) -> n
-    disagreements: list[tuple[str, str, str]] = field(default_factory=list)  # (image, person, model)
+    disagreements: list[Disagreement] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -56,7 +64,8 @@ class Agreement:
         return {"aspect": self.aspect, "backend": self.backend, "model": self.model, "n": self.n,
                 "accuracy": self.accuracy, "kappa": self.kappa, "labels": self.labels,
                 "matrix": [[self.matrix.get((a, b), 0) for b in self.labels] for a in self.labels],
-                "disagreements": [{"image": i, "person": p, "model": m} for i, p, m in self.disagreements]}
+                "disagreements": [{"image": d.image, "person": d.person, "model": d.model}
+                                  for d in self.disagreements]}
 
 
 def latest_model(store: Store) -> tuple[str, str] | None:
@@ -96,7 +105,7 @@ def agreement(store: Store, aspect: str, vocabulary: list[str], backend: str | N
         person, machine = row["value"], said[row["image_sha"]]
         matrix[(person, machine)] += 1
         if person != machine:
-            out.disagreements.append((row["image"], person, machine))
+            out.disagreements.append(Disagreement(row["image"], person, machine, row["image_sha"]))
     used = {label for pair in matrix for label in pair}
     out.labels = [v for v in vocabulary if v in used] + sorted(used - set(vocabulary))
     out.matrix = dict(matrix)

@@ -62,6 +62,18 @@ class Ingested:
     def changed_count(self) -> int:
         return sum(self.changed.values())
 
+    def summary(self, aspect: str) -> list[str]:
+        """What was done, in the words `capcheck ingest` prints (the review page shows these)."""
+        lines = [f"{aspect}: changed {self.changed_count}, unchanged {self.unchanged}"]
+        lines += [f"  {said} -> {now} × {n}" for (said, now), n in self.changed.most_common()]
+        lines += [f"not a value of {aspect}: {folder}/ ({n} image(s) left alone)"
+                  for folder, n in sorted(self.unknown_folders.items())]
+        lines += [f"no caption next to {image} (move its .txt with it)" for image in self.no_caption]
+        lines += [f"not in the dataset: {image}" for image in self.not_found]
+        if self.unsure:
+            lines.append(f"still in _unsure/: {self.unsure} (move them to a value folder to decide)")
+        return lines + [f"note: {note}" for note in self.notes]
+
 
 def find_dataset(path: Path) -> Path:
     """The nearest folder at or above `path` that holds capcheck's store."""

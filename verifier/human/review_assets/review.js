@@ -1,0 +1,115 @@
+// capcheck review: a click or a number key moves the selected image's file
+// (POST /move); the folders on disk stay the truth, and ingest reads them.
+"use strict";
+
+const cards = () => [...document.querySelectorAll(".card")];
+let current = null;
+let moves = 0;
+// One request at a time, in the order the keys were pressed: a second key
+// must act on the folder the first one left the image in.
+let queue = Promise.resolve();
+const later = (job) => { queue = queue.then(job, job); };
+
+function select(card) {
+  if (!card) return;
+  if (current) current.classList.remove("current");
+  current = card;
+  card.classList.add("current");
+  card.focus({ preventScroll: true });
+  card.scrollIntoView({ block: "nearest" });
+}
+
+function say(text, bad) {
+  const status = document.getElementById("status");
+  status.textContent = text;
+  status.className = bad ? "bad" : "";
+}
+
+async function post(url, body) {
+  const answer = await fetch(url, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  });
+  const data = await answer.json();
+  if (!answer.ok) throw new Error(data.error || `HTTP ${answer.status}`);
+  return data;
+}
+
+async function move(card, to) {
+  try {
+    const data = await post("/move", { path: card.dataset.path, to });
+    card.dataset.path = data.path;
+    card.querySelector("img").src = data.src;
+    for (const b of card.querySelectorAll(".choices button")) {
+      b.setAttribute("aria-pressed", String(b.dataset.to === to));
+    }
+    card.classList.add("sorted");
+    moves += 1;
+    say(`${card.querySelector(".name").textContent} → ${to}/  (${moves} move(s) on this page)`);
+    return true;
+  } catch (error) {
+    say(error.message, true);
+    return false;
+  }
+}
+
+// The cards again from the folders (after ingest the captions changed),
+// keeping the selection and what this page moved.
+async function redraw() {
+  const fresh = new DOMParser().parseFromString(await (await fetch("/")).text(), "text/html");
+  const at = current ? cards().indexOf(current) : 0;
+  const sorted = new Set(cards().filter((c) => c.classList.contains("sorted")).map((c) => c.dataset.path));
+  for (const section of document.querySelectorAll("section")) section.remove();
+  document.querySelector("footer").before(...fresh.querySelectorAll("section"));
+  for (const c of cards()) if (sorted.has(c.dataset.path)) c.classList.add("sorted");
+  current = null;
+  select(cards()[Math.min(at, cards().length - 1)]);
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.ctrlKey || event.metaKey || event.altKey || event.target.tagName === "BUTTON" && event.key === "Enter") {
+    return;
+  }
+  const step = { ArrowRight: 1, j: 1, ArrowLeft: -1, k: -1 }[event.key];
+  const digit = /^[0-9]$/.test(event.key);
+  if (!step && !digit) return;
+  event.preventDefault();
+  later(async () => {
+    const list = cards();
+    if (!list.length) return;
+    if (!current) select(list[0]);
+    const at = list.indexOf(current);
+    if (step) return select(list[Math.max(0, Math.min(list.length - 1, at + step))]);
+    const button = current.querySelector(`.choices button[data-key="${event.key}"]`);
+    if (button && await move(current, button.dataset.to)) select(list[Math.min(list.length - 1, at + 1)]);
+  });
+});
+
+document.addEventListener("click", (event) => {
+  const button = event.target.closest(".choices button");
+  const card = event.target.closest(".card");
+  if (card) select(card);
+  if (button) later(() => move(card, button.dataset.to));
+});
+
+document.getElementById("ingest").addEventListener("click", (event) => {
+  const button = event.currentTarget;
+  const result = document.getElementById("result");
+  button.disabled = true;
+  result.textContent = "ingesting…";
+  later(async () => {
+    try {
+      const data = await post("/ingest", {});
+      await redraw();  // first, so that what the result says is already on the cards
+      result.textContent = data.lines.join("\n");
+      result.className = "";
+      say("ingested: the captions now say what the folders say");
+    } catch (error) {
+      result.textContent = error.message;
+      result.className = "bad";
+    } finally {
+      button.disabled = false;
+    }
+  });
+});
+
+select(cards()[0]);
