@@ -8,7 +8,7 @@ from pathlib import Path
 
 from captions.compose import caption_from_prompt
 from captions.dataset import iter_images
-from captions.errors import SidecarError
+from captions.errors import CaptionsError, SidecarError
 from captions.facts import Facts
 from captions.journal import Journal, read_caption, write_caption
 from captions.policy import ASPECTS, Policy
@@ -74,7 +74,11 @@ def build_dataset(
             report.outcomes.append(Outcome(item.image, INVALID, str(exc)))
             continue
         facts, text = caption_from_prompt(prompt, policy)
-        before = read_caption(item.caption)
+        try:
+            before = read_caption(item.caption)
+        except CaptionsError as exc:  # that image alone, and never written over: it may hold someone's words
+            report.outcomes.append(Outcome(item.image, INVALID, str(exc)))
+            continue
         if before == text:
             status, reason = UNCHANGED, ""
         elif before is not None and (missing_only or not force):

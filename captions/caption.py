@@ -25,6 +25,7 @@ from functools import cached_property
 
 from captions.tags import normalize_tag, split_raw
 
+BOM = "\ufeff"
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z])")
 
@@ -61,6 +62,7 @@ class Caption:
     lines: tuple[Line, ...] = ()
     newline: str = "\n"
     tail: str = "\n"  # whatever whitespace follows the last line, kept for exactness
+    bom: str = ""  # a UTF-8 byte order mark some editors write (Windows Notepad): kept, never a tag
 
     @cached_property
     def tags(self) -> list[str]:
@@ -122,6 +124,8 @@ def parse_line(line: str) -> Line:
 
 def parse(text: str) -> Caption:
     """Parse caption text; exact for any input: `render(parse(t)) == t`."""
+    bom = BOM if text.startswith(BOM) else ""
+    text = text[len(bom):]
     newline = "\r\n" if "\r\n" in text else "\n"
     body = text.rstrip()
     tail = text[len(body) :]
@@ -130,11 +134,11 @@ def parse(text: str) -> Caption:
         parse_line(raw) if raw.strip() else TagLine((), False, raw=raw)
         for raw in (body.split(newline) if body else [])
     )
-    return Caption(lines=lines, newline=newline, tail=tail)
+    return Caption(lines=lines, newline=newline, tail=tail, bom=bom)
 
 
 def render(caption: Caption) -> str:
-    return caption.newline.join(line.text() for line in caption.lines) + caption.tail
+    return caption.bom + caption.newline.join(line.text() for line in caption.lines) + caption.tail
 
 
 def tag_line(tags: list[str], trailing_comma: bool = True) -> TagLine:

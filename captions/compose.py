@@ -37,7 +37,7 @@ def nl_sentences(facts: Facts, policy: Policy) -> list[str]:
     and whose placeholders all have a value."""
     values = facts.as_dict()
     fill = {aspect: _phrase(policy, aspect, values.get(aspect)) for aspect in ASPECTS}
-    fill["trigger"] = policy.trigger
+    fill["trigger"] = policy.trigger or ""
     out = []
     for slot in policy.nl:
         for tpl in slot:
@@ -110,7 +110,7 @@ def compose_caption(facts: Facts, policy: Policy, extras: list[str] = (), body: 
     sentences = nl_sentences(facts, policy)
     caption = compose([
         prefix,
-        [*policy.subject, policy.trigger],
+        [*policy.subject, *([policy.trigger] if policy.trigger else [])],
         " ".join(sentences),
         list(policy.kept),
         variable,

@@ -97,7 +97,7 @@ def _set(text: str, policy: Policy, changes: dict[str, str | None]) -> Edit:
     if after.rating != before.rating and before.rating is not None and after.rating is not None:
         _replace_tag(lines, before.rating, [after.rating])
     _edit_nl(lines, caption, policy, before, after, notes)
-    new_text = caption.newline.join(lines) + caption.tail
+    new_text = caption.bom + caption.newline.join(lines) + caption.tail
     return Edit(new_text, before, facts_from_caption(parse(new_text), policy), notes)
 
 
@@ -236,8 +236,27 @@ def _edit_nl(lines: list[str], caption, policy: Policy, before: Facts, after: Fa
                 notes.append(f"{aspect}: the NL still says '{old_phrase}' (not written by a policy template)")
 
 
+# -- single tags (the tags audit) ---------------------------------------------
+
+def remove_tags(text: str, tags: list[str]) -> str:
+    """`text` without `tags` on its tag lines: each removed item takes one
+    neighbouring comma with it; NL lines and every other item stay as written."""
+    caption = parse(text)
+    lines = [line.text() for line in caption.lines]
+    for tag in tags:
+        _replace_tag(lines, normalize_tag(tag), [])
+    return caption.bom + caption.newline.join(lines) + caption.tail
+
+
+def nl_mentions(text: str, tag: str) -> bool:
+    """Does the natural-language block say `tag` in words (`... in a bikini.`)?
+    Then removing the tag alone would leave the caption contradicting itself."""
+    nl = parse(text).nl_text
+    return bool(nl) and re.search(r"(?<![\w-])" + re.escape(tag) + r"(?![\w-])", nl, re.I) is not None
+
+
 def apply_changes(text: str, policy: Policy, changes: dict[str, str | None]) -> str:
     return set_facts(text, policy, changes).text
 
 
-__all__ = ["Edit", "apply_changes", "render", "set_facts", "target_facts"]
+__all__ = ["Edit", "apply_changes", "nl_mentions", "remove_tags", "render", "set_facts", "target_facts"]

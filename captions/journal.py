@@ -30,7 +30,10 @@ def read_caption(path: Path) -> str | None:
             return fh.read()
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise CaptionWriteError(path, f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                                      "re-save the caption as UTF-8") from None
+    except OSError as exc:
         raise CaptionWriteError(path, f"cannot read caption: {exc}") from None
 
 

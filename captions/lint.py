@@ -187,7 +187,7 @@ def absorbed_leak(ctx: Context) -> Yield:
 
 
 def missing_trigger(ctx: Context) -> Yield:
-    if ctx.policy and ctx.policy.trigger not in ctx.tags:
+    if ctx.policy and ctx.policy.trigger and ctx.policy.trigger not in ctx.tags:
         yield ERROR, f"the trigger '{ctx.policy.trigger}' is not among the tags"
 
 

@@ -170,13 +170,14 @@ class Template(_Model):
 
 
 class Policy(_Model):
-    trigger: str
+    trigger: str | None = None  # None: no trigger (the generic policy; a tagger's captions)
     quality: list[str] = ["masterpiece", "best quality", "score_7"]
     subject: list[str] = ["1girl", "solo"]
     absorbed: list[str] = []  # character core: the trigger absorbs it, never a tag
     kept: list[str] = []  # structure tags written on their own line, in this order
     dropped: list[str] = []  # always dropped (silhouette, age, style noise)
     dropped_patterns: list[str] = []  # regexes over normalised tags, always dropped
+    unchecked: list[str] = []  # tags the tags audit never asks about (exempt)
     background: list[str] = ["white background", "simple background"]
     allowed_tags: list[str] = []  # not on Danbooru but wanted (lint accepts them)
     risky_phrases: dict[str, str] = {}  # phrase -> why, added to the built-in ones
@@ -189,14 +190,17 @@ class Policy(_Model):
     # Where the policy was loaded from; not a YAML key.
     source: Path | None = Field(default=None, exclude=True)
 
-    _norm = field_validator("quality", "subject", "absorbed", "kept", "dropped", "background", "allowed_tags")(_tags)
+    _norm = field_validator("quality", "subject", "absorbed", "kept", "dropped", "background", "allowed_tags",
+                            "unchecked")(_tags)
 
     @field_validator("trigger")
     @classmethod
-    def _trigger(cls, v: str) -> str:
+    def _trigger(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
         v = normalize_tag(v)
         if not v:
-            raise ValueError("trigger must not be empty")
+            raise ValueError("trigger must not be empty (leave the key out for no trigger)")
         return v
 
     @field_validator("dropped_patterns")
@@ -261,6 +265,8 @@ class Policy(_Model):
                 continue
             seen.add(name)
             if name == "trigger":
+                if self.trigger is None:
+                    return None
                 out.append(re.escape(self.trigger))
                 continue
             spec = self.aspect(name)

@@ -96,3 +96,14 @@ def test_article_shaped_dataset_follows_the_template(tmp_path, keichan):
             assert want in tags  # `full body` stays `full body` at this stage
     ratings = dist["rating"]
     assert ratings["explicit"] == 5 and ratings["sensitive"] > 0 and ratings["safe"] > 39
+
+
+def test_an_unreadable_caption_is_reported_for_that_image_and_never_overwritten(example_dataset, keichan):
+    build_dataset(example_dataset, keichan)
+    broken = sorted(example_dataset.rglob("*.txt"))[0]
+    broken.write_bytes(b"\xff\xfe not utf-8\n")
+    report = build_dataset(example_dataset, keichan, force=True)
+    bad = report.of(INVALID)
+    assert [o.image.with_suffix(".txt") for o in bad] == [broken] and "not valid UTF-8" in bad[0].reason
+    assert broken.read_bytes() == b"\xff\xfe not utf-8\n"
+    assert report.count(UNCHANGED) == len(report.outcomes) - 1

@@ -33,7 +33,7 @@ def test_minimal_policy_has_the_seed_defaults(tmp_path):
         (MINIMAL + "aspects:\n  framing:\n    values:\n      full body: {tagz: [full body]}\n",
          "unknown key 'aspects.framing.values.full body.tagz'"),
         (MINIMAL + "aspects:\n  mood: {values: {}}\n", "unknown key 'aspects.mood'"),
-        ("quality: [a]\n", "missing key 'trigger'"),
+        ("trigger: ''\n", "trigger must not be empty"),
         (MINIMAL + "rating: {by_outfit: {nude: explicit}}\n", "'nude' is not a value of aspect 'outfit'"),
         (MINIMAL + "rating: {default: general}\n", "rating.default"),
         (MINIMAL + "nl: [[{text: 'A {mood} girl.'}]]\n", "unknown placeholder {mood}"),

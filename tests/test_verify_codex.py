@@ -78,3 +78,27 @@ def test_missing_or_logged_out_codex_stops_the_run(clothed47_dataset, keichan, c
         run(clothed47_dataset, keichan, concurrency=2)
     assert str(exc.value).endswith("codex: Not logged in. Run codex login.")  # codex's own line, once
     assert len(calls(codex_env)) <= 3
+
+
+def test_the_tags_audit_through_codex_exec(tmp_path, monkeypatch):
+    """The codex backend sends the same strict schema, `tags` object and all."""
+    from captions.generic import generic_policy
+
+    import kohya
+
+    root = tmp_path / "kanachan"
+    kohya.make(root)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "codex").write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "$@"\n')
+    (bin_dir / "codex").chmod(0o755)
+    index = tmp_path / "index.json"
+    DemoModel.load(kohya.truth_file(root), root).save_index(index)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_CODEX_INDEX", str(index))
+    monkeypatch.setenv("FAKE_CODEX_POLICY", str(EXAMPLES / "kanachan" / "policy.yaml"))
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+    policy = generic_policy().model_copy(update={"trigger": "kanachan"})
+    result = run(root, policy, protocol="observe", aspects=["framing", "tags"], concurrency=4)
+    refuted = {(r.image, f.caption) for r in result.results for f in r.verdict.fixes if not f.borderline}
+    assert refuted == {(kohya.name(i), t) for i, t in kohya.HALLUCINATED.items()}

@@ -22,7 +22,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from captions.caption import TagLine, parse
-from captions.dataset import iter_images
+from captions.dataset import image_repeats, iter_images
 from captions.journal import read_caption
 from trainer.errors import TrainError
 
@@ -90,7 +90,7 @@ def epoch_batches(samples: list[Sample], repeats: int, batch_size: int, seed: in
     rng = random.Random(f"{seed}:{epoch}")
     by_bucket: dict[tuple[int, int], list[int]] = {}
     for i, s in enumerate(samples):
-        by_bucket.setdefault(s.bucket, []).extend([i] * repeats)
+        by_bucket.setdefault(s.bucket, []).extend([i] * image_repeats(s.image, repeats))  # kohya N_name folders
     batches = []
     for bucket in sorted(by_bucket):
         indices = by_bucket[bucket]

@@ -24,10 +24,12 @@ class Plan:
     grad_accum: int = 1
     its: float | None = None  # optimizer steps per second
     usd_per_hour: float | None = None
+    seen: int | None = None  # images seen per epoch when kohya N_name folders set their own repeats
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(math.ceil(self.images * self.repeats / self.batch) / self.grad_accum)
+        per_epoch = self.seen if self.seen is not None else self.images * self.repeats
+        return math.ceil(math.ceil(per_epoch / self.batch) / self.grad_accum)
 
     @property
     def steps(self) -> int:

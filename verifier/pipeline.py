@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from captions.build import DIFFERS, INVALID, UNCHANGED, WRITTEN, build_dataset
+from captions.generic import choose_policy
 from captions.lint import ERROR, lint_dataset
-from captions.policy import load_policy
 from captions.vocab import find_vocabulary
 from verifier.core.prompting import check_aspects
 from verifier.core.report import read_report, reports_dir, write_reports
@@ -73,9 +73,9 @@ class Hooks:
 
 
 class Pipeline:
-    def __init__(self, root: Path, policy: Path, verify: VerifyOptions, *, config: Path | None = None,
+    def __init__(self, root: Path, policy: Path | None, verify: VerifyOptions, *, config: Path | None = None,
                  apply_aspects: list[str] | None = None, no_train: bool = False, hooks: Hooks | None = None):
-        self.root, self.policy_path, self.verify_options = Path(root), Path(policy), verify
+        self.root, self.policy_path, self.verify_options = Path(root), policy, verify
         self.config, self.apply_aspects, self.no_train = config, apply_aspects, no_train
         self.hooks = hooks or Hooks()
         self.outcome = Outcome(DONE)
@@ -89,7 +89,10 @@ class Pipeline:
         self.hooks.stage(stage)
 
     def run(self) -> Outcome:
-        policy = load_policy(self.policy_path)
+        chosen = choose_policy(self.policy_path, self.root)
+        if self.policy_path is None:
+            self.hooks.event(chosen.how)
+        policy = chosen.policy
         config = None
         if self.config is not None and not self.no_train:
             from trainer.config import load_config
@@ -116,7 +119,8 @@ class Pipeline:
         return self.outcome
 
     def _build(self, policy, store) -> bool:
-        store.start_run("build", json.dumps({"policy": str(self.policy_path), "missing_only": True}))
+        source = str(policy.source) if policy.source else None
+        store.start_run("build", json.dumps({"policy": source, "missing_only": True}))
         report = build_dataset(self.root, policy, missing_only=True, journal=store)
         kept: dict[str, int] = {}
         for o in report.of(DIFFERS):
@@ -127,7 +131,7 @@ class Pipeline:
         self._stage("build", f"written {report.count(WRITTEN)}, unchanged {report.count(UNCHANGED)}, "
                              + (f"kept {report.count(DIFFERS)}{detail}, " if kept else "")
                              + f"invalid sidecars {report.count(INVALID)}")
-        self.outcome.findings += [f"invalid sidecar: {o.reason}" for o in report.of(INVALID)]
+        self.outcome.findings += [f"invalid: {o.reason}" for o in report.of(INVALID)]
         return True
 
     def _lint(self, policy) -> bool:

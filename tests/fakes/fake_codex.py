@@ -89,8 +89,7 @@ def main() -> None:
             sys.exit(1)
     if "output-schema" in opts:
         schema = json.loads(Path(opts["output-schema"]).read_text())
-        aspects = [a for a in schema["properties"] if a != "note"]
-        answer = json.dumps(model.observe(known, aspects))
+        answer = json.dumps(model.answer_schema(known, schema))
     else:
         answer = model.fixline(known, prompt)
     Path(opts["o"]).write_text(answer + "\n")

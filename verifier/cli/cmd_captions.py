@@ -12,17 +12,18 @@ import typer
 from rich.table import Table
 
 from captions.build import DIFFERS, INVALID, SKIPPED, UNCHANGED, WRITTEN, BuildReport, build_dataset
+from captions.generic import DATASET_POLICY
 from captions.lint import ERROR, lint_dataset
 from captions.policy import load_policy
 from captions.vocab import TAGS_ENV, find_vocabulary
-from verifier.cli.console import EXIT_FINDINGS, PolicyOpt, app, dataset_path, err, handled, out
+from verifier.cli.console import EXIT_FINDINGS, PolicyOpt, app, dataset_path, dataset_policy, err, handled, out
 
 
 @app.command()
 @handled
 def build(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder (walked recursively).")],
-    policy: PolicyOpt,
+    policy: PolicyOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be written; write nothing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite captions that differ (journaled).")] = False,
 ) -> None:
@@ -30,12 +31,12 @@ def build(
     from verifier.core.store import Store
 
     root = dataset_path(dataset)
-    pol = load_policy(policy)
+    pol = dataset_policy(policy, root)
     if dry_run:
         report = build_dataset(root, pol, dry_run=True, force=force)
     else:
         with Store(root) as store:
-            store.start_run("build", json.dumps({"policy": str(policy), "force": force}))
+            store.start_run("build", json.dumps({"policy": str(pol.source) if pol.source else None, "force": force}))
             report = build_dataset(root, pol, force=force, journal=store)
     _print_build(report)
     if report.count(INVALID):
@@ -46,7 +47,7 @@ def _print_build(report: BuildReport) -> None:
     if not report.outcomes:
         err.print(f"[yellow]warning:[/yellow] {report.root}: no images found")
     for o in report.of(INVALID):
-        err.print(f"[red]invalid sidecar:[/red] {o.reason}", soft_wrap=True)
+        err.print(f"[red]invalid:[/red] {o.reason}", soft_wrap=True)  # a sidecar, or a caption that cannot be read
     for o in report.of(DIFFERS):
         out.print(f"kept {o.image.with_suffix('.txt').relative_to(report.root)}: {o.reason}", soft_wrap=True)
     verb = "would write" if report.dry_run else "written"
@@ -58,7 +59,7 @@ def _print_build(report: BuildReport) -> None:
     skipped = report.of(SKIPPED) + report.of(INVALID)
     reasons: dict[str, int] = {}
     for o in skipped:
-        key = o.reason if o.status == SKIPPED else "invalid sidecar"
+        key = o.reason if o.status == SKIPPED else "invalid sidecar or caption"
         reasons[key] = reasons.get(key, 0) + 1
     detail = ", ".join(f"{why} × {n}" for why, n in reasons.items())
     table.add_row("skipped", f"{len(skipped)}" + (f" ({detail})" if detail else ""))
@@ -82,7 +83,9 @@ class Format(StrEnum):
 @handled
 def lint(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder, or one caption .txt file.")],
-    policy: Annotated[Path | None, typer.Option("--policy", "-p", help="Caption policy YAML.")] = None,
+    policy: Annotated[Path | None, typer.Option("--policy", "-p", help="Caption policy YAML (default: DATASET/"
+                                                                       ".capcheck/policy.yaml; without one, the "
+                                                                       "rules that need no policy).")] = None,
     tags: Annotated[
         Path | None, typer.Option("--tags", help=f"Danbooru tag CSV (a1111 tagcomplete format); or ${TAGS_ENV}.")
     ] = None,
@@ -90,6 +93,10 @@ def lint(
 ) -> None:
     """Check every caption; exit 1 when any error-severity finding exists."""
     root = dataset_path(dataset)
+    own = root / DATASET_POLICY
+    if policy is None and root.is_dir() and own.is_file():
+        policy = own  # what `capcheck init` wrote; without either, the rules that need no policy
+        err.print(f"policy: {own} (the dataset's own)", soft_wrap=True, markup=False)
     pol = load_policy(policy) if policy else None
     vocab = find_vocabulary(tags, pol)
     findings = lint_dataset(root, pol, vocab)

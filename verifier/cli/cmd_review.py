@@ -194,6 +194,11 @@ def route(
     if not waiting:
         return
     folders = sorted({str(done.folder.parent) for done in routed})
+    if "tags" in waiting:  # the tags audit's tree: mismatch/ and <tag>/kept|removed/, not value folders
+        out.print("tags: fix the captions in tags/mismatch/ by hand (they may belong to another image); move an "
+                  "image from tags/<tag>/removed/ to tags/<tag>/kept/ when the tag is right", soft_wrap=True,
+                  markup=False)
+    folders = sorted({str(done.folder.parent) for done in routed})
     out.print(f"next: open {', '.join(folders)} and move each image into the folder of what it shows "
               f"(_unsure/ holds what the model refused or failed on); then run:", soft_wrap=True)
     for folder in folders:

@@ -57,16 +57,16 @@ DEMO_BANNER = ("DEMO MODEL: a stand-in that answers from the ground truth in {tr
 
 
 @contextlib.contextmanager
-def _demo(truth: Path | None, root: Path, policy: Path, latency: float = 0.0):
+def _demo(truth: Path | None, root: Path, policy: Path | None, latency: float = 0.0):
     """The loopback demo model for this run, when asked for by name."""
     if truth is None:
         yield None
         return
-    from captions.policy import load_policy
+    from captions.generic import choose_policy
     from verifier.demo.model import DemoModel
     from verifier.demo.server import DemoServer, Faults
 
-    model = DemoModel.load(truth, root, load_policy(policy))
+    model = DemoModel.load(truth, root, choose_policy(policy, root).policy)
     with DemoServer(model, Faults(latency=latency)) as server:
         err.print(DEMO_BANNER.format(truth=truth), soft_wrap=True)
         yield server.url
@@ -109,7 +109,7 @@ class _Displays:
 @handled
 def run(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder: images with JSON sidecars (and/or captions).")],
-    policy: PolicyOpt,
+    policy: PolicyOpt = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", metavar="TRAIN.yaml",
                                                 help="Training config YAML.")] = None,
     no_train: Annotated[bool, typer.Option("--no-train", help="Stop when the captions are ready.")] = False,

@@ -45,12 +45,15 @@ def plan(
     its: Annotated[float | None, typer.Option(help="Measured optimizer steps per second.")] = None,
     usd_per_hour: Annotated[float | None, typer.Option(help="GPU price per hour.")] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Take repeats/epochs/batch from it.")] = None,
-    dataset: Annotated[Path | None, typer.Argument(help="Count the images here (with --config).")] = None,
+    dataset: Annotated[Path | None, typer.Argument(help="Count the images here (kohya N_name folders: N repeats "
+                                                        "each).")] = None,
 ) -> None:
     """Steps, exposures per image, hours and cost of a run, with the articles' guidance."""
-    from captions.dataset import iter_images
+    from captions.dataset import folder_repeats, iter_images
     from trainer.plan import Plan, guidance
 
+    folders: dict[str, tuple[int, int]] = {}  # kohya N_name folder -> (images, N)
+    folder = dataset
     if config is not None:
         from trainer.config import load_config
 
@@ -58,13 +61,26 @@ def plan(
         repeats, epochs = repeats or cfg.repeats, epochs or cfg.epochs
         batch, grad_accum = batch or cfg.batch_size, grad_accum or cfg.grad_accum
         folder = dataset or (cfg.path(cfg.data_dir) if cfg.data_dir else None)
-        if images is None and folder is not None:
-            images = sum(1 for _ in iter_images(dataset_path(folder)))  # planning comes before captions
+    if images is None and folder is not None:
+        found = [item.image for item in iter_images(dataset_path(folder))]  # planning comes before captions
+        images = len(found)
+        for image in found:
+            if (n := folder_repeats(image)) is not None:
+                count, _ = folders.get(image.parent.name, (0, n))
+                folders[image.parent.name] = (count + 1, n)
+    # Images in kohya folders take their folder's N; the guidance goes by the largest N.
+    repeats = repeats or (max(r for _, r in folders.values()) if folders else None)
     missing = [n for n, v in (("--images", images), ("--repeats", repeats), ("--epochs", epochs)) if not v]
     if missing:
         raise typer.BadParameter(f"give {', '.join(missing)} (or --config and a dataset)")
-    p = Plan(images, repeats, epochs, batch or 1, grad_accum or 1, its, usd_per_hour)
-    out.print(f"{p.images} images x {p.repeats} repeats / batch {p.batch}"
+    # kohya N_name folders repeat their images N times per epoch, whatever --repeats says.
+    in_folders = sum(n for n, _ in folders.values())
+    seen = sum(n * r for n, r in folders.values()) + (images - in_folders) * repeats if folders else None
+    for name, (n, r) in sorted(folders.items()):
+        out.print(f"{name}/: {n} images x {r} repeats (kohya folder)")
+    p = Plan(images, repeats, epochs, batch or 1, grad_accum or 1, its, usd_per_hour, seen)
+    what = f"{p.seen} images seen per epoch" if p.seen is not None else f"{p.images} images x {p.repeats} repeats"
+    out.print(f"{what} / batch {p.batch}"
               + (f" / grad accum {p.grad_accum}" if p.grad_accum > 1 else "")
               + f" = {p.steps_per_epoch:,} steps per epoch; x {p.epochs} epochs = {p.steps:,} steps")
     if p.hours is not None:

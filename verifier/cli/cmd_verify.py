@@ -1,6 +1,9 @@
 """`capcheck verify`: every caption checked against its image by a vision model.
 
-Exit codes: 0 the run completed (whatever the verdicts); 2 bad input
+Exit codes: 0 the run completed (whatever the verdicts); 1 it completed,
+but some files could not be read (an image that is not one, a caption that
+is not valid UTF-8 or is empty: each is named, every other image was
+verified); 2 bad input
 (policy, dataset, options, no captioned images); 4 the model could not be
 used (bad key, unknown model, unreachable server for every item, no codex
 executable); 130 interrupted (every answer so far is kept: run again to
@@ -19,8 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from captions.policy import load_policy
 from verifier.cli.console import (
+    EXIT_FINDINGS,
     EXIT_INTERRUPTED,
     EXIT_NO_MODEL,
     OldAspectOpt,
@@ -28,11 +31,13 @@ from verifier.cli.console import (
     app,
     comma_list,
     dataset_path,
+    dataset_policy,
     err,
     handled,
     out,
 )
 from verifier.core.prompting import DEFAULT_ASPECTS
+from verifier.core.tags import MISMATCH_SHARE, PROBES
 from verifier.core.verdict import ERROR, FIX, OK, REFUSED, STATUSES
 
 
@@ -116,6 +121,8 @@ NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="batch: submit (and c
 PollOpt = Annotated[float, typer.Option(metavar="SECONDS", help="batch: seconds between status checks.")]
 BatchRetryOpt = Annotated[BatchRetry, typer.Option(help="batch: requests that failed or expired are asked live, "
                                                         "in a new batch, or stored as errors.")]
+CaptionExtOpt = Annotated[str | None, typer.Option(metavar="EXT", help="Caption file extension (default: .txt, "
+                                                                     "or .caption where only that exists).")]
 
 
 def verify_options(model: str, backend: BackendName, base_url: str | list[str] | None, api_key_env: str,
@@ -139,7 +146,7 @@ def verify_options(model: str, backend: BackendName, base_url: str | list[str] |
 @handled
 def verify(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder (walked recursively).")],
-    policy: PolicyOpt,
+    policy: PolicyOpt = None,
     model: ModelOpt = "",
     backend: BackendOpt = BackendName.openai,
     base_url: BaseUrlOpt = None,
@@ -161,18 +168,23 @@ def verify(
     no_wait: NoWaitOpt = False,
     poll: PollOpt = 30.0,
     batch_retry: BatchRetryOpt = BatchRetry.live,
+    caption_ext: CaptionExtOpt = None,
+    probes: Annotated[int, typer.Option(help="Tags audit: probe tags asked per image.")] = PROBES,
+    mismatch_share: Annotated[float, typer.Option(help="Tags audit: this share of a caption's tags absent means it "
+                                                       "may be another image's.")] = MISMATCH_SHARE,
 ) -> None:
-    """Ask a vision model what each image shows and compare it with the caption."""
+    """Ask a vision model what each image shows and compare it with the caption (`--aspects …,tags`: every tag)."""
     from verifier.core.report import write_reports
     from verifier.core.store import Store
     from verifier.core.verify import verify_dataset
     from verifier.human.agreement import all_agreements
 
     root = dataset_path(dataset)
-    pol = load_policy(policy)
+    pol = dataset_policy(policy, root)
     options = verify_options(model, backend, base_url, api_key_env, protocol, comma_list(aspects, aspect, "--aspect"),
                              concurrency, rpm, timeout, max_attempts, image_size, image_format, fresh, only, codex_bin,
                              batch_file, batch_results, not no_wait, poll, batch_retry)
+    options.caption_ext, options.probes, options.mismatch_share = caption_ext, probes, mismatch_share
     live = Live()
     with Store(root) as store:
         try:
@@ -190,10 +202,13 @@ def verify(
         first = run.asked[0].verdict.reason
         err.print(f"[red]error:[/red] every request failed; the model could not be used ({first})", soft_wrap=True)
         raise typer.Exit(EXIT_NO_MODEL)
+    if run.unreadable:
+        raise typer.Exit(EXIT_FINDINGS)  # every other image was verified; these files need replacing or fixing
 
 
 def _summary(run, jsonl: Path, page: Path) -> None:
     from verifier.core.report import fix_groups
+    from verifier.core.tag_report import run_tags
 
     asked = len(run.asked)
     minutes, seconds = divmod(run.wall_s, 60)
@@ -209,6 +224,8 @@ def _summary(run, jsonl: Path, page: Path) -> None:
             note = f" ({borderline} borderline)" if borderline else ""
             table.add_row(f"{aspect}: image shows {shows} (caption says {says})", f"× {n}{note}")
         out.print(table)
+    for text in run_tags(run.results).summary_lines() if any("tags" in r.verdict.claims for r in run.results) else []:
+        out.print(text, soft_wrap=True, markup=False)
     for r in run.results:
         if r.verdict.status in (REFUSED, ERROR):
             out.print(f"{r.verdict.status}: {r.image}: {r.verdict.reason}", soft_wrap=True)

@@ -107,15 +107,20 @@ def _main(
                                           callback=_version)] = False,
 ) -> None:
     pass
-out = Console(highlight=False, soft_wrap=True)  # a summary line must not wrap in a log
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+# No emoji codes: `:d`, `:o` and `tag:glasses:` are text here (Danbooru tags), never pictures.
+out = Console(highlight=False, soft_wrap=True, emoji=False)  # a summary line must not wrap in a log
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 EXIT_FINDINGS = 1  # lint errors, invalid sidecars
 EXIT_BAD_INPUT = 2  # a file or an option we cannot use
 EXIT_NO_MODEL = 4  # the vision model could not be used at all (key, model, server, executable)
 EXIT_INTERRUPTED = 130  # Ctrl-C; everything answered so far is kept
 
-PolicyOpt = Annotated[Path, typer.Option("--policy", "-p", help="Caption policy YAML.", metavar="POLICY.yaml")]
+PolicyOpt = Annotated[Path | None, typer.Option("--policy", "-p", metavar="POLICY.yaml", help="Caption policy YAML "
+                                                "(default: DATASET/.capcheck/policy.yaml, else the built-in "
+                                                "generic policy).")]
 # Every command that takes aspects takes `--aspects a,b`; the old spellings
 # still work, unlisted.
 OldAspectOpt = Annotated[str | None, typer.Option("--aspect", hidden=True)]
@@ -136,6 +141,17 @@ def handled(fn):
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper
+
+
+def dataset_policy(policy: Path | None, root: Path | None):
+    """The policy a command uses: `--policy`, else the dataset's own or the
+    generic one, and then it says which (on stderr)."""
+    from captions.generic import choose_policy
+
+    chosen = choose_policy(policy, root)
+    if policy is None:
+        err.print(chosen.how, soft_wrap=True, markup=False)
+    return chosen.policy
 
 
 def quoted(path: Path | str) -> str:

@@ -8,7 +8,7 @@ commands. Errors are typed in the library and rendered once, in
 
 from __future__ import annotations
 
-from verifier.cli import cmd_captions, cmd_review, cmd_run, cmd_train, cmd_verify  # noqa: F401  (register commands)
+from verifier.cli import cmd_captions, cmd_init, cmd_review, cmd_run, cmd_train, cmd_verify  # noqa: F401  (register)
 from verifier.cli.console import app
 
 

@@ -18,31 +18,34 @@ from verifier.core.backends import Reply
 from verifier.core.fixline import parse_fixline
 from verifier.core.observation import Observation, ObservationError, parse_observe
 from verifier.core.prompting import OBSERVE, PromptSpec
-from verifier.core.verdict import ERROR, REFUSED, Verdict, checked_claims, filtered_reason, is_apology, judge
+from verifier.core.verdict import ERROR, REFUSED, TagClaims, Verdict, checked_claims, filtered_reason, is_apology, judge
 
 
-def read_observation(content: str, spec: PromptSpec, policy: Policy, claims: Facts) -> Observation:
+def read_observation(content: str, spec: PromptSpec, policy: Policy, claims: Facts,
+                     asked: list[str] | None = None) -> Observation:
     aspects = list(spec.aspects)
     if spec.protocol == OBSERVE:
-        return parse_observe(content, policy, aspects)
+        return parse_observe(content, policy, aspects, asked)
     return parse_fixline(content, policy, aspects, claims)
 
 
-def interpret(reply: Reply, spec: PromptSpec, policy: Policy, claims: Facts) -> Verdict:
-    checked = checked_claims(claims, spec.aspects)
+def interpret(reply: Reply, spec: PromptSpec, policy: Policy, claims: Facts, tags: TagClaims | None = None) -> Verdict:
+    """`tags`: the tags audit's question for this image (None without the audit)."""
+    checked = checked_claims(claims, spec.aspects, tags)
+    asked = [*tags.tags, *tags.probes] if tags is not None else None
     why = filtered_reason(reply.refusal, reply.finish_reason, reply.content)
     if why is not None:
         return Verdict(REFUSED, reason=why, claims=checked)
     content = reply.content or ""
     try:
-        observation = read_observation(content, spec, policy, claims)
+        observation = read_observation(content, spec, policy, claims, asked)
     except ObservationError as exc:
         if is_apology(content):
             return Verdict(REFUSED, reason=f"declined: {_first_line(content)}", claims=checked)
         if (reply.finish_reason or "").lower() in ("length", "max_tokens"):
             return Verdict(ERROR, reason=f"answer cut off by the token limit: {exc}", claims=checked)
         return Verdict(ERROR, reason=f"unreadable answer ({exc}): {_first_line(content)}", claims=checked)
-    return judge(observation, claims, list(spec.aspects))
+    return judge(observation, claims, list(spec.aspects), tags)
 
 
 def _first_line(text: str) -> str:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from captions.policy import Policy, squash
 
 CANNOT = "cannot determine"
+TAGS_KEY = "tags"  # the observation's tag answers (the tags audit)
+TAG_ANSWERS = ("present", "absent", CANNOT)
 # Ways models say "cannot determine"; all mean the same to us.
 UNDETERMINED = frozenset({
     CANNOT, "cannot be determined", "can't determine", "undetermined", "unknown", "unclear", "not visible",
@@ -45,20 +47,25 @@ class AspectObservation:
 class Observation:
     aspects: dict[str, AspectObservation] = field(default_factory=dict)
     note: str | None = None
+    tags: dict[str, str] | None = None  # the tags audit: tag -> present / absent / cannot determine
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {name: obs.as_dict() for name, obs in self.aspects.items()}
         if self.note:
             out["note"] = self.note
+        if self.tags is not None:
+            out[TAGS_KEY] = dict(self.tags)
         return out
 
     @classmethod
     def from_dict(cls, data: dict) -> Observation:
         aspects = {
             name: AspectObservation(v.get("value"), bool(v.get("borderline")), bool(v.get("implicit")))
-            for name, v in data.items() if isinstance(v, dict)
+            for name, v in data.items() if isinstance(v, dict) and name != TAGS_KEY
         }
-        return cls(aspects, data.get("note") if isinstance(data.get("note"), str) else None)
+        tags = data.get(TAGS_KEY)
+        return cls(aspects, data.get("note") if isinstance(data.get("note"), str) else None,
+                   dict(tags) if isinstance(tags, dict) else None)
 
 
 def is_undetermined(text: str) -> bool:
@@ -87,11 +94,13 @@ def vocabulary(policy: Policy, aspect: str) -> list[str]:
     return list(spec.values) if spec else []
 
 
-def observe_schema(policy: Policy, aspects: list[str]) -> dict:
+def observe_schema(policy: Policy, aspects: list[str], tags: list[str] | None = None) -> dict:
     """JSON schema for the observe protocol: per aspect the value the image
     shows (the policy's vocabulary, or `cannot determine`) and a borderline
-    flag; an optional short note. Strict-mode compatible (OpenAI): every
-    property required, no extra properties, the optional note nullable."""
+    flag; an optional short note; with `tags` (the tags audit) an object
+    with one property per asked tag, named by its text exactly, each
+    present / absent / cannot determine. Strict-mode compatible (OpenAI):
+    every property required, no extra properties, the optional note nullable."""
     props: dict[str, object] = {}
     for aspect in aspects:
         props[aspect] = {
@@ -103,8 +112,22 @@ def observe_schema(policy: Policy, aspects: list[str]) -> dict:
             "required": ["value", "borderline"],
             "additionalProperties": False,
         }
+    required = [*aspects]
+    if tags is not None:
+        props[TAGS_KEY] = observe_schema_tags(tags)
+        required.append(TAGS_KEY)
     props["note"] = {"type": ["string", "null"], "description": "optional, one short sentence"}
-    return {"type": "object", "properties": props, "required": [*aspects, "note"], "additionalProperties": False}
+    return {"type": "object", "properties": props, "required": [*required, "note"], "additionalProperties": False}
+
+
+def observe_schema_tags(tags: list[str]) -> dict:
+    """The `tags` property: one property per asked tag, named by its text exactly."""
+    return {
+        "type": "object",
+        "properties": {t: {"type": "string", "enum": list(TAG_ANSWERS)} for t in tags},
+        "required": list(tags),
+        "additionalProperties": False,
+    }
 
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
@@ -125,7 +148,27 @@ def extract_json(text: str) -> dict:
     raise ObservationError("no JSON object in the answer")
 
 
-def parse_observe(text: str, policy: Policy, aspects: list[str]) -> Observation:
+def parse_tags(data: dict, tags: list[str]) -> dict[str, str]:
+    """The answers for the asked tags; a tag left out is `cannot determine`
+    (never counted either way), a key matched in any spelling of the tag."""
+    from captions.tags import normalize_tag
+    from verifier.core.tags import answer_word
+
+    entry = data.get(TAGS_KEY)
+    if not isinstance(entry, dict):
+        raise ObservationError("the answer has no 'tags' object")
+    given = {normalize_tag(str(k)): v for k, v in entry.items()}
+    out = {}
+    for tag in tags:
+        raw = entry.get(tag, given.get(normalize_tag(tag)))
+        word = CANNOT if raw is None else answer_word(raw)
+        if word is None:
+            raise ObservationError(f"tags: '{tag}': {raw!r} is not present, absent or {CANNOT}")
+        out[tag] = word
+    return out
+
+
+def parse_observe(text: str, policy: Policy, aspects: list[str], tags: list[str] | None = None) -> Observation:
     """An observe-protocol answer -> Observation. Tolerates fences, chatter,
     `{"framing": "cowboy shot"}` without the inner object, and spellings
     of values that `resolve` knows."""
@@ -152,4 +195,5 @@ def parse_observe(text: str, policy: Policy, aspects: list[str]) -> Observation:
             raise ObservationError(f"{aspect}: '{raw_value}' is not one of {', '.join(vocabulary(policy, aspect))}")
         out[aspect] = AspectObservation(value, borderline)
     note = lowered.get("note")
-    return Observation(out, note.strip()[:500] if isinstance(note, str) and note.strip() else None)
+    answers = parse_tags(data, tags) if tags is not None else None
+    return Observation(out, note.strip()[:500] if isinstance(note, str) and note.strip() else None, answers)

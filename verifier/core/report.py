@@ -19,6 +19,7 @@ from captions.policy import Policy
 from verifier.core.observation import Observation
 from verifier.core.report_page import agreement_page, render_html
 from verifier.core.store import STATE_DIR, Store
+from verifier.core.tag_report import RunTags, run_tags
 from verifier.core.thumbs import thumb
 from verifier.core.verdict import ERROR, FixItem, Verdict
 from verifier.core.verify import ItemResult, RunResult
@@ -42,9 +43,10 @@ def fix_groups(results: list[ItemResult]) -> list[tuple[str, str, str | None, in
     return [(a, i, c, n, borderline[(a, i, c)]) for (a, i, c), n in counts.most_common()]
 
 
-def line(r: ItemResult, run: RunResult) -> dict:
+def line(r: ItemResult, run: RunResult, tags: RunTags | None = None) -> dict:
     v = r.verdict
-    return {
+    extra = {"tags": entry} if tags is not None and (entry := tags.line(r.image)) is not None else {}
+    return {**extra,
         "image": r.image, "status": v.status, "fixes": [f.as_dict() for f in v.fixes],
         "observation": v.observation.as_dict() if v.observation else None, "claims": v.claims,
         "backend": run.backend, "model": run.model, "protocol": run.protocol, "attempts": r.attempts,
@@ -62,9 +64,18 @@ def write_reports(root: Path, run: RunResult, policy: Policy | None = None,
     stem = f"run-{run.run_id:04d}"
     jsonl = folder / f"{stem}.jsonl"
     page = folder / f"{stem}.html"
-    atomic_write(jsonl, "".join(json.dumps(line(r, run), ensure_ascii=False) + "\n" for r in run.results))
-    _write_page(root, run, policy, agreements, page)
-    for src, name in ((jsonl, "latest.jsonl"), (page, "latest.html")):
+    tags = run_tags(run.results)
+    atomic_write(jsonl, "".join(json.dumps(line(r, run, tags), ensure_ascii=False) + "\n" for r in run.results))
+    _write_page(root, run, policy, agreements, page, tags)
+    copies = [(jsonl, "latest.jsonl"), (page, "latest.html")]
+    if tags:
+        # The run's trust rates: how readily this model says yes, how often it disagrees.
+        summary = folder / f"{stem}.tags.json"
+        atomic_write(summary, json.dumps({**tags.rates.as_dict(), "mismatched": tags.mismatched,
+                                          "likely_swaps": sorted({tuple(sorted(p)) for p in tags.swaps.items()})},
+                                         indent=1) + "\n")
+        copies.append((summary, "latest.tags.json"))
+    for src, name in copies:
         shutil.copyfile(src, folder / name)
     return jsonl, page
 
@@ -84,12 +95,13 @@ def refresh_latest_page(root: Path, policy: Policy | None, agreements: list | No
     return page
 
 
-def _write_page(root: Path, run: RunResult, policy: Policy | None, agreements: list | None, page: Path) -> None:
+def _write_page(root: Path, run: RunResult, policy: Policy | None, agreements: list | None, page: Path,
+                tags: RunTags | None = None) -> None:
     with Store(root) as store:  # what a person settled (ingest) outranks the model's stale call
         settled = {r.image_sha: store.human_answers(r.image_sha) for r in run.results}
     thumbs = {r.image_sha: thumb(page.parent, Path(root) / r.image, r.image_sha) for r in run.results}
     thumbs.update(_disagreement_thumbs(root, agreements or []))
-    atomic_write(page, render_html(root, run, policy, agreements, settled, thumbs))
+    atomic_write(page, render_html(root, run, policy, agreements, settled, thumbs, tags))
 
 
 def run_from_lines(lines: list[dict]) -> RunResult:

@@ -18,9 +18,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 from captions.caption import parse
+from captions.dataset import caption_path
 from captions.facts import Facts, facts_from_caption
 from captions.journal import read_caption
 from captions.policy import Policy
+from verifier.core.tag_report import RunTags, card_html, run_tags
 from verifier.core.verdict import ERROR, FIX, REFUSED, STATUSES, FixItem
 from verifier.core.verify import ItemResult, RunResult
 
@@ -39,6 +41,7 @@ body{font:14px system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
 .st{font-weight:bold;text-transform:uppercase}.ok{color:#2a7}.fix{color:#c60}.refused{color:#a3a}.error{color:#c22}
 .settled{color:#26c}.person{color:#26c;font-weight:bold}.overruled{color:#888}
 mark{background:#ffd54f}
+del{color:#c22}ins{color:#27a;text-decoration:none;font-style:italic}.swap{color:#c22;font-weight:bold}
 .cm td,.cm th{border:1px solid #ccc;padding:2px 8px;text-align:right}
 .dis{display:flex;flex-wrap:wrap;gap:10px;list-style:none;padding:0}
 .dis li{background:#fff;border:1px solid #ddd;border-radius:6px;padding:6px;width:180px;font-size:12px}
@@ -121,7 +124,7 @@ def picture(src: str | None, alt: str) -> str:
 
 
 def _card(r: ItemResult, status: str, text: str, says: dict, policy: Policy | None, people: dict[str, str],
-          thumb: str | None) -> str:
+          thumb: str | None, tags: str = "") -> str:
     v = r.verdict
     items, words = [], []
     for f in v.fixes:
@@ -136,21 +139,24 @@ def _card(r: ItemResult, status: str, text: str, says: dict, policy: Policy | No
     reason = f"<p>{html.escape(v.reason)}</p>" if v.reason and status != SETTLED else ""
     return (f'<div class="card" data-status="{status}">{picture(thumb, r.image)}'
             f'<div><span class="st {status}">{status}</span> {html.escape(r.image)}</div>'
-            f"{said}<ul>{''.join(items)}</ul>{reason}<pre>{highlight(text, words)}</pre></div>")
+            f"{said}<ul>{''.join(items)}</ul>{reason}{tags}<pre>{highlight(text, words)}</pre></div>")
 
 
 def render_html(root: Path, run: RunResult, policy: Policy | None = None, agreements: list | None = None,
-                settled: dict[str, dict[str, str]] | None = None, thumbs: dict[str, str | None] | None = None) -> str:
+                settled: dict[str, dict[str, str]] | None = None, thumbs: dict[str, str | None] | None = None,
+                tags: RunTags | None = None) -> str:
     """The contact sheet. `settled`: image sha -> the person's answers (aspect -> value);
-    `thumbs`: image sha -> thumbnail path relative to the reports folder."""
+    `thumbs`: image sha -> thumbnail path relative to the reports folder; `tags`: the tags audit."""
     settled, thumbs = settled or {}, thumbs or {}
+    tags = tags if tags is not None else run_tags(run.results)
     cards, statuses = [], []
     for r in run.results:
-        text = read_caption(Path(root) / Path(r.image).with_suffix(".txt"))
+        text = read_caption(caption_path(Path(root) / r.image))
         people = settled.get(r.image_sha, {})
         says = caption_facts(text, policy, r.verdict.claims) if people else r.verdict.claims
         statuses.append(shown_status(r, people, says))
-        cards.append(_card(r, statuses[-1], text or "", says, policy, people, thumbs.get(r.image_sha)))
+        cards.append(_card(r, statuses[-1], text or "", says, policy, people, thumbs.get(r.image_sha),
+                           card_html(tags.audits.get(r.image), tags.line(r.image))))
     shown = [*STATUSES, *([SETTLED] if SETTLED in statuses else [])]
     buttons = [f"<button data-show=all aria-pressed=true onclick=\"show('all')\">all {len(run.results)}</button>"]
     buttons += [f"<button data-show={s} aria-pressed=false onclick=\"show('{s}')\">{s} {statuses.count(s)}</button>"
@@ -159,7 +165,8 @@ def render_html(root: Path, run: RunResult, policy: Policy | None = None, agreem
     return (f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title><style>{STYLE}</style>"
             f"<script>{SCRIPT}</script><h1>{html.escape(title)}</h1>"
             f"<div class=bar>{''.join(buttons)}<p id=showing>showing all: {len(run.results)} of {len(run.results)}"
-            f"</p></div>{agreement_html(agreements or [], thumbs)}<div class=grid>{''.join(cards)}</div>\n")
+            f"</p></div>{tags.summary_html() if tags else ''}{agreement_html(agreements or [], thumbs)}"
+            f"<div class=grid>{''.join(cards)}</div>\n")
 
 
 def agreement_html(agreements: list, thumbs: dict[str, str | None]) -> str:

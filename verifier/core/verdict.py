@@ -14,8 +14,10 @@ from dataclasses import asdict, dataclass, field
 
 from captions.facts import Facts
 from verifier.core.observation import Observation
+from verifier.core.tags import ABSENT, MISMATCH_SHARE, TAGS, audit
 
 OK, FIX, REFUSED, ERROR = "ok", "fix", "refused", "error"
+MISMATCH = "mismatch"  # the verdict reason of a caption that may be another image's
 STATUSES = (OK, FIX, REFUSED, ERROR)
 
 # finish_reason values that mean "the model finished normally" (any case).
@@ -52,25 +54,51 @@ class Verdict:
     fixes: tuple[FixItem, ...] = ()
     reason: str | None = None  # why refused / error
     observation: Observation | None = None
-    claims: dict[str, str | None] = field(default_factory=dict)  # the caption's facts that were checked
+    claims: dict = field(default_factory=dict)  # the caption's facts (and tags) that were checked
 
 
-def checked_claims(claims: Facts, aspects) -> dict[str, str | None]:
-    """What the caption claims for the aspects being checked (kept with every verdict)."""
-    return {a: claims.get(a) for a in aspects}
+@dataclass(frozen=True)
+class TagClaims:
+    """The tags audit's question for one image: the caption's checkable tags and the probes."""
+
+    tags: tuple[str, ...] = ()
+    probes: tuple[str, ...] = ()
+    share: float = MISMATCH_SHARE
 
 
-def judge(observation: Observation, claims: Facts, aspects: list[str]) -> Verdict:
+def checked_claims(claims: Facts, aspects, tags: TagClaims | None = None) -> dict:
+    """What the caption claims for the aspects being checked (kept with every verdict);
+    with the tags audit, also its checkable tags and the probes asked with them."""
+    out: dict = {a: claims.get(a) for a in aspects if a != TAGS}
+    if tags is not None:
+        out[TAGS] = list(tags.tags)
+        out["probes"] = list(tags.probes)
+    return out
+
+
+def judge(observation: Observation, claims: Facts, aspects: list[str], tags: TagClaims | None = None) -> Verdict:
     """Compare what the image shows with what the caption claims.
 
     An aspect the caption makes no claim about (a view from behind states no
     expression) cannot be contradicted. An aspect the caption claims but the
     model could not determine makes the verdict `refused`: nobody checked it.
+    A caption tag the model calls absent is a fix item (`tags`); `cannot
+    determine` on a tag is neither (tags are many, and some are not visible
+    in every framing). When so many tags are refuted that the caption may be
+    another image's, its tag items are borderline: a person looks, nothing
+    is removed automatically.
     """
     fixes: list[FixItem] = []
     undetermined: list[str] = []
-    checked = checked_claims(claims, aspects)
-    for aspect in aspects:
+    checked = checked_claims(claims, aspects, tags)
+    mismatch = None
+    if tags is not None:
+        result = audit(observation.tags or {}, list(tags.tags), list(tags.probes), tags.share)
+        fixes += [FixItem(TAGS, t, ABSENT, result.mismatch) for t in result.refuted]
+        if result.mismatch:
+            mismatch = (f"{MISMATCH}: {len(result.refuted)} of {result.answered} caption tags are absent from the "
+                        "image; the caption may belong to another image")
+    for aspect in (a for a in aspects if a != TAGS):
         claim = claims.get(aspect)
         seen = observation.aspects.get(aspect)
         if seen is None or seen.value is None:
@@ -82,7 +110,7 @@ def judge(observation: Observation, claims: Facts, aspects: list[str]) -> Verdic
     if undetermined:
         reason = f"the model could not determine {', '.join(undetermined)}"
         return Verdict(REFUSED, tuple(fixes), reason, observation, checked)
-    return Verdict(FIX if fixes else OK, tuple(fixes), None, observation, checked)
+    return Verdict(FIX if fixes else OK, tuple(fixes), mismatch, observation, checked)
 
 
 def filtered_reason(refusal: str | None, finish_reason: str | None, content: str | None) -> str | None:

@@ -21,9 +21,11 @@ from pathlib import Path
 
 from captions.caption import parse
 from captions.dataset import iter_images
+from captions.errors import CaptionsError
 from captions.facts import Facts, facts_from_caption
 from captions.journal import read_caption
 from captions.policy import Policy
+from captions.vocab import find_vocabulary
 from verifier.core.answers import interpret
 from verifier.core.backends import Backend, Request
 from verifier.core.images import prepare, sha256_file, text_sha
@@ -31,11 +33,13 @@ from verifier.core.observation import Observation
 from verifier.core.pool import Outcome, Pool, RetryPolicy
 from verifier.core.prompting import DEFAULT_ASPECTS, FIXLINE, OBSERVE, PromptSpec, build_prompt
 from verifier.core.store import Store
-from verifier.core.verdict import ERROR, REFUSED, STATUSES, FixItem, Verdict, checked_claims, judge
+from verifier.core.tags import MISMATCH_SHARE, PROBES, TAGS, ask_order, questions
+from verifier.core.verdict import ERROR, REFUSED, STATUSES, FixItem, TagClaims, Verdict, checked_claims, judge
 from verifier.errors import BackendUnavailable, VerifierError
 
 ASKED, STORED, DERIVED = "asked", "store", "derived"
 UNKNOWN_MODEL = "default"  # codex with no model named anywhere: its own default, learnt from its header
+UNREADABLE = "unreadable caption"  # skipped: not valid UTF-8, or empty
 
 
 @dataclass
@@ -70,6 +74,9 @@ class VerifyOptions:
     @property
     def batch_mode(self) -> bool:
         return self.backend == "batch" or bool(self.batch_file or self.batch_results)
+    caption_ext: str | None = None  # `--caption-ext`; None: .txt, or .caption where only that exists
+    probes: int = PROBES  # the tags audit: probe tags per image
+    mismatch_share: float = MISMATCH_SHARE  # the tags audit: this share of tags absent is a mismatch
 
     @property
     def resolved_protocol(self) -> str:
@@ -84,6 +91,7 @@ class Work:
     caption: str
     caption_sha: str
     claims: Facts
+    tags: TagClaims | None = None  # the tags audit's question (set when the run checks tags)
 
 
 @dataclass
@@ -177,20 +185,32 @@ def open_backend(options: VerifyOptions, notice: Callable[[str], None] | None = 
     return Fleet(backends, urls or ["https://api.openai.com/v1"], options.concurrency, notice)
 
 
+def _asked(w: Work) -> tuple[list[str], list[str]]:
+    return (list(w.tags.tags), list(w.tags.probes)) if w.tags is not None else ([], [])
+
+
 def _selected(rel: str, only: list[str]) -> bool:
     return not only or any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(rel.rsplit("/", 1)[-1], g) for g in only)
 
 
-def collect(root: Path, policy: Policy, store: Store, only: list[str]) -> tuple[list[Work], dict[str, str]]:
+def collect(root: Path, policy: Policy, store: Store, only: list[str],
+            caption_ext: str | None = None) -> tuple[list[Work], dict[str, str]]:
     """Every image with a caption, hashed; the others with the reason they are skipped."""
     works, skipped = [], {}
-    for item in iter_images(root):
+    for item in iter_images(root, caption_ext=caption_ext):
         rel = store.rel(item.image)
         if not _selected(rel, only):
             continue
-        text = read_caption(item.caption)
+        try:
+            text = read_caption(item.caption)
+        except CaptionsError as exc:  # that image alone: the run goes on
+            skipped[rel] = f"{UNREADABLE}: {exc.message}"
+            continue
         if text is None:
             skipped[rel] = "no caption"
+            continue
+        if not text.strip():
+            skipped[rel] = f"{UNREADABLE}: the caption is empty"
             continue
         sha = store.file_sha(item.image, sha256_file)
         claims = facts_from_caption(parse(text), policy)
@@ -202,6 +222,37 @@ def _verdict_from_row(row) -> Verdict:
     fixes = tuple(FixItem(**f) for f in json.loads(row["fixes"] or "[]"))
     observation = Observation.from_dict(json.loads(row["observation"])) if row["observation"] else None
     return Verdict(row["status"], fixes, row["reason"], observation, json.loads(row["claims"]) if row["claims"] else {})
+
+
+def _answers_tags(row, tags: TagClaims | None) -> bool:
+    """A stored observation can judge a new caption only if it answered all its tags."""
+    if tags is None or not tags.tags:
+        return True
+    answered = (json.loads(row["observation"] or "{}") or {}).get(TAGS) or {}
+    return all(t in answered for t in tags.tags)
+
+
+def _tag_questions(root: Path, works: list[Work], policy: Policy, options: VerifyOptions) -> None:
+    """Each work's tags-audit question: its checkable tags and its probes (from
+    the whole dataset's tags, also when --only checks a few images)."""
+    vocab = find_vocabulary(None, policy)
+    dataset = None
+    if options.only:
+        texts = (_readable(item.caption) for item in iter_images(root, caption_ext=options.caption_ext))
+        dataset = [parse(t) for t in texts if t]
+    asked = questions({w.image: parse(w.caption) for w in works}, policy, vocab, options.aspects, options.probes,
+                      dataset)
+    for w in works:
+        own, probes = asked[w.image]
+        w.tags = TagClaims(tuple(own), tuple(probes), options.mismatch_share)
+
+
+def _readable(path: Path) -> str | None:
+    try:
+        text = read_caption(path)
+    except CaptionsError:
+        return None
+    return text if text and text.strip() else None
 
 
 def _result_from_row(row, source: str) -> ItemResult:
@@ -243,7 +294,7 @@ class Verifier:
                     continue
                 if not self.spec.sends_caption:
                     answer = self.store.find_answer(w.image_sha, self.spec.sha, backend, model)
-                    if answer is not None:
+                    if answer is not None and _answers_tags(answer, w.tags):
                         done.append(self._derive(w, answer, backend, model))
                         continue
             todo.append(w)
@@ -253,9 +304,9 @@ class Verifier:
         """The same image, the same question: re-judge the stored observation against this caption."""
         old = _verdict_from_row(answer)
         if old.observation is not None:
-            verdict = judge(old.observation, w.claims, list(self.spec.aspects))
+            verdict = judge(old.observation, w.claims, list(self.spec.aspects), w.tags)
         else:
-            verdict = Verdict(REFUSED, reason=old.reason, claims=checked_claims(w.claims, self.spec.aspects))
+            verdict = Verdict(REFUSED, reason=old.reason, claims=checked_claims(w.claims, self.spec.aspects, w.tags))
         result = ItemResult(w.image, w.image_sha, w.caption_sha, verdict, DERIVED)
         self._store(result, backend, model, derived_from=answer["id"])
         return result
@@ -276,10 +327,14 @@ class Verifier:
         started = time.monotonic()
         name, model = identity
         run_id = self.store.start_run("verify", json.dumps(self._args(name, model), sort_keys=True))
-        works, skipped = collect(self.root, self.policy, self.store, self.options.only)
+        works, skipped = collect(self.root, self.policy, self.store, self.options.only, self.options.caption_ext)
+        for rel in [r for r, why in skipped.items() if why.startswith(UNREADABLE)]:
+            self.unreadable[rel] = skipped.pop(rel)  # a broken caption, like a broken image: named, not a verdict
         if not works:
             why = "no images with captions" + (f" matching {', '.join(self.options.only)}" if self.options.only else "")
             raise VerifierError(self.root, why)
+        if self.spec.tags:
+            _tag_questions(self.root, works, self.policy, self.options)
         done, todo = self.plan(works, name, model)
         self.on_plan(len(works))
         for r in done:
@@ -366,7 +421,8 @@ class Verifier:
 
     def request(self, w: Work, image) -> Request:
         """The question about one image: the live pool and a batch line send the same."""
-        return Request(self.spec.render(w.caption), image, self.spec.schema)
+        text, schema = self.spec.request(w.caption, ask_order(*_asked(w), w.image_sha))
+        return Request(text, image, schema)
 
     def _answered_under(self, w: Work, backend: Backend):
         if self.options.fresh:
@@ -377,10 +433,10 @@ class Verifier:
     def _result(self, w: Work, outcome: Outcome) -> ItemResult:
         reply = outcome.reply
         if reply is None:
-            verdict = Verdict(ERROR, reason=outcome.error, claims=checked_claims(w.claims, self.spec.aspects))
+            verdict = Verdict(ERROR, reason=outcome.error, claims=checked_claims(w.claims, self.spec.aspects, w.tags))
             return ItemResult(w.image, w.image_sha, w.caption_sha, verdict, ASKED, outcome.attempts,
                               outcome.latency_s)
-        verdict = interpret(reply, self.spec, self.policy, w.claims)
+        verdict = interpret(reply, self.spec, self.policy, w.claims, w.tags)
         return ItemResult(w.image, w.image_sha, w.caption_sha, verdict, ASKED, outcome.attempts, outcome.latency_s,
                           reply.raw, reply.prompt_tokens, reply.completion_tokens, reply.total_tokens, reply.model)
 
@@ -388,7 +444,7 @@ class Verifier:
         o = self.options
         return {"backend": backend, "model": model, "base_url": o.base_url,
                 "policy": str(self.policy.source) if self.policy.source else None, "protocol": self.spec.protocol,
-                "aspects": list(self.spec.aspects), "concurrency": o.concurrency, "rpm": o.rpm, "timeout": o.timeout,
+                "aspects": self.spec.checked, "concurrency": o.concurrency, "rpm": o.rpm, "timeout": o.timeout,
                 "max_attempts": o.max_attempts, "image_size": o.image_size, "image_format": o.image_format,
                 "fresh": o.fresh, "only": o.only, "prompt_sha": self.spec.sha}
 

@@ -9,7 +9,8 @@ by name (`capcheck demo-server`, the tests, the bench).
 Truth file: `{"relative/path.png": {"framing": "cowboy shot", ...,
 "borderline": ["framing"], "model": {"framing": "full body"}}}`; a `null`
 aspect means the image does not show it (no face from behind) and is
-answered `cannot determine`. `model` makes the stand-in see something else
+answered `cannot determine`. `tags` lists the tags the image shows (the
+tags audit: any other tag asked about is absent). `model` makes the stand-in see something else
 than the truth for an aspect: a planted disagreement with the person who
 sorts by the truth (the article's strict Danbooru call vs the human eye).
 """
@@ -30,6 +31,7 @@ from captions.policy import Policy
 from verifier.core.images import flatten
 from verifier.core.observation import CANNOT
 from verifier.core.prompting import HEADINGS
+from verifier.core.tags import ABSENT, PRESENT
 
 _LETTER = re.compile(r"^([A-Z])\. (.+?) — ", re.M)
 _CAPTION = re.compile(r"Caption: ---\n(.*?)\n---", re.S)
@@ -147,14 +149,27 @@ class DemoModel:
             return None
         return known.truth.get("model", {}).get(aspect, known.truth.get(aspect))
 
-    def observe(self, known: Known | None, aspects: list[str]) -> dict:
+    def observe(self, known: Known | None, aspects: list[str], tags: list[str] | None = None,
+                yes_sayer: bool = False) -> dict:
+        """The observe answer; `tags` (the tags audit): each present when the
+        truth's `tags` list holds it, else absent (`yes_sayer`: all present)."""
         out: dict[str, object] = {}
         for aspect in aspects:
             value = self.sees(known, aspect)
             borderline = bool(known) and aspect in known.truth.get("borderline", [])
             out[aspect] = {"value": value or CANNOT, "borderline": borderline}
+        if tags is not None:
+            shown = set(known.truth.get("tags", [])) if known else set()
+            out["tags"] = {t: PRESENT if yes_sayer or t in shown else ABSENT if known else CANNOT for t in tags}
         out["note"] = None if known else "demo model: this image is not in its truth table"
         return out
+
+    def answer_schema(self, known: Known | None, schema: dict, yes_sayer: bool = False) -> dict:
+        """The observe answer for what a request's JSON schema asks: its aspects, and its tags when it has some."""
+        props = schema.get("properties", {})
+        aspects = [a for a in props if a not in ("note", "tags")]
+        tags = list(props["tags"].get("properties", {})) if "tags" in props else None
+        return self.observe(known, aspects, tags, yes_sayer)
 
     def fixline(self, known: Known | None, prompt: str, view_under_a: bool = False) -> str:
         """`OK` or `FIX: A=... (caption says ...)` for the lettered aspects of `prompt`."""

@@ -47,6 +47,7 @@ class Faults:
     hang: float = 30.0
     style: str = "plain"  # answer formatting: plain | fenced | chatty
     view_under_a: bool = False  # fixline: views under letter A, as the article's model wrote them
+    yes_sayer: bool = False  # the tags audit: call every asked tag present (a model that agrees with everything)
     seed: int = 0
 
 
@@ -259,8 +260,7 @@ class _Server(ThreadingHTTPServer):
             return "The image shows a girl standing on a white background.", None, "stop"
         schema = ((request.get("response_format") or {}).get("json_schema") or {}).get("schema")
         if schema:
-            aspects = [a for a in schema.get("properties", {}) if a != "note"]
-            answer = json.dumps(self.model.observe(known, aspects))
+            answer = json.dumps(self.model.answer_schema(known, schema, self.faults.yes_sayer))
         else:
             answer = self.model.fixline(known, text, self.faults.view_under_a)
         if fault == "length":
@@ -344,10 +344,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fault-rate", type=float, default=0.0)
     ap.add_argument("--faults", default="429,500,hang,drop", help=f"kinds for --fault-rate, from {','.join(FAULTS)}")
     ap.add_argument("--style", default="plain", choices=("plain", "fenced", "chatty"))
+    ap.add_argument("--yes-sayer", action="store_true", help="call every asked tag present")
     args = ap.parse_args(argv)
     model = DemoModel.load(args.truth, args.root, load_policy(args.policy) if args.policy else None)
     faults = Faults(latency=args.latency, jitter=args.jitter, rate=args.fault_rate,
-                    kinds=tuple(k for k in args.faults.split(",") if k), style=args.style)
+                    kinds=tuple(k for k in args.faults.split(",") if k), style=args.style,
+                    yes_sayer=args.yes_sayer)
     server = DemoServer(model, faults, args.host, args.port)
     print(server.url, flush=True)
     try:

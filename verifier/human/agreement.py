@@ -14,8 +14,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from verifier.core.observation import CANNOT
+from verifier.core.observation import CANNOT, TAG_ANSWERS
 from verifier.core.store import Store
+from verifier.core.tags import TAGS
+from verifier.human.apply import TAG_PREFIX
 
 
 class Disagreement(NamedTuple):
@@ -86,7 +88,13 @@ def agreement(store: Store, aspect: str, vocabulary: list[str], backend: str | N
     for row in store.db.execute(
             "SELECT image_sha, observation FROM verdicts WHERE backend=? AND model=? AND observation IS NOT NULL "
             "ORDER BY id", (backend, model)):
-        value = (json.loads(row["observation"]).get(aspect) or {})
+        observation = json.loads(row["observation"])
+        if aspect.startswith(TAG_PREFIX):  # one tag of the tags audit: present / absent / cannot determine
+            answer = (observation.get(TAGS) or {}).get(aspect[len(TAG_PREFIX):])
+            if answer is not None:
+                said[row["image_sha"]] = answer
+            continue
+        value = (observation.get(aspect) or {})
         if "value" in value:
             said[row["image_sha"]] = value["value"] or CANNOT
     matrix: Counter = Counter()
@@ -106,11 +114,18 @@ def agreement(store: Store, aspect: str, vocabulary: list[str], backend: str | N
 
 def all_agreements(store: Store, policy, aspects: list[str] | None = None, backend: str | None = None,
                    model: str | None = None) -> list[Agreement]:
-    """Model vs person on every aspect (of `aspects`, default all the policy's) a person has answered."""
+    """Model vs person on every aspect (of `aspects`, default all the policy's) a person has answered;
+    with the tags audit (`tags` among `aspects`, or by default), per tag a person answered."""
     out = []
     for aspect in aspects or [name for name, _ in policy.aspects.items()]:
         spec = policy.aspect(aspect)
         found = agreement(store, aspect, list(spec.values), backend, model) if spec is not None else None
         if found is not None and found.n:
             out.append(found)
+    if aspects is None or TAGS in aspects:
+        tagged = sorted({row["aspect"] for row in store.human() if row["aspect"].startswith(TAG_PREFIX)})
+        for key in tagged:
+            found = agreement(store, key, list(TAG_ANSWERS), backend, model)
+            if found is not None and found.n:
+                out.append(found)
     return out

@@ -17,16 +17,20 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from captions.edit import set_facts
+from captions.dataset import caption_path
+from captions.edit import nl_mentions, remove_tags, set_facts
+from captions.generic import choose_policy
 from captions.journal import atomic_write, read_caption, read_only, write_caption
 from captions.policy import Policy, load_policy
 from verifier.core.images import sha256_file, text_sha
 from verifier.core.report import read_report, reports_dir
 from verifier.core.store import Store
+from verifier.core.tags import TAGS
 from verifier.core.verdict import FIX
 from verifier.errors import VerifierError
 
 CHANGED, UNCHANGED, STALE, SKIPPED, MISSING = "changed", "unchanged", "stale", "skipped", "missing"
+TAG_PREFIX = "tag:"  # a person's answer on one tag, as the store keys it (`tag:bikini`)
 READ_ONLY = "read-only"
 
 
@@ -36,13 +40,12 @@ class UndoRefused(VerifierError):
 
 
 def policy_for(store: Store, override: Path | None) -> Policy:
-    """`--policy`, else the policy the latest verify run used."""
+    """`--policy`, else the policy file the latest verify run used, else the
+    dataset's own or the generic one (what a verify without --policy used)."""
     if override is not None:
         return load_policy(override)
     path = store.latest_args("verify").get("policy")
-    if not path:
-        raise VerifierError(store.root, "no policy known for this dataset: pass --policy")
-    return load_policy(path)
+    return load_policy(path) if path else choose_policy(None, store.root).policy
 
 
 def report_path(root: Path, report: Path | None) -> Path:
@@ -76,14 +79,19 @@ def apply_report(root: Path, policy: Policy, report: Path, store: Store, *, aspe
         people = store.human_answers(line.get("image_sha"))
         # A person's folder sort is ground truth: the model never overrules it.
         fixes = [f for f in line.get("fixes", []) if (aspects is None or f["aspect"] in aspects)
-                 and f["aspect"] not in people]
-        wanted = [f for f in fixes if include_borderline or not f.get("borderline")]
+                 and answered_by(f) not in people]
+        wanted = [f for f in fixes if (include_borderline or not f.get("borderline"))
+                  and not (f["aspect"] == TAGS and (line.get("tags") or {}).get("mismatch"))]
         if not wanted:
             if fixes:
-                out.append(Applied(image, SKIPPED, reason="borderline: route it to a person, or --include-borderline"))
+                why = ("mismatch: the caption may belong to another image; route --aspects tags, a person fixes it"
+                       if (line.get("tags") or {}).get("mismatch") else
+                       "borderline: route it to a person, or --include-borderline")
+                out.append(Applied(image, SKIPPED, reason=why))
             continue
-        changes = {f["aspect"]: f["image"] for f in wanted}
-        caption = (root / image).with_suffix(".txt")
+        changes = {f["aspect"]: f["image"] for f in wanted if f["aspect"] != TAGS}
+        refuted = [f["caption"] for f in wanted if f["aspect"] == TAGS]
+        caption = caption_path(root / image)
         text = read_caption(caption)
         if text is None or not (root / image).exists():
             out.append(Applied(image, MISSING, changes, reason="image or caption no longer there"))
@@ -95,18 +103,36 @@ def apply_report(root: Path, policy: Policy, report: Path, store: Store, *, aspe
             out.append(Applied(image, STALE, changes, reason="image changed on disk since it was verified"))
             continue
         edit = set_facts(text, policy, changes)
-        if edit.text == text:
-            out.append(Applied(image, UNCHANGED, changes, notes=edit.notes))
+        new, notes = edit.text, list(edit.notes)
+        if refuted:
+            # Refuted tags leave the tag lines only; one the NL also says waits
+            # for a person (the caption would contradict itself), as do the rest.
+            said = [t for t in refuted if nl_mentions(text, t)]
+            if said:
+                notes.append(f"tags: the NL mentions {', '.join(said)}: route --aspects tags, a person decides")
+                if not changes:
+                    out.append(Applied(image, SKIPPED, reason=notes[-1]))
+                    continue
+            else:
+                new = remove_tags(new, refuted)
+                changes[TAGS] = "removed " + ", ".join(refuted)
+        if new == text:
+            out.append(Applied(image, UNCHANGED, changes, notes=notes))
             continue
         if read_only(caption):  # a rename would replace it regardless of its mode
             out.append(Applied(image, READ_ONLY, changes, reason="the caption file is read-only; left alone"))
             continue
         if not dry_run:
-            write_caption(caption, edit.text, store, "apply", expect=text)
-            store.add_resolution(image, line["image_sha"], text_sha(edit.text), "apply")
-        out.append(Applied(image, CHANGED, changes, unified(caption.relative_to(root).as_posix(), text, edit.text),
-                           notes=edit.notes))
+            write_caption(caption, new, store, "apply", expect=text)
+            store.add_resolution(image, line["image_sha"], text_sha(new), "apply")
+        out.append(Applied(image, CHANGED, changes, unified(caption.relative_to(root).as_posix(), text, new),
+                           notes=notes))
     return out
+
+
+def answered_by(fix: dict) -> str:
+    """The store key of a person's answer that overrules this fix item."""
+    return TAG_PREFIX + fix["caption"] if fix["aspect"] == TAGS else fix["aspect"]
 
 
 @dataclass

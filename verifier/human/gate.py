@@ -23,7 +23,9 @@ from captions.journal import read_caption
 from captions.policy import Policy
 from verifier.core.images import sha256_file, text_sha
 from verifier.core.store import Store
+from verifier.core.tags import ABSENT
 from verifier.core.verdict import FIX, OK
+from verifier.human.apply import TAG_PREFIX, answered_by
 
 OK_STATE, FIXED, INGESTED = "verified", "fixed", "human-ingested"
 
@@ -91,10 +93,8 @@ def _state(store: Store, policy: Policy | None, image_sha: str, caption_sha: str
         return "", "never verified"
     people = store.human_answers(image_sha)
     if people and policy is not None:
-        claims = facts_from_caption(parse(text), policy)
-        agrees = all(claims.get(a) == v for a, v in people.items())
-        disputed = {f["aspect"] for f in json.loads(latest["fixes"] or "[]")}
-        if agrees and (latest["status"] != FIX or disputed <= set(people)):
+        disputed = {answered_by(f) for f in json.loads(latest["fixes"] or "[]")}
+        if _agrees(policy, text, people) and (latest["status"] != FIX or disputed <= set(people)):
             return INGESTED, ""
     if latest["caption_sha"] != caption_sha:
         return "", "caption changed since it was verified (verify again)"
@@ -105,6 +105,19 @@ def _state(store: Store, policy: Policy | None, image_sha: str, caption_sha: str
             return "", f"the model's borderline call, for a person to settle ({items})"
         return "", f"fix not applied ({items})"
     return "", f"{latest['status']}: {latest['reason']}"
+
+
+def _agrees(policy: Policy, text: str, people: dict[str, str]) -> bool:
+    """Does the caption say what the person answered? (a tag they removed is gone; a fact is theirs)"""
+    caption = parse(text)
+    claims = facts_from_caption(caption, policy)
+    for key, value in people.items():
+        if key.startswith(TAG_PREFIX):
+            if value == ABSENT and key[len(TAG_PREFIX):] in caption.tags:
+                return False
+        elif claims.get(key) != value:
+            return False
+    return True
 
 
 def policy_summary(policy: Policy | None) -> dict:

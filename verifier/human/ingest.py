@@ -24,12 +24,13 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from captions.dataset import iter_images
+from captions.dataset import caption_path, iter_images
 from captions.edit import set_facts
 from captions.journal import read_caption, write_caption
 from captions.policy import Policy, squash
 from verifier.core.images import sha256_file, text_sha
 from verifier.core.store import STATE_DIR, Store
+from verifier.core.tags import TAGS
 from verifier.errors import VerifierError
 from verifier.human.apply import unified
 from verifier.human.route import UNSURE
@@ -104,6 +105,10 @@ def scan(path: Path, policy: Policy, aspect: str, result: Ingested) -> list[Sort
 
 
 def ingest(path: Path, root: Path, policy: Policy, aspect: str, store: Store, *, dry_run: bool = False) -> Ingested:
+    if aspect == TAGS:
+        from verifier.human.tag_review import ingest_tags
+
+        return ingest_tags(path, root, store, dry_run=dry_run)
     result = Ingested()
     path, root = Path(path), Path(root)
     placed = scan(path, policy, aspect, result)
@@ -117,7 +122,7 @@ def ingest(path: Path, root: Path, policy: Policy, aspect: str, store: Store, *,
     dataset: dict[str, list[Path]] | None = None
     targets: dict[Path, Sorted] = {}
     for s in placed:
-        if s.path.with_suffix(".txt").exists():
+        if caption_path(s.path).exists():
             targets[s.path] = s  # sorted in place: the caption is beside it
             continue
         if dataset is None:
@@ -166,7 +171,7 @@ def _moved_back(s: Sorted, root: Path, store: Store, dry_run: bool) -> list[Path
 
 def _fix_one(image: Path, s: Sorted, root: Path, policy: Policy, aspect: str, store: Store, dry_run: bool,
              result: Ingested) -> None:
-    caption = image.with_suffix(".txt")
+    caption = caption_path(image)
     text = read_caption(caption)
     rel = store.rel(image) if _inside(image, root) else str(image)
     if text is None:

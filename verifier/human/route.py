@@ -18,6 +18,7 @@ from pathlib import Path
 from captions.policy import Policy
 from verifier.core.report import read_report
 from verifier.core.store import Store
+from verifier.core.tags import TAGS
 from verifier.core.verdict import ERROR, REFUSED
 from verifier.errors import VerifierError
 
@@ -53,6 +54,10 @@ def model_value(line: dict, aspect: str) -> str | None:
 
 def route(root: Path, policy: Policy, report: Path, aspect: str, store: Store, *, into: Path | None = None,
           everything: bool = False, mode: str = "link", only: set[str] | None = None) -> Routed:
+    if aspect == TAGS:
+        from verifier.human.tag_review import route_tags
+
+        return route_tags(root, report, store, into=into, everything=everything, mode=mode, only=only)
     spec = policy.aspect(aspect)
     if spec is None:
         raise VerifierError(policy.source, f"no aspect '{aspect}' in the policy")
