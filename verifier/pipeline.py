@@ -205,7 +205,8 @@ class Pipeline:
             f"({UNSURE}/ holds what the model refused or failed on); then run:",
             f"  capcheck ingest {shlex.quote(str(review))} --aspects {','.join(sorted(aspects))}",
             "and this same `capcheck run` command again",
-            f"(or sort them in a browser, which runs the ingest for you: capcheck review {shlex.quote(str(self.root))})"]
+            "(or sort them in a browser, which runs the ingest for you: "
+            f"capcheck review {shlex.quote(str(self.root))})"]
         self.outcome.code = REVIEW
 
     def _train(self, config, metadata) -> None:

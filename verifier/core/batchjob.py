@@ -233,7 +233,7 @@ class BatchJob:
             for line in failed:
                 self._record(line, Outcome(None, f"batch request failed: {line.failure}", 1, 0.0))
             return []
-        from verifier.core.verify import open_backend
+        from verifier.core.options import open_backend
 
         backend = open_backend(self.options, self.v.on_notice)
         try:

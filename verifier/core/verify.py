@@ -30,57 +30,16 @@ from verifier.core.answers import interpret
 from verifier.core.backends import Backend, Request
 from verifier.core.images import prepare, sha256_file, text_sha
 from verifier.core.observation import Observation
+from verifier.core.options import UNKNOWN_MODEL, VerifyOptions, backend_identity, open_backend
 from verifier.core.pool import Outcome, Pool, RetryPolicy
-from verifier.core.prompting import DEFAULT_ASPECTS, FIXLINE, OBSERVE, PromptSpec, build_prompt
+from verifier.core.prompting import PromptSpec, build_prompt
 from verifier.core.store import Store
-from verifier.core.tags import MISMATCH_SHARE, PROBES, TAGS, ask_order, questions
+from verifier.core.tags import TAGS, ask_order, questions
 from verifier.core.verdict import ERROR, REFUSED, STATUSES, FixItem, TagClaims, Verdict, checked_claims, judge
 from verifier.errors import BackendUnavailable, VerifierError
 
 ASKED, STORED, DERIVED = "asked", "store", "derived"
-UNKNOWN_MODEL = "default"  # codex with no model named anywhere: its own default, learnt from its header
 UNREADABLE = "unreadable caption"  # skipped: not valid UTF-8, or empty
-
-
-@dataclass
-class VerifyOptions:
-    model: str = ""
-    backend: str = "openai"  # openai | codex | batch
-    base_url: str | list[str] | None = None  # several: a fleet of servers, `concurrency` each
-    api_key_env: str = "OPENAI_API_KEY"
-    protocol: str | None = None  # default: observe for openai, fixline for codex
-    aspects: list[str] = field(default_factory=lambda: list(DEFAULT_ASPECTS))
-    concurrency: int = 6
-    rpm: float | None = None
-    timeout: float = 120.0
-    max_attempts: int = 4
-    image_size: int = 1024
-    image_format: str = "jpeg"
-    fresh: bool = False
-    only: list[str] = field(default_factory=list)
-    codex_bin: str = "codex"
-    retry_base: float = 1.0  # first backoff in seconds (tests shorten it)
-    batch_file: str | None = None  # write the batch JSONL here and stop (for vllm run-batch)
-    batch_results: str | None = None  # read answers from this batch results file
-    wait: bool = True  # batch: wait for the batches to finish (False: submit, collect what is done, exit)
-    poll: float = 30.0  # batch: seconds between polls
-    batch_retry: str = "live"  # batch lines that failed or expired: live | batch | error
-
-    @property
-    def base_urls(self) -> list[str]:
-        urls = [self.base_url] if isinstance(self.base_url, str) else list(self.base_url or [])
-        return list(dict.fromkeys(u.rstrip("/") for u in urls))  # one server named twice is one server
-
-    @property
-    def batch_mode(self) -> bool:
-        return self.backend == "batch" or bool(self.batch_file or self.batch_results)
-    caption_ext: str | None = None  # `--caption-ext`; None: .txt, or .caption where only that exists
-    probes: int = PROBES  # the tags audit: probe tags per image
-    mismatch_share: float = MISMATCH_SHARE  # the tags audit: this share of tags absent is a mismatch
-
-    @property
-    def resolved_protocol(self) -> str:
-        return self.protocol or (FIXLINE if self.backend == "codex" else OBSERVE)
 
 
 @dataclass
@@ -145,44 +104,6 @@ class RunResult:
     def total_tokens(self) -> int:
         """Usage reported only as a total (codex), apart from the split above."""
         return sum(r.total_tokens or 0 for r in self.asked if r.prompt_tokens is None)
-
-
-def backend_identity(options: VerifyOptions) -> tuple[str, str]:
-    """The (backend, model) pair verdicts are keyed by, known without opening the backend."""
-    if options.backend == "codex":
-        from verifier.core.backends.codex import configured_model
-
-        # without --model, the model of codex's config.toml; the answers are stored under the one it reports
-        return "codex", options.model or configured_model() or UNKNOWN_MODEL
-    if options.backend == "batch":
-        return "openai", options.model  # the same model through another door: the same verdicts
-    return options.backend, options.model
-
-
-def open_backend(options: VerifyOptions, notice: Callable[[str], None] | None = None) -> Backend:
-    """The backend, behind a Fleet (one server or several) so fail-fast and
-    taking out a dead server work the same everywhere."""
-    from verifier.core.backends.fleet import Fleet
-
-    if options.backend == "codex":
-        from verifier.core.backends.codex import CodexBackend
-
-        codex = CodexBackend(options.model or None, binary=options.codex_bin, timeout=options.timeout)
-        return Fleet([codex], ["codex"], options.concurrency, notice)
-    if options.backend not in ("openai", "batch"):
-        raise VerifierError(None, f"backend must be openai, batch or codex, not '{options.backend}'")
-    if not options.model:
-        raise VerifierError(None, f"--model is required for the {options.backend} backend")
-    key = os.environ.get(options.api_key_env)
-    urls = options.base_urls
-    if not key and not urls:
-        raise BackendUnavailable("https://api.openai.com/v1",
-                                 f"no API key: set ${options.api_key_env} (or pass --base-url for a local server)")
-    from verifier.core.backends.openai_api import OpenAIBackend
-
-    backends = [OpenAIBackend(options.model, base_url=url, api_key=key, api_key_env=options.api_key_env,
-                              concurrency=options.concurrency, timeout=options.timeout) for url in urls or [None]]
-    return Fleet(backends, urls or ["https://api.openai.com/v1"], options.concurrency, notice)
 
 
 def _asked(w: Work) -> tuple[list[str], list[str]]:
