@@ -16,6 +16,9 @@ from captions.policy import Policy, squash
 
 CANNOT = "cannot determine"
 TAGS_KEY = "tags"  # the observation's tag answers (the tags audit)
+PRESENT, ABSENT = "present", "absent"  # a tag's answers, beside CANNOT
+_YES = frozenset({"present", "yes", "true", "visible", "shown"})
+_NO = frozenset({"absent", "no", "false", "not present", "not shown"})
 TAG_ANSWERS = ("present", "absent", CANNOT)
 # Ways models say "cannot determine"; all mean the same to us.
 UNDETERMINED = frozenset({
@@ -152,7 +155,6 @@ def parse_tags(data: dict, tags: list[str]) -> dict[str, str]:
     """The answers for the asked tags; a tag left out is `cannot determine`
     (never counted either way), a key matched in any spelling of the tag."""
     from captions.tags import normalize_tag
-    from verifier.core.tags import answer_word
 
     entry = data.get(TAGS_KEY)
     if not isinstance(entry, dict):
@@ -197,3 +199,17 @@ def parse_observe(text: str, policy: Policy, aspects: list[str], tags: list[str]
     note = lowered.get("note")
     answers = parse_tags(data, tags) if tags is not None else None
     return Observation(out, note.strip()[:500] if isinstance(note, str) and note.strip() else None, answers)
+
+
+def answer_word(value: object) -> str | None:
+    """A model's answer for one tag as present / absent / cannot determine; None when unreadable."""
+    if isinstance(value, bool):
+        return PRESENT if value else ABSENT
+    if not isinstance(value, str):
+        return None
+    word = value.strip().lower().strip(".")
+    if word in _YES:
+        return PRESENT
+    if word in _NO:
+        return ABSENT
+    return CANNOT if is_undetermined(word) else None

@@ -28,10 +28,9 @@ from captions.caption import Caption
 from captions.policy import RATINGS, Policy
 from captions.tags import is_score_tag
 from captions.vocab import GENERAL, Vocabulary
-from verifier.core.observation import CANNOT, is_undetermined
+from verifier.core.observation import ABSENT, CANNOT, PRESENT
 
 TAGS = "tags"  # the aspect name the audit goes by (--aspects framing,tags)
-PRESENT, ABSENT = "present", "absent"
 ANSWERS = (PRESENT, ABSENT, CANNOT)
 PROBES = 4  # probe tags per image
 MISMATCH_SHARE = 0.5  # this share of a caption's answered tags refuted: it may be another image's caption
@@ -45,22 +44,6 @@ _NOT_VISUAL = frozenset({
     "artist name", "signature", "watermark", "dated", "general", "questionable", "nsfw", "sfw",
 })
 _YEAR = re.compile(r"^(?:year )?\d{4}s?$")
-_YES = frozenset({"present", "yes", "true", "visible", "shown"})
-_NO = frozenset({"absent", "no", "false", "not present", "not shown"})
-
-
-def answer_word(value: object) -> str | None:
-    """A model's answer for one tag as present / absent / cannot determine; None when unreadable."""
-    if isinstance(value, bool):
-        return PRESENT if value else ABSENT
-    if not isinstance(value, str):
-        return None
-    word = value.strip().lower().strip(".")
-    if word in _YES:
-        return PRESENT
-    if word in _NO:
-        return ABSENT
-    return CANNOT if is_undetermined(word) else None
 
 
 def checkable(tag: str, policy: Policy, vocab: Vocabulary | None = None, aspect_tags: frozenset[str] = frozenset()
