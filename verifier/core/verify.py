@@ -122,16 +122,9 @@ def collect(root: Path, policy: Policy, store: Store, only: list[str],
         rel = store.rel(item.image)
         if not _selected(rel, only):
             continue
-        try:
-            text = read_caption(item.caption)
-        except CaptionsError as exc:  # that image alone: the run goes on
-            skipped[rel] = f"{UNREADABLE}: {exc.message}"
-            continue
-        if text is None:
-            skipped[rel] = "no caption"
-            continue
-        if not text.strip():
-            skipped[rel] = f"{UNREADABLE}: the caption is empty"
+        text, why = _caption(item.caption)
+        if text is None:  # that image alone: the run goes on
+            skipped[rel] = why
             continue
         sha = store.file_sha(item.image, sha256_file)
         claims = facts_from_caption(parse(text), policy)
@@ -159,7 +152,7 @@ def _tag_questions(root: Path, works: list[Work], policy: Policy, options: Verif
     vocab = find_vocabulary(None, policy)
     dataset = None
     if options.only:
-        texts = (_readable(item.caption) for item in iter_images(root, caption_ext=options.caption_ext))
+        texts = (_caption(item.caption)[0] for item in iter_images(root, caption_ext=options.caption_ext))
         dataset = [parse(t) for t in texts if t]
     asked = questions({w.image: parse(w.caption) for w in works}, policy, vocab, options.aspects, options.probes,
                       dataset)
@@ -168,12 +161,18 @@ def _tag_questions(root: Path, works: list[Work], policy: Policy, options: Verif
         w.tags = TagClaims(tuple(own), tuple(probes), options.mismatch_share)
 
 
-def _readable(path: Path) -> str | None:
+def _caption(path: Path) -> tuple[str | None, str]:
+    """A caption's text, or None and why it cannot be verified (one rule for the
+    run and for the dataset-wide probe pool)."""
     try:
         text = read_caption(path)
-    except CaptionsError:
-        return None
-    return text if text and text.strip() else None
+    except CaptionsError as exc:
+        return None, f"{UNREADABLE}: {exc.message}"
+    if text is None:
+        return None, "no caption"
+    if not text.strip():
+        return None, f"{UNREADABLE}: the caption is empty"
+    return text, ""
 
 
 def _result_from_row(row, source: str) -> ItemResult:
