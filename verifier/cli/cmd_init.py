@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from captions.vocab import TAGS_ENV
-from verifier.cli.cmd_verify import CaptionExtOpt
 from verifier.cli.console import app, dataset_path, err, handled, out
+from verifier.cli.verify_options import CaptionExtOpt
 
 
 @app.command()

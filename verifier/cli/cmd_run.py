@@ -14,43 +14,17 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from captions.errors import CaptionsError
-from verifier.cli.cmd_verify import (
-    AspectsOpt,
-    AttemptsOpt,
-    BackendName,
-    BackendOpt,
-    BaseUrlOpt,
-    CodexOpt,
-    ConcurrencyOpt,
-    FormatOpt,
-    FreshOpt,
-    ImageFormat,
-    KeyEnvOpt,
-    Live,
-    ModelOpt,
-    OnlyOpt,
-    ProtocolOpt,
-    RpmOpt,
-    SizeOpt,
-    TimeoutOpt,
-    verify_options,
-)
-from verifier.cli.console import (
-    EXIT_INTERRUPTED,
-    OldAspectOpt,
-    PolicyOpt,
-    app,
-    comma_list,
-    dataset_path,
-    err,
-    handled,
-    out,
-)
+from verifier.cli.cmd_verify import Live
+from verifier.cli.console import EXIT_INTERRUPTED, PolicyOpt, app, comma_list, dataset_path, err, handled, out
+from verifier.cli.verify_options import with_verify_options
+
+if TYPE_CHECKING:
+    from verifier.core.options import VerifyOptions
 
 DEMO_BANNER = ("DEMO MODEL: a stand-in that answers from the ground truth in {truth}; it is not a vision model "
                "and sees nothing. Use a real model for a real dataset.")
@@ -107,6 +81,7 @@ class _Displays:
 
 @app.command()
 @handled
+@with_verify_options
 def run(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder: images with JSON sidecars (and/or captions).")],
     policy: PolicyOpt = None,
@@ -118,29 +93,14 @@ def run(
                                                     "real model.")] = None,
     fail_on_review: Annotated[bool, typer.Option("--fail-on-review", help="Exit 3 (not 0) when images wait for a "
                                                                            "person: for scripts.")] = False,
-    model: ModelOpt = "",
-    backend: BackendOpt = BackendName.openai,
-    base_url: BaseUrlOpt = None,
-    api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
-    protocol: ProtocolOpt = None,
-    aspects: AspectsOpt = None,
-    aspect: OldAspectOpt = None,
     apply_aspects: Annotated[str | None, typer.Option(hidden=True)] = None,  # old: apply only these
-    concurrency: ConcurrencyOpt = 6,
-    rpm: RpmOpt = None,
-    timeout: TimeoutOpt = 120.0,
-    max_attempts: AttemptsOpt = 4,
-    image_size: SizeOpt = 1024,
-    image_format: FormatOpt = ImageFormat.jpeg,
-    fresh: FreshOpt = False,
-    only: OnlyOpt = None,
-    codex_bin: CodexOpt = "codex",
+    options: VerifyOptions = None,  # every option of `capcheck verify` (verify_options.verify_params), checked
 ) -> None:
     """The whole loop: build, lint, verify, apply, route what needs a person, then train. Safe to run again."""
     from verifier.pipeline import REVIEW, Hooks, Pipeline
 
     root = dataset_path(dataset)
-    if demo_model is None and backend is BackendName.openai and not model:
+    if demo_model is None and options.backend == "openai" and not options.model:
         # say it before any work: building and linting first would look like progress
         raise CaptionsError(None, "give the vision model: --model NAME (with --base-url for a local server), "
                                   "--backend codex, or --demo-model examples/keichan/truth.json for the bundled "
@@ -149,9 +109,8 @@ def run(
     hooks = Hooks(stage=displays.stage, verify_plan=displays.plan, verify_result=displays.verify,
                   train_step=displays.step, event=lambda m: err.print(m, soft_wrap=True))
     with _demo(demo_model, root, policy) as demo_url:
-        options = verify_options(model or ("capcheck-demo" if demo_url else ""), backend, demo_url or base_url,
-                                 api_key_env, protocol, comma_list(aspects, aspect, "--aspect"), concurrency, rpm,
-                                 timeout, max_attempts, image_size, image_format, fresh, only, codex_bin)
+        if demo_url:  # the stand-in answers on loopback, whatever model or server was named
+            options.model, options.base_url = options.model or "capcheck-demo", demo_url
         pipeline = Pipeline(root, policy, options, config=config, no_train=no_train, hooks=hooks,
                             apply_aspects=comma_list(apply_aspects))
         try:

@@ -13,9 +13,8 @@ resume).
 from __future__ import annotations
 
 import asyncio
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
@@ -26,41 +25,19 @@ from verifier.cli.console import (
     EXIT_FINDINGS,
     EXIT_INTERRUPTED,
     EXIT_NO_MODEL,
-    OldAspectOpt,
     PolicyOpt,
     app,
-    comma_list,
     dataset_path,
     dataset_policy,
     err,
     handled,
     out,
 )
-from verifier.core.prompting import DEFAULT_ASPECTS
-from verifier.core.tags import MISMATCH_SHARE, PROBES
+from verifier.cli.verify_options import with_verify_options
 from verifier.core.verdict import ERROR, FIX, OK, REFUSED, STATUSES
 
-
-class BackendName(StrEnum):
-    openai = "openai"
-    batch = "batch"
-    codex = "codex"
-
-
-class BatchRetry(StrEnum):
-    live = "live"
-    batch = "batch"
-    error = "error"
-
-
-class ProtocolName(StrEnum):
-    observe = "observe"
-    fixline = "fixline"
-
-
-class ImageFormat(StrEnum):
-    jpeg = "jpeg"
-    png = "png"
+if TYPE_CHECKING:
+    from verifier.core.options import VerifyOptions
 
 
 class _Rate(ProgressColumn):
@@ -88,90 +65,13 @@ class Live:
         self.progress.update(self.task, advance=1, tally=tally)
 
 
-# The verify options, shared by `verify` and `run`.
-ASPECTS = ",".join(DEFAULT_ASPECTS)
-ModelOpt = Annotated[str, typer.Option("--model", "-m", metavar="NAME", help="Model name (openai backend: "
-                                                                             "required).")]
-BackendOpt = Annotated[BackendName, typer.Option(help="openai: any OpenAI-compatible API; batch: its batch jobs "
-                                                      "(/v1/files + /v1/batches); codex: the Codex CLI.")]
-BaseUrlOpt = Annotated[list[str] | None, typer.Option(metavar="URL", help="API base URL (vLLM, Ollama, LM Studio, "
-                                                                          "OpenRouter, …); repeat it for several "
-                                                                          "servers of one model.")]
-KeyEnvOpt = Annotated[str, typer.Option(metavar="VAR", help="Environment variable holding the API key.")]
-ProtocolOpt = Annotated[ProtocolName | None, typer.Option(help="observe (JSON; openai default) or fixline "
-                                                               "(one line; codex default).")]
-AspectsOpt = Annotated[str | None, typer.Option("--aspects", metavar="LIST", help=f"Aspects to check, "
-                                                f"comma-separated (default: {ASPECTS}).")]
-ConcurrencyOpt = Annotated[int, typer.Option(help="Most requests in flight at once.")]
-RpmOpt = Annotated[float | None, typer.Option(help="At most this many requests per minute.")]
-TimeoutOpt = Annotated[float, typer.Option(metavar="SECONDS", help="Seconds before a request counts as failed.")]
-AttemptsOpt = Annotated[int, typer.Option(help="Attempts per image (429, 5xx, timeouts are retried).")]
-SizeOpt = Annotated[int, typer.Option(metavar="PIXELS", help="Long side sent, in pixels (never cropped).")]
-FormatOpt = Annotated[ImageFormat, typer.Option(help="jpeg or png.")]
-FreshOpt = Annotated[bool, typer.Option("--fresh", help="Ask again even what the store has answered.")]
-OnlyOpt = Annotated[list[str] | None, typer.Option(metavar="PATTERN", help="Only images whose path or name matches "
-                                                                           "(repeatable).")]
-CodexOpt = Annotated[str, typer.Option(metavar="PATH", help="The codex executable.")]
-BatchFileOpt = Annotated[Path | None, typer.Option(metavar="OUT.jsonl", help="Write the requests as batch JSONL "
-                                                                             "here and stop (for vllm run-batch -i).")]
-BatchResultsOpt = Annotated[Path | None, typer.Option(metavar="RESULTS.jsonl", help="Read the answers from this "
-                                                                                    "batch results JSONL (vllm "
-                                                                                    "run-batch -o).")]
-NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="batch: submit (and collect what is done), then exit.")]
-PollOpt = Annotated[float, typer.Option(metavar="SECONDS", help="batch: seconds between status checks.")]
-BatchRetryOpt = Annotated[BatchRetry, typer.Option(help="batch: requests that failed or expired are asked live, "
-                                                        "in a new batch, or stored as errors.")]
-CaptionExtOpt = Annotated[str | None, typer.Option(metavar="EXT", help="Caption file extension (default: .txt, "
-                                                                     "or .caption where only that exists).")]
-
-
-def verify_options(model: str, backend: BackendName, base_url: str | list[str] | None, api_key_env: str,
-                   protocol: ProtocolName | None, aspects: list[str] | None, concurrency: int, rpm: float | None,
-                   timeout: float, max_attempts: int, image_size: int, image_format: ImageFormat, fresh: bool,
-                   only: list[str] | None, codex_bin: str, batch_file: Path | None = None,
-                   batch_results: Path | None = None, wait: bool = True, poll: float = 30.0,
-                   batch_retry: BatchRetry = BatchRetry.live):
-    from verifier.core.verify import VerifyOptions
-
-    return VerifyOptions(
-        model=model, backend=backend.value, base_url=base_url, api_key_env=api_key_env,
-        protocol=protocol.value if protocol else None, aspects=aspects or list(DEFAULT_ASPECTS),
-        concurrency=concurrency, rpm=rpm, timeout=timeout, max_attempts=max_attempts, image_size=image_size,
-        image_format=image_format.value, fresh=fresh, only=list(only or []), codex_bin=codex_bin,
-        batch_file=str(batch_file) if batch_file else None, batch_results=str(batch_results) if batch_results else None,
-        wait=wait, poll=poll, batch_retry=batch_retry.value)
-
-
 @app.command()
 @handled
+@with_verify_options
 def verify(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder (walked recursively).")],
     policy: PolicyOpt = None,
-    model: ModelOpt = "",
-    backend: BackendOpt = BackendName.openai,
-    base_url: BaseUrlOpt = None,
-    api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
-    protocol: ProtocolOpt = None,
-    aspects: AspectsOpt = None,
-    aspect: OldAspectOpt = None,
-    concurrency: ConcurrencyOpt = 6,
-    rpm: RpmOpt = None,
-    timeout: TimeoutOpt = 120.0,
-    max_attempts: AttemptsOpt = 4,
-    image_size: SizeOpt = 1024,
-    image_format: FormatOpt = ImageFormat.jpeg,
-    fresh: FreshOpt = False,
-    only: OnlyOpt = None,
-    codex_bin: CodexOpt = "codex",
-    batch_file: BatchFileOpt = None,
-    batch_results: BatchResultsOpt = None,
-    no_wait: NoWaitOpt = False,
-    poll: PollOpt = 30.0,
-    batch_retry: BatchRetryOpt = BatchRetry.live,
-    caption_ext: CaptionExtOpt = None,
-    probes: Annotated[int, typer.Option(help="Tags audit: probe tags asked per image.")] = PROBES,
-    mismatch_share: Annotated[float, typer.Option(help="Tags audit: this share of a caption's tags absent means it "
-                                                       "may be another image's.")] = MISMATCH_SHARE,
+    options: VerifyOptions = None,  # every option of verify_options.verify_params, checked
 ) -> None:
     """Ask a vision model what each image shows and compare it with the caption (`--aspects …,tags`: every tag)."""
     from verifier.core.report import write_reports
@@ -181,10 +81,6 @@ def verify(
 
     root = dataset_path(dataset)
     pol = dataset_policy(policy, root)
-    options = verify_options(model, backend, base_url, api_key_env, protocol, comma_list(aspects, aspect, "--aspect"),
-                             concurrency, rpm, timeout, max_attempts, image_size, image_format, fresh, only, codex_bin,
-                             batch_file, batch_results, not no_wait, poll, batch_retry)
-    options.caption_ext, options.probes, options.mismatch_share = caption_ext, probes, mismatch_share
     live = Live()
     with Store(root) as store:
         try:

@@ -31,6 +31,7 @@ from verifier.core.backends.batch import ENDPOINT, BatchClient, BatchState
 from verifier.core.backends.openai_api import chat_body, reply_from_body
 from verifier.core.images import prepare
 from verifier.core.pool import Outcome
+from verifier.core.urls import redact_url
 from verifier.errors import BackendUnavailable, VerifierError
 
 MAX_LINES = 50_000  # the OpenAI Batch API's limits per input file
@@ -143,7 +144,7 @@ class BatchJob:
     # -- batch jobs ------------------------------------------------------------------
 
     async def run(self, client: BatchClient) -> BatchOutcome:
-        open_ids = [row["id"] for row in self.store.open_batches(self.base_url, "openai", self.model,
+        open_ids = [row["id"] for row in self.store.open_batches(redact_url(self.base_url), "openai", self.model,
                                                                   self.prompt_sha)]
         pending = {cid for bid in open_ids for cid in self.store.batch_lines(bid)}
         new = [line for cid, line in self.lines.items() if cid not in pending]
@@ -160,7 +161,7 @@ class BatchJob:
         async def send() -> None:
             name = f"capcheck-{self.prompt_sha[:8]}-{len(ids) + 1}.jsonl"
             batch_id, file_id = await client.submit(name, b"".join(part))
-            self.store.add_batch(batch_id, base_url=self.base_url, backend="openai", model=self.model,
+            self.store.add_batch(batch_id, base_url=redact_url(self.base_url), backend="openai", model=self.model,
                                  prompt_sha=self.prompt_sha, input_file=file_id, status="validating",
                                  custom_ids=[ln.custom_id for ln in held])  # at once: a kill cannot lose it
             ids.append(batch_id)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from verifier.core.backends import Backend
 from verifier.core.prompting import DEFAULT_ASPECTS, FIXLINE, OBSERVE
 from verifier.core.tags import MISMATCH_SHARE, PROBES
+from verifier.core.urls import redact_url, url_problem
 from verifier.errors import BackendUnavailable, VerifierError
 
 UNKNOWN_MODEL = "default"  # codex with no model named anywhere: its own default, learnt from its header
@@ -61,6 +62,35 @@ class VerifyOptions:
 
 
 
+MIN_IMAGE_SIZE = 64  # below this a vision model sees a smudge (`--image-size 0` sent a 1×1 image)
+
+
+def check_options(options: VerifyOptions) -> None:
+    """Refuse, before any request, an option value that cannot work: each one
+    used to cost a whole retried run (`--timeout -1`: 48 requests, then exit 4)."""
+    checks = [
+        ("--image-size", options.image_size, options.image_size >= MIN_IMAGE_SIZE,
+         f"must be at least {MIN_IMAGE_SIZE} pixels (the long side sent to the model)"),
+        ("--timeout", options.timeout, options.timeout > 0, "must be more than 0 seconds"),
+        ("--concurrency", options.concurrency, options.concurrency >= 1, "must be at least 1"),
+        ("--max-attempts", options.max_attempts, options.max_attempts >= 1, "must be at least 1"),
+        ("--rpm", options.rpm, options.rpm is None or options.rpm > 0, "must be more than 0 requests a minute"),
+        ("--poll", options.poll, options.poll > 0, "must be more than 0 seconds"),
+        ("--probes", options.probes, options.probes >= 0, "must be 0 or more"),
+        ("--mismatch-share", options.mismatch_share, 0 < options.mismatch_share <= 1,
+         "must be a share above 0 and at most 1 (e.g. 0.5)"),
+    ]
+    for flag, value, ok, why in checks:
+        if not ok:
+            raise VerifierError(None, f"{flag} {value}: {why}")
+    for url in options.base_urls:
+        problem = url_problem(url)
+        if problem:
+            raise VerifierError(None, f"--base-url {redact_url(url)}: {problem}")
+    if options.caption_ext is not None and not options.caption_ext.strip(". "):
+        raise VerifierError(None, f"--caption-ext '{options.caption_ext}': give an extension, e.g. .txt")
+
+
 def backend_identity(options: VerifyOptions) -> tuple[str, str]:
     """The (backend, model) pair verdicts are keyed by, known without opening the backend."""
     if options.backend == "codex":
@@ -96,4 +126,5 @@ def open_backend(options: VerifyOptions, notice: Callable[[str], None] | None = 
 
     backends = [OpenAIBackend(options.model, base_url=url, api_key=key, api_key_env=options.api_key_env,
                               concurrency=options.concurrency, timeout=options.timeout) for url in urls or [None]]
-    return Fleet(backends, urls or ["https://api.openai.com/v1"], options.concurrency, notice)
+    shown = [redact_url(u) for u in urls] or ["https://api.openai.com/v1"]  # what its messages name
+    return Fleet(backends, shown, options.concurrency, notice)

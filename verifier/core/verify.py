@@ -35,6 +35,7 @@ from verifier.core.pool import Outcome, Pool, RetryPolicy
 from verifier.core.prompting import PromptSpec, build_prompt
 from verifier.core.store import Store
 from verifier.core.tags import TAGS, ask_order, questions
+from verifier.core.urls import redact_urls
 from verifier.core.verdict import ERROR, REFUSED, STATUSES, FixItem, TagClaims, Verdict, checked_claims, judge
 from verifier.errors import BackendUnavailable, VerifierError
 
@@ -362,7 +363,7 @@ class Verifier:
 
     def _args(self, backend: str, model: str) -> dict:
         o = self.options
-        return {"backend": backend, "model": model, "base_url": o.base_url,
+        return {"backend": backend, "model": model, "base_url": redact_urls(o.base_url),  # the store keeps no secret
                 "policy": str(self.policy.source) if self.policy.source else None, "protocol": self.spec.protocol,
                 "aspects": self.spec.checked, "concurrency": o.concurrency, "rpm": o.rpm, "timeout": o.timeout,
                 "max_attempts": o.max_attempts, "image_size": o.image_size, "image_format": o.image_format,

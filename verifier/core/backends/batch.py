@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import openai
 
 from verifier.core.backends.openai_api import NO_KEY, error_message
+from verifier.core.urls import redact_url, split_query
 from verifier.errors import BackendUnavailable
 
 ENDPOINT = "/v1/chat/completions"
@@ -43,10 +44,11 @@ class BatchState:
 class BatchClient:
     def __init__(self, base_url: str | None, api_key: str | None, api_key_env: str = "OPENAI_API_KEY",
                  timeout: float = 120.0):
-        self.where = base_url or "https://api.openai.com/v1"
+        self.where = redact_url(base_url) or "https://api.openai.com/v1"  # what errors name: no secret in it
         self.api_key_env = api_key_env
-        self._client = openai.AsyncOpenAI(api_key=api_key or NO_KEY, base_url=base_url, max_retries=3,
-                                          timeout=timeout)
+        url, query = split_query(base_url)
+        self._client = openai.AsyncOpenAI(api_key=api_key or NO_KEY, base_url=url, max_retries=3,
+                                          timeout=timeout, default_query=query or None)
 
     async def submit(self, name: str, data: bytes) -> tuple[str, str]:
         """Upload one JSONL file and create its batch: (batch id, input file id)."""

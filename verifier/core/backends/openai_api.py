@@ -15,6 +15,7 @@ import httpx2
 import openai
 
 from verifier.core.backends import ItemFailed, Reply, Request, Retryable, retry_after
+from verifier.core.urls import redact_url, split_query
 from verifier.errors import BackendUnavailable
 
 NO_KEY = "capcheck-no-key"  # local servers accept any key; the SDK insists on one
@@ -32,9 +33,10 @@ class OpenAIBackend:
             limits=httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
             timeout=httpx2.Timeout(timeout, connect=min(timeout, 15.0)),
         )
-        self._client = openai.AsyncOpenAI(api_key=api_key or NO_KEY, base_url=base_url, max_retries=0,
-                                          timeout=timeout, http_client=self._http)
-        self._where = base_url or "https://api.openai.com/v1"
+        url, query = split_query(base_url)  # `?key=` travels as a query on every request, not inside the path
+        self._client = openai.AsyncOpenAI(api_key=api_key or NO_KEY, base_url=url, max_retries=0,
+                                          timeout=timeout, http_client=self._http, default_query=query or None)
+        self._where = redact_url(base_url) or "https://api.openai.com/v1"  # what errors name: no secret in it
 
     async def ask(self, request: Request) -> Reply:
         try:
