@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from captions.build import DIFFERS, INVALID, UNCHANGED, WRITTEN, build_dataset
-from captions.generic import choose_policy
 from captions.lint import ERROR, lint_dataset
 from captions.vocab import find_vocabulary
+from verifier.core.policy_rule import choose
 from verifier.core.prompting import check_aspects
 from verifier.core.report import read_report, reports_dir, write_reports
 from verifier.core.store import Store
@@ -89,9 +89,8 @@ class Pipeline:
         self.hooks.stage(stage)
 
     def run(self) -> Outcome:
-        chosen = choose_policy(self.policy_path, self.root)
-        if self.policy_path is None:
-            self.hooks.event(chosen.how)
+        chosen = choose(self.policy_path, self.root)
+        self.hooks.event(chosen.how)  # which policy, and why: the same rule and line as every command
         policy = chosen.policy
         config = None
         if self.config is not None and not self.no_train:

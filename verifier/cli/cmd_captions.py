@@ -10,13 +10,23 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from captions.build import DIFFERS, INVALID, SKIPPED, UNCHANGED, WRITTEN, BuildReport, build_dataset
 from captions.generic import DATASET_POLICY
 from captions.lint import ERROR, lint_dataset
-from captions.policy import load_policy
 from captions.vocab import TAGS_ENV, find_vocabulary
-from verifier.cli.console import EXIT_FINDINGS, PolicyOpt, app, dataset_path, dataset_policy, err, handled, out
+from verifier.cli.console import (
+    EXIT_FINDINGS,
+    PolicyOpt,
+    app,
+    dataset_path,
+    dataset_policy,
+    err,
+    handled,
+    labelled,
+    out,
+)
 
 
 @app.command()
@@ -45,9 +55,9 @@ def build(
 
 def _print_build(report: BuildReport) -> None:
     if not report.outcomes:
-        err.print(f"[yellow]warning:[/yellow] {report.root}: no images found")
+        err.print(labelled("warning:", "yellow", report.root, ": no images found"))
     for o in report.of(INVALID):
-        err.print(f"[red]invalid:[/red] {o.reason}", soft_wrap=True)  # a sidecar, or a caption that cannot be read
+        err.print(labelled("invalid:", "red", o.reason), soft_wrap=True)  # a sidecar, or a caption that cannot be read
     for o in report.of(DIFFERS):
         out.print(f"kept {o.image.with_suffix('.txt').relative_to(report.root)}: {o.reason}", soft_wrap=True)
     verb = "would write" if report.dry_run else "written"
@@ -83,21 +93,21 @@ class Format(StrEnum):
 @handled
 def lint(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder, or one caption .txt file.")],
-    policy: Annotated[Path | None, typer.Option("--policy", "-p", help="Caption policy YAML (default: DATASET/"
-                                                                       ".capcheck/policy.yaml; without one, the "
-                                                                       "rules that need no policy).")] = None,
+    policy: PolicyOpt = None,
     tags: Annotated[
         Path | None, typer.Option("--tags", help=f"Danbooru tag CSV (a1111 tagcomplete format); or ${TAGS_ENV}.")
     ] = None,
     fmt: Annotated[Format, typer.Option("--format", help="text or json.")] = Format.text,
 ) -> None:
     """Check every caption; exit 1 when any error-severity finding exists."""
-    root = dataset_path(dataset)
-    own = root / DATASET_POLICY
-    if policy is None and root.is_dir() and own.is_file():
-        policy = own  # what `capcheck init` wrote; without either, the rules that need no policy
-        err.print(f"policy: {own} (the dataset's own)", soft_wrap=True, markup=False)
-    pol = load_policy(policy) if policy else None
+    from verifier.core.policy_rule import choose
+
+    root = dataset_path(dataset, file_ok=True)
+    chosen = choose(policy, root if root.is_dir() else None)
+    # the one rule, but where it ends at the generic policy lint checks only the rules that need none
+    pol = chosen.policy if chosen.policy.source is not None else None
+    err.print(chosen.how if pol is not None else f"policy: none (no --policy, no {DATASET_POLICY.as_posix()}, no "
+              "verify on record): only the rules that need no policy", soft_wrap=True)
     vocab = find_vocabulary(tags, pol)
     findings = lint_dataset(root, pol, vocab)
     errors = sum(1 for f in findings if f.severity == ERROR)
@@ -106,7 +116,7 @@ def lint(
     else:
         for f in findings:
             style = "red" if f.severity == ERROR else "yellow"
-            out.print(f"{f.path}: [{style}]{f.rule}[/{style}]: {f.message}", soft_wrap=True)
+            out.print(Text.assemble(f"{f.path}: ", (f.rule, style), f": {f.message}"), soft_wrap=True)
         note = "" if vocab is not None else f" (no tag CSV: unknown-tag skipped; pass --tags or set ${TAGS_ENV})"
         out.print(f"{errors} error(s), {len(findings) - errors} warning(s){note}", soft_wrap=True)
     if errors:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from captions.vocab import TAGS_ENV
-from verifier.cli.console import app, dataset_path, err, handled, out
+from verifier.cli.console import app, dataset_path, err, handled, labelled, out
 from verifier.cli.verify_options import CaptionExtOpt
 
 
@@ -31,7 +31,7 @@ def init(
     path, g = write_starter(root, output, from_sidecars=from_sidecars, tags=tags, force=force,
                             caption_ext=caption_ext)
     for problem in g.unreadable:
-        err.print(f"[yellow]skipped:[/yellow] {problem}", soft_wrap=True)
+        err.print(labelled("skipped:", "yellow", problem), soft_wrap=True)
     out.print(f"capcheck init: {path} ({g.captions} captions, {len(g.counts)} distinct tags)", soft_wrap=True)
     out.print(f"  trigger: {g.trigger or '(none found)'}", soft_wrap=True, markup=False)
     out.print(f"  in nearly every caption: {', '.join(g.common) or '(none)'}", soft_wrap=True, markup=False)

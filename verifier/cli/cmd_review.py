@@ -20,19 +20,20 @@ from captions.errors import CaptionsError
 from verifier.cli.console import (
     EXIT_FINDINGS,
     OldAspectOpt,
+    PolicyOpt,
     app,
     comma_list,
     dataset_path,
+    dataset_policy,
     err,
     handled,
+    labelled,
     out,
     quoted,
 )
 from verifier.errors import ReportError
 
 ReportOpt = Annotated[Path | None, typer.Option("--report", "-r", help="Verify report (default: latest.jsonl).")]
-PolicyOverride = Annotated[Path | None, typer.Option("--policy", "-p", help="Caption policy (default: the one "
-                                                                               "the last verify used).")]
 AspectsOpt = Annotated[str | None, typer.Option("--aspects", metavar="LIST",
                                                 help="Aspects, comma-separated, e.g. framing,view.")]
 
@@ -62,7 +63,7 @@ def apply(
     include_borderline: Annotated[bool, typer.Option("--include-borderline", help="Apply borderline items too.")]
     = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the diffs; write nothing.")] = False,
-    policy: PolicyOverride = None,
+    policy: PolicyOpt = None,
 ) -> None:
     """Write the non-borderline fixes of the last verify as diffs (journaled; `undo` takes them back)."""
     from verifier.core.store import Store
@@ -74,7 +75,6 @@ def apply(
         STALE,
         UNCHANGED,
         apply_report,
-        policy_for,
         report_path,
     )
 
@@ -84,7 +84,7 @@ def apply(
         raise ReportError(source, f"no verify report: run `capcheck verify {quoted(dataset)} --policy POLICY.yaml "
                                   "--model NAME` (or `capcheck run`) first, or pass --report")
     with Store(root) as store:
-        pol = policy_for(store, policy)
+        pol = dataset_policy(policy, root, store)
         names = _aspects(aspects, aspect, pol)
         if not dry_run:
             store.start_run("apply", json.dumps({"report": str(source), "aspects": names,
@@ -95,7 +95,7 @@ def apply(
         if item.status == CHANGED:
             _diff(item.diff)
         for note in item.notes:
-            err.print(f"[yellow]note:[/yellow] {item.image}: {note}", soft_wrap=True)
+            err.print(labelled("note:", "yellow", f"{item.image}: {note}"), soft_wrap=True)
     for item in done:
         if item.status in (STALE, MISSING, READ_ONLY):
             out.print(f"{item.status}: {item.image}: {item.reason}", soft_wrap=True)
@@ -160,16 +160,16 @@ def route(
     = False,
     mode: Annotated[Mode, typer.Option(help="link (hard links; copies where that fails), copy or move.")]
     = Mode.link,
-    policy: PolicyOverride = None,
+    policy: PolicyOpt = None,
 ) -> None:
     """Put the images that need a person into DIR/<aspect>/<value>/, pre-sorted by the model's answer."""
     from verifier.core.store import Store
-    from verifier.human.apply import policy_for, report_path
+    from verifier.human.apply import report_path
     from verifier.human.route import route as route_images
 
     root = dataset_path(dataset)
     with Store(root) as store:
-        pol = policy_for(store, policy)
+        pol = dataset_policy(policy, root, store)
         names = _aspects(aspects, aspect, pol)
         if not names:
             raise CaptionsError(None, "give --aspects: the aspect(s) a person will sort by, e.g. --aspects framing")
@@ -214,7 +214,7 @@ def ingest(
                                                                 "sorted in place.")],
     aspects: AspectsOpt = None,
     aspect: OldAspectOpt = None,
-    policy: PolicyOverride = None,
+    policy: PolicyOpt = None,
     dataset: Annotated[Path | None, typer.Option(help="The dataset (default: the folder above with .capcheck/).")]
     = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")] = False,
@@ -223,14 +223,13 @@ def ingest(
     from verifier.core.report import refresh_latest_page
     from verifier.core.store import Store
     from verifier.human.agreement import all_agreements
-    from verifier.human.apply import policy_for
     from verifier.human.ingest import find_dataset
     from verifier.human.ingest import ingest as ingest_sorted
 
     dataset_path(path)
     root = dataset_path(dataset) if dataset else find_dataset(path)
     with Store(root) as store:
-        pol = policy_for(store, policy)
+        pol = dataset_policy(policy, root, store)
         names = _aspects(aspects, aspect, pol)
         if not names:
             raise CaptionsError(None, "give --aspects: the aspect(s) the folders name, e.g. --aspects framing")
@@ -271,7 +270,7 @@ def _report_ingest(done, aspect: str, dry_run: bool, several: bool) -> bool:
     if done.unsure:
         out.print(f"still in _unsure/: {done.unsure} (move them to a value folder to decide)")
     for note in done.notes:
-        err.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
+        err.print(labelled("note:", "yellow", note), soft_wrap=True)
     return bool(problems or done.no_caption or done.not_found)
 
 
@@ -285,17 +284,16 @@ def agreement(
     backend: Annotated[str | None, typer.Option(help="Compare this backend (default: the last verify's).")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Compare this model (default: the last "
                                                                     "verify's).")] = None,
-    policy: PolicyOverride = None,
+    policy: PolicyOpt = None,
 ) -> None:
     """The model's answers against the person's: confusion matrix, accuracy, Cohen's kappa, disagreements."""
     from verifier.core.report import write_agreement
     from verifier.core.store import Store
     from verifier.human.agreement import all_agreements
-    from verifier.human.apply import policy_for
 
     root = dataset_path(dataset)
     with Store(root) as store:
-        pol = policy_for(store, policy)
+        pol = dataset_policy(policy, root, store)
         names = _aspects(aspects, aspect, pol)
         found = all_agreements(store, pol, names, backend, model)
     if not found:
@@ -325,19 +323,18 @@ def review(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (default: any free one).")] = 0,
     open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open the page in the default browser.")]
     = True,
-    policy: PolicyOverride = None,
+    policy: PolicyOpt = None,
 ) -> None:
     """Sort the images waiting for a person in the browser: each click moves the file, as in Finder; then ingest."""
     import webbrowser
 
     from verifier.core.store import Store
-    from verifier.human.apply import policy_for
     from verifier.human.review import ReviewTree
     from verifier.human.review_page import ReviewServer
 
     root = dataset_path(dataset)
     with Store(root) as store:
-        pol = policy_for(store, policy)
+        pol = dataset_policy(policy, root, store)
     tree = ReviewTree(root, pol, into)
     waiting = sum(len(cards) for cards in tree.cards().values())
     server = ReviewServer(tree, port)

@@ -36,11 +36,11 @@ def _demo(truth: Path | None, root: Path, policy: Path | None, latency: float = 
     if truth is None:
         yield None
         return
-    from captions.generic import choose_policy
+    from verifier.core.policy_rule import choose
     from verifier.demo.model import DemoModel
     from verifier.demo.server import DemoServer, Faults
 
-    model = DemoModel.load(truth, root, choose_policy(policy, root).policy)
+    model = DemoModel.load(truth, root, choose(policy, root).policy)
     with DemoServer(model, Faults(latency=latency)) as server:
         err.print(DEMO_BANNER.format(truth=truth), soft_wrap=True)
         yield server.url

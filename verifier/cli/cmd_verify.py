@@ -31,6 +31,7 @@ from verifier.cli.console import (
     dataset_policy,
     err,
     handled,
+    labelled,
     out,
 )
 from verifier.cli.verify_options import with_verify_options
@@ -96,7 +97,8 @@ def verify(
     _summary(run, jsonl, page)
     if run.could_not_run:
         first = run.asked[0].verdict.reason
-        err.print(f"[red]error:[/red] every request failed; the model could not be used ({first})", soft_wrap=True)
+        err.print(labelled("error:", "red", f"every request failed; the model could not be used ({first})"),
+                  soft_wrap=True)
         raise typer.Exit(EXIT_NO_MODEL)
     if run.unreadable:
         raise typer.Exit(EXIT_FINDINGS)  # every other image was verified; these files need replacing or fixing

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from captions.errors import CaptionsError
@@ -23,7 +24,7 @@ from verifier.errors import BackendUnavailable
 # `capcheck --help` lists the commands in the order a person uses them, not
 # the order the modules happen to register them; a command not named here
 # (a new one) comes after these.
-WORKFLOW = ("run", "build", "lint", "verify", "apply", "undo", "route", "review", "ingest", "agreement", "plan",
+WORKFLOW = ("run", "init", "build", "lint", "verify", "apply", "undo", "route", "review", "ingest", "agreement", "plan",
             "preflight", "train", "demo-server")
 
 # typer shows a value's Python type (`<str>`, `<list[str]>`, and `<bool>` on
@@ -109,9 +110,16 @@ def _main(
     pass
 
 
-# No emoji codes: `:d`, `:o` and `tag:glasses:` are text here (Danbooru tags), never pictures.
-out = Console(highlight=False, soft_wrap=True, emoji=False)  # a summary line must not wrap in a log
-err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+# What capcheck prints is mostly the user's own text (captions, tags, file names), so both consoles print
+# literally: no markup (`[red hat]` is a tag, and rich swallowed it) and no emoji codes (`:d`, `:o` and
+# `tag:glasses:` are Danbooru tags, never pictures). Colour comes only from `labelled` (a Text) or `style=`.
+out = Console(highlight=False, soft_wrap=True, emoji=False, markup=False)  # a summary line must not wrap in a log
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False, markup=False)
+
+
+def labelled(label: str, style: str, text: object = "", after: str = "") -> Text:
+    """`label` in `style`, then `text` exactly as it is, then `after` (plain)."""
+    return Text.assemble((label, style), " " if text else "", str(text), after)
 
 EXIT_FINDINGS = 1  # lint errors, invalid sidecars
 EXIT_BAD_INPUT = 2  # a file or an option we cannot use
@@ -119,8 +127,8 @@ EXIT_NO_MODEL = 4  # the vision model could not be used at all (key, model, serv
 EXIT_INTERRUPTED = 130  # Ctrl-C; everything answered so far is kept
 
 PolicyOpt = Annotated[Path | None, typer.Option("--policy", "-p", metavar="POLICY.yaml", help="Caption policy YAML "
-                                                "(default: DATASET/.capcheck/policy.yaml, else the built-in "
-                                                "generic policy).")]
+                                                "(default: the one the last verify of DATASET used, else "
+                                                "DATASET/.capcheck/policy.yaml, else the built-in generic policy).")]
 # Every command that takes aspects takes `--aspects a,b`; the old spellings
 # still work, unlisted.
 OldAspectOpt = Annotated[str | None, typer.Option("--aspect", hidden=True)]
@@ -134,23 +142,22 @@ def handled(fn):
         try:
             return fn(*args, **kwargs)
         except BackendUnavailable as exc:
-            err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+            err.print(labelled("error:", "red", exc), soft_wrap=True)
             raise typer.Exit(EXIT_NO_MODEL) from None
         except CaptionsError as exc:
-            err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+            err.print(labelled("error:", "red", exc), soft_wrap=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper
 
 
-def dataset_policy(policy: Path | None, root: Path | None):
-    """The policy a command uses: `--policy`, else the dataset's own or the
-    generic one, and then it says which (on stderr)."""
-    from captions.generic import choose_policy
+def dataset_policy(policy: Path | None, root: Path | None, store=None):
+    """The policy a command uses, by the one rule (`verifier.core.policy_rule`),
+    and the line that says which and why (on stderr); `store`: when open."""
+    from verifier.core.policy_rule import choose
 
-    chosen = choose_policy(policy, root)
-    if policy is None:
-        err.print(chosen.how, soft_wrap=True, markup=False)
+    chosen = choose(policy, root, store)
+    err.print(chosen.how, soft_wrap=True)
     return chosen.policy
 
 
@@ -169,7 +176,10 @@ def comma_list(value: str | None, old: str | None = None, old_name: str = "") ->
     return [a.strip() for a in chosen.split(",") if a.strip()]
 
 
-def dataset_path(path: Path) -> Path:
+def dataset_path(path: Path, file_ok: bool = False) -> Path:
+    """DATASET as given, once it is a folder (or, with `file_ok`, a file): else one line, exit 2."""
     if not path.exists():
         raise CaptionsError(path, "no such dataset folder")
+    if not file_ok and not path.is_dir():
+        raise CaptionsError(path, "not a folder: give the dataset folder (the one holding the images)")
     return path

@@ -26,6 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from verifier.demo.batches import BatchDesk
 from verifier.demo.model import DemoModel, Known
@@ -49,6 +50,9 @@ class Faults:
     view_under_a: bool = False  # fixline: views under letter A, as the article's model wrote them
     yes_sayer: bool = False  # the tags audit: call every asked tag present (a model that agrees with everything)
     seed: int = 0
+    # a server that wants a credential in its URL: "user:pass" (basic auth) or "key=VALUE" (a query
+    # parameter); a request without it gets 401, so a test sees that capcheck really sent it
+    credential: str = ""
 
 
 class Stats:
@@ -100,12 +104,27 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(404, {"error": {"message": f"no route {self.path}"}})
 
+    def _refused(self) -> bool:
+        """401 when the server wants a credential (`Faults.credential`) this request lacks."""
+        want = self.server.faults.credential
+        if not want:
+            return False
+        if "=" in want:
+            given = want in urlsplit(self.path).query.split("&")
+        else:
+            given = self.headers.get("Authorization") == "Basic " + base64.b64encode(want.encode()).decode()
+        if not given:
+            self._json(401, {"error": {"message": "missing or wrong credentials", "code": "invalid_api_key"}})
+        return not given
+
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
+        if self._refused():
+            return
         if self._desk("POST", body):
             return
-        route = self.path.rstrip("/")
+        route = urlsplit(self.path).path.rstrip("/")  # a query (`?key=`) is not part of the route
         responses = route.endswith("/responses")  # the Codex CLI's wire protocol
         if not (responses or route.endswith("/chat/completions")):
             self._json(404, {"error": {"message": f"no route {self.path}"}})

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from captions.dataset import caption_path
 from captions.edit import nl_mentions, remove_tags, set_facts
-from captions.generic import choose_policy
 from captions.journal import atomic_write, read_caption, read_only, write_caption
-from captions.policy import Policy, load_policy
+from captions.policy import Policy
 from verifier.core.images import sha256_file, text_sha
+from verifier.core.policy_rule import choose
 from verifier.core.report import read_report, reports_dir
 from verifier.core.store import Store
 from verifier.core.tags import TAGS
@@ -40,12 +40,8 @@ class UndoRefused(VerifierError):
 
 
 def policy_for(store: Store, override: Path | None) -> Policy:
-    """`--policy`, else the policy file the latest verify run used, else the
-    dataset's own or the generic one (what a verify without --policy used)."""
-    if override is not None:
-        return load_policy(override)
-    path = store.latest_args("verify").get("policy")
-    return load_policy(path) if path else choose_policy(None, store.root).policy
+    """The policy by the one rule every command uses (`verifier.core.policy_rule`)."""
+    return choose(override, store.root, store).policy
 
 
 def report_path(root: Path, report: Path | None) -> Path:

@@ -39,6 +39,10 @@ HOST = "127.0.0.1"
 ASSETS = Path(__file__).with_name("review_assets")
 
 
+# A move or an ingest is a JSON object of a path and a folder name: a few hundred bytes.
+MAX_BODY = 64 * 1024
+
+
 class ReviewServer(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -107,7 +111,14 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
             return self._fail(415, "send application/json")
         try:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return self._fail(400, "Content-Length is not a number")
+        if not 0 <= length <= MAX_BODY:  # read nothing: `Content-Length: 99999999999` was a MemoryError
+            self.close_connection = True  # the unread body must not be taken for the next request
+            return self._fail(413, f"a request body is at most {MAX_BODY} bytes (this one says {length})")
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
         except ValueError as exc:
             return self._fail(400, f"the request is not JSON ({exc})")
         if not isinstance(body, dict):
