@@ -11,7 +11,9 @@ under test is already installed, so `python -m venv`, activating it and
 `pip install` are dropped, and `python` and `capcheck` on PATH are small
 shims that run this checkout's code with the test's interpreter (what
 `pip install -e .` gives a user). Every line of an output block must then
-appear in what the commands printed, the lines on stdout in the order shown.
+appear in what the commands printed, the lines on stdout in the order shown,
+and every line they printed (stdout or stderr: a `DEMO MODEL:` or `policy:`
+line too) must be shown.
 """
 
 import os
@@ -80,11 +82,15 @@ def test_the_readme_commands_print_what_the_readme_shows(tmp_path):
         proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=scratch, env=env,
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, f"{script}\nexit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        stdout, stderr = proc.stdout.splitlines(), proc.stderr.splitlines()
+        # `examples/` is a link here; in a user's clone it is a folder of the working directory, and a path
+        # capcheck resolved through the link prints, for them, relative to it
+        stdout, stderr = (text.replace(f"{ROOT}{os.sep}", "").splitlines() for text in (proc.stdout, proc.stderr))
         expected = [line for line in shown.splitlines() if line.strip()]
         missing = [line for line in expected if line not in stdout and line not in stderr]
         assert not missing, f"{script}\nREADME shows, capcheck did not print:\n" + "\n".join(missing) + \
             f"\n--- printed:\n{proc.stdout}\n{proc.stderr}"
+        unshown = [line for line in stdout + stderr if line.strip() and line not in expected]
+        assert not unshown, f"{script}\ncapcheck printed, README does not show:\n" + "\n".join(unshown)
         assert _in_order([line for line in expected if line in stdout], stdout), proc.stdout
 
 
