@@ -61,6 +61,18 @@ def test_a_bad_option_value_is_one_line_and_exit_2_before_any_request(built, com
         assert server.stats.requests == 0  # `--timeout -1` cost 48 retried requests before exit 4
 
 
+@pytest.mark.parametrize(("args", "says"), [
+    (["--image-size", "abc"], "Invalid value for '--image-size'"),
+    (["--backend", "gpt"], "Invalid value for '--backend'"),
+    (["--frobnicate"], "No such option: --frobnicate"),
+    ([], "Missing argument 'DATASET'"),
+])
+def test_a_value_typer_cannot_parse_is_one_line_too(tmp_path, args, says):
+    """Was click's usage text and a boxed panel (five lines and more)."""
+    line = one_error_line(cli("verify", *([tmp_path] if args else []), *args))
+    assert says in line and "verify --help" in line
+
+
 def test_the_same_options_with_good_values_do_ask_the_model(built):
     """The control for the table above: the request would have been made."""
     with server_for(built) as server:

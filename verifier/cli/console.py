@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer._click.exceptions import UsageError  # typer carries its own click: its UsageError, not click's
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from captions.errors import CaptionsError
@@ -66,6 +67,16 @@ class Command(TyperCommand):
 class Group(TyperGroup):
     def get_params(self, ctx):
         return _readable(super().get_params(ctx), ctx)
+
+    def invoke(self, ctx):
+        """A value typer cannot parse (`--image-size abc`, a missing DATASET) is one line and exit 2, like
+        every other bad input, not click's usage text and a boxed panel."""
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx else "capcheck"
+            err.print(labelled("error:", "red", exc.format_message(), f" (see `{where} --help`)"), soft_wrap=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
 
     def list_commands(self, ctx) -> list[str]:
         names = list(self.commands)
