@@ -249,8 +249,10 @@ def test_a_move_takes_the_files_beside_the_image_and_never_overwrites(routed, ke
 def test_review_without_a_routed_folder_is_one_line(clothed47_dataset, tmp_path):
     proc = capcheck("review", clothed47_dataset, "--no-open", "--policy", POLICY)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == (f"error: {clothed47_dataset / '_review'}: nothing routed for a person here: run "
-                                   f"`capcheck route DATASET --aspects ASPECT` first")
+    assert proc.stderr.strip().splitlines() == [  # which policy (every command says it), then the one error line
+        f"policy: {POLICY} (--policy)",
+        f"error: {clothed47_dataset / '_review'}: nothing routed for a person here: run `capcheck route DATASET "
+        "--aspects ASPECT` first"]
     (tmp_path / "elsewhere" / "framing").mkdir(parents=True)
     with socket.socket() as taken:  # a port another program holds
         taken.bind(("127.0.0.1", 0))
@@ -262,7 +264,8 @@ def test_review_without_a_routed_folder_is_one_line(clothed47_dataset, tmp_path)
         assert proc.stderr.strip().splitlines()[-1] == f"error: 127.0.0.1:{port}: cannot listen: Address already in use"
         proc = capcheck("review", clothed47_dataset, "--no-open", "--into", tmp_path / "elsewhere", "--port", port,
                         "--policy", POLICY)
-    assert proc.returncode == 2 and proc.stderr.strip() == f"error: 127.0.0.1:{port}: cannot listen: Address already in use"
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"policy: {POLICY} (--policy)", f"error: 127.0.0.1:{port}: cannot listen: Address already in use"]
 
 
 def test_originals_routed_by_move_go_home_when_the_page_ingests(routed, keichan):
