@@ -212,3 +212,17 @@ def test_run_takes_every_option_verify_takes():
             "--poll", "--batch-retry"} <= run
     for command in ("verify", "run"):
         assert cli(command, "--help").exit_code == 0
+
+
+def test_no_print_relies_on_rich_markup():
+    """The consoles print literally (markup off), so a `[yellow]note:[/yellow]` would print its brackets: colour
+    goes through `console.labelled` or `style=`. Guards code merged from elsewhere."""
+    import re
+
+    from conftest import ROOT
+
+    tag = re.compile(r"\[/?(red|yellow|green|magenta|cyan|blue|bold|dim|italic)\]")
+    found = [f"{path.relative_to(ROOT)}:{n}" for folder in ("verifier", "trainer") for path in (ROOT / folder).rglob("*.py")
+             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if "print(" in line and tag.search(line)]
+    assert not found, found
