@@ -31,8 +31,8 @@ from verifier.core.store import Store
 from verifier.core.verdict import ERROR, REFUSED
 from verifier.errors import ReportError, VerifierError
 from verifier.human.agreement import all_agreements
-from verifier.human.ingest import Ingested, ingest
-from verifier.human.route import UNSURE, folder_name
+from verifier.human.folders import UNSURE, Ingested, folder_name
+from verifier.human.ingest import ingest
 
 REVIEW_DIR = "_review"
 

@@ -32,8 +32,8 @@ from urllib.parse import quote, unquote, urlsplit
 from captions.errors import CaptionsError
 from verifier.core.report_page import highlight, value_words
 from verifier.errors import VerifierError
+from verifier.human.folders import UNSURE, folder_name
 from verifier.human.review import Card, ReviewTree
-from verifier.human.route import UNSURE, folder_name
 
 HOST = "127.0.0.1"
 ASSETS = Path(__file__).with_name("review_assets")

@@ -30,8 +30,7 @@ from verifier.core.report import read_report
 from verifier.core.store import Store
 from verifier.core.tags import ABSENT, PRESENT, TAGS
 from verifier.human.apply import TAG_PREFIX, unified
-from verifier.human.ingest import IngestConflict, Ingested, _dataset_index, _inside
-from verifier.human.route import Routed, _free_name, _place
+from verifier.human.folders import IngestConflict, Ingested, Routed, dataset_index, free_name, inside, place
 
 MISMATCH_DIR, KEPT, REMOVED = "mismatch", "kept", "removed"
 
@@ -83,12 +82,12 @@ def route_tags(root: Path, report: Path, store: Store, *, into: Path | None = No
                     (folder / tag_folder(tag) / side).mkdir(parents=True, exist_ok=True)
                 targets.append(folder / tag_folder(tag) / REMOVED)
         for dest_dir in targets:
-            dest = _free_name(dest_dir, source)
+            dest = free_name(dest_dir, source)
             if dest is None:
                 out.already.append(line["image"])
                 continue
             # One image may wait in several tag folders: never moved out of the dataset.
-            out.copied_instead += _place(source, dest, "copy" if mode == "copy" else "link")
+            out.copied_instead += place(source, dest, "copy" if mode == "copy" else "link")
             store.add_route(line["image"], line["image_sha"], str(dest.resolve()), mode)
             label = dest_dir.name if dest_dir.name == MISMATCH_DIR else f"{dest_dir.parent.name}/{dest_dir.name}"
             out.placed.append((line["image"], label, dest))
@@ -117,11 +116,11 @@ def ingest_tags(path: Path, root: Path, store: Store, *, dry_run: bool = False) 
                                        "nothing written")
         answers[sha][tag] = said
         files[sha] = item.image
-    dataset = _dataset_index(root, store) if answers else {}
+    dataset = dataset_index(root, store) if answers else {}
     for sha, tags in sorted(answers.items(), key=lambda kv: str(files[kv[0]])):
         images = [p for p in dataset.get(sha, []) if p.resolve() != files[sha].resolve()]
         if not images:
-            (result.no_caption if _inside(files[sha], root) else result.not_found).append(str(files[sha]))
+            (result.no_caption if inside(files[sha], root) else result.not_found).append(str(files[sha]))
             continue
         for image in images:
             _answer_one(image, sha, tags, root, store, dry_run, result)
