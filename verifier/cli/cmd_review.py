@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from captions.errors import CaptionsError
@@ -95,7 +96,7 @@ def apply(
         if item.status == CHANGED:
             _diff(item.diff)
         for note in item.notes:
-            err.print(f"[yellow]note:[/yellow] {item.image}: {note}", soft_wrap=True)
+            err.print(f"[yellow]note:[/yellow] {escape(item.image)}: {escape(note)}", soft_wrap=True)
     for item in done:
         if item.status in (STALE, MISSING, READ_ONLY):
             out.print(f"{item.status}: {item.image}: {item.reason}", soft_wrap=True)
