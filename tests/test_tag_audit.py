@@ -8,7 +8,7 @@ import pytest
 from captions.caption import parse, render
 from captions.edit import nl_mentions, remove_tags
 from captions.generic import choose_policy, generic_policy
-from captions.visual import CAP, COUNT, QUALITY, RATING, TRIGGER, UNKNOWN
+from captions.visual import CAP, COUNT, NAME, QUALITY, RATING, TRIGGER, UNKNOWN
 from captions.vocab import builtin
 from verifier.core.observation import Observation, ObservationError, parse_observe
 from verifier.core.prompting import build_prompt
@@ -72,6 +72,8 @@ def test_the_tags_asked_per_image_are_capped_and_the_rest_said():
 def test_with_the_tag_csv_only_general_tags_are_asked(kanachan, vocab):
     # A character name and an unknown tag are lint's business, not the model's.
     assert caption_tags(parse(CAPTION), kanachan, vocab) == ["smile", "glasses", "cowboy shot"]
+    _, skipped = sort_tags(parse(CAPTION), kanachan, vocab)
+    assert skipped["hatsune miku"] == NAME and skipped["notatag"] == UNKNOWN and skipped["kanachan"] == TRIGGER
 
 
 def test_probes_ask_the_rival_outfit_first_and_never_the_captions_own():
