@@ -86,33 +86,31 @@ class ReviewTree:
     def cards(self) -> dict[str, list[Card]]:
         """aspect -> the images in its folders, as they are on disk now."""
         lines = self._report()
-        with Store(self.root) as store:
-            self._store = store
-            out = {aspect: self._tag_cards(lines) if aspect == TAGS else self._aspect_cards(aspect, lines)
-                   for aspect in self.aspects()}
-        return out
+        with Store(self.root) as store:  # the person's answers and the routes (one per call: pages load in threads)
+            return {aspect: self._tag_cards(lines, store) if aspect == TAGS else
+                    self._aspect_cards(aspect, lines, store) for aspect in self.aspects()}
 
-    def _aspect_cards(self, aspect: str, lines: dict[str, list[dict]]) -> list[Card]:
+    def _aspect_cards(self, aspect: str, lines: dict[str, list[dict]], store: Store) -> list[Card]:
         names = {squash(v): v for v in self.values(aspect)}
-        return [self._card(aspect, file, names.get(squash(file.parent.name)), lines)
+        return [self._card(store, aspect, file, names.get(squash(file.parent.name)), lines)
                 for folder in _folders(self.review / aspect) for file in _images(folder)]
 
-    def _tag_cards(self, lines: dict[str, list[dict]]) -> list[Card]:
+    def _tag_cards(self, lines: dict[str, list[dict]], store: Store) -> list[Card]:
         """tags/mismatch/IMAGE, and tags/<tag>/kept|removed/IMAGE."""
-        cards = [self._card(TAGS, file, None, lines) for file in _images(self.review / TAGS / MISMATCH_DIR)]
+        cards = [self._card(store, TAGS, file, None, lines) for file in _images(self.review / TAGS / MISMATCH_DIR)]
         for tag_dir in _folders(self.review / TAGS):
             if tag_dir.name != MISMATCH_DIR:
-                cards += [self._card(TAGS, file, side.name if side.name in (KEPT, REMOVED) else None, lines,
+                cards += [self._card(store, TAGS, file, side.name if side.name in (KEPT, REMOVED) else None, lines,
                                      folder_tag(tag_dir.name)) for side in _folders(tag_dir) for file in _images(side)]
         return cards
 
-    def _card(self, aspect: str, file: Path, value: str | None, lines: dict[str, list[dict]],
+    def _card(self, store: Store, aspect: str, file: Path, value: str | None, lines: dict[str, list[dict]],
               tag: str | None = None) -> Card:
         sha = self._sha(file)
-        line = self._which(file, sha, lines.get(sha, []))
+        line = _which(store, file, sha, lines.get(sha, []))
         image = line["image"] if line else None
         caption = read_caption(caption_path(self.root / image)) if image else None
-        people = self._store.human_answers(sha)
+        people = store.human_answers(sha)
         if aspect != TAGS:
             says = facts_from_caption(parse(caption), self.policy).get(aspect) if caption else None
             settled = value is not None and people.get(aspect) == value
@@ -124,19 +122,6 @@ class ReviewTree:
             model = tag_call(line, tag)
         return Card(file.relative_to(self.review).as_posix(), aspect, file.parent.name, value, image, caption, says,
                     model, tag, settled)
-
-    def _which(self, file: Path, sha: str, lines: list[dict]) -> dict | None:
-        """The report line a file in the review tree stands for: the image route placed
-        there (duplicates share a sha, not a name), else the one of the same name."""
-        if len(lines) < 2:
-            return lines[0] if lines else None
-        by_image = {line["image"]: line for line in lines}
-        for row in self._store.routes_for(sha):
-            if Path(row["dest"]) == file.resolve() and row["image"] in by_image:
-                return by_image[row["image"]]
-        stem = file.stem.split("__")[0]
-        named = [line for line in lines if Path(line["image"]).stem == stem]
-        return (named or lines)[0]
 
     def _sha(self, file: Path) -> str:
         st = file.stat()
@@ -221,6 +206,20 @@ class ReviewTree:
                 done.append((aspect, ingest(self.review / aspect, self.root, self.policy, aspect, store)))
             refresh_latest_page(self.root, self.policy, all_agreements(store, self.policy))
         return done
+
+
+def _which(store: Store, file: Path, sha: str, lines: list[dict]) -> dict | None:
+    """The report line a file in the review tree stands for: the image route placed
+    there (duplicates share a sha, not a name), else the one of the same name."""
+    if len(lines) < 2:
+        return lines[0] if lines else None
+    by_image = {line["image"]: line for line in lines}
+    for row in store.routes_for(sha):
+        if Path(row["dest"]) == file.resolve() and row["image"] in by_image:
+            return by_image[row["image"]]
+    stem = file.stem.split("__")[0]
+    named = [line for line in lines if Path(line["image"]).stem == stem]
+    return (named or lines)[0]
 
 
 def _folders(folder: Path) -> list[Path]:
