@@ -119,6 +119,11 @@ def test_an_old_report_that_refuted_the_trigger_removes_nothing(dataset):
     assert all(t.startswith("kanachan, 1girl, solo, ") for t in after.values())
     assert "kanachan kept: never asked as a visual tag (trigger)" in proc.stderr
     assert "1girl kept: never asked as a visual tag (count)" in proc.stderr
+    # Nor does route offer them to a person as `removed/` (ingest would take them out).
+    proc = capcheck("route", dataset, "--aspects", "tags", "--all")
+    assert proc.returncode == 0, proc.stderr
+    routed = {p.name for p in (dataset / "_review" / "tags").iterdir()}
+    assert "kanachan" not in routed and "1girl" not in routed and "glasses" in routed
 
 
 def test_a_mismatched_image_is_never_edited_not_even_its_framing(dataset):

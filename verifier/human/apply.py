@@ -78,7 +78,8 @@ def apply_report(root: Path, policy: Policy, report: Path, store: Store, *, aspe
 
     @cache
     def tag_rules() -> tuple:  # the tag CSV and the dataset's trigger: read once, when a tag is to be removed
-        return find_vocabulary(None, policy), dataset_trigger(root)
+        vocab = find_vocabulary(None, policy)
+        return vocab, dataset_trigger(root, vocab)
 
     for line in read_report(report):
         if line.get("status") != FIX:

@@ -39,7 +39,8 @@ def model_value(line: dict, aspect: str) -> str | None:
 def route(root: Path, policy: Policy, report: Path, aspect: str, store: Store, *, into: Path | None = None,
           everything: bool = False, mode: str = "link", only: set[str] | None = None) -> Routed:
     if aspect == TAGS:
-        return route_tags(root, report, store, into=into, everything=everything, mode=mode, only=only)
+        return route_tags(root, report, store, into=into, everything=everything, mode=mode, only=only,
+                          policy=policy)
     spec = policy.aspect(aspect)
     if spec is None:
         raise VerifierError(policy.source, f"no aspect '{aspect}' in the policy")

@@ -23,12 +23,16 @@ from pathlib import Path
 
 from captions.dataset import caption_path, iter_images
 from captions.edit import nl_mentions, remove_tags
+from captions.generic import choose_policy
 from captions.journal import read_caption, write_caption
+from captions.policy import Policy
 from captions.tags import normalize_tag
+from captions.trigger import dataset_trigger
+from captions.vocab import find_vocabulary
 from verifier.core.images import sha256_file, text_sha
 from verifier.core.report import read_report
 from verifier.core.store import Store
-from verifier.core.tags import ABSENT, PRESENT, TAGS
+from verifier.core.tags import ABSENT, PRESENT, TAGS, unasked
 from verifier.human.apply import TAG_PREFIX, unified
 from verifier.human.folders import IngestConflict, Ingested, Routed, dataset_index, free_name, inside, place
 
@@ -47,20 +51,25 @@ def person_key(tag: str) -> str:
     return TAG_PREFIX + tag
 
 
-def held_tags(line: dict, text: str | None, people: dict[str, str], everything: bool = False) -> list[str]:
+def held_tags(line: dict, text: str | None, people: dict[str, str], everything: bool = False,
+              never: dict[str, str] | None = None) -> list[str]:
     """Refuted tags of a report line that wait for a person: those the NL block
     mentions (removing the tag alone would leave the caption contradicting
-    itself), or every one with `everything`; never one a person answered."""
+    itself), or every one with `everything`; never one a person answered, nor
+    one that was not asked as a visual tag (`never`: a folder named `removed/`
+    would have ingest take the trigger out)."""
     entry = line.get("tags") or {}
-    refuted = [t for t in entry.get("refuted", []) if person_key(t) not in people]
+    refuted = [t for t in entry.get("refuted", []) if person_key(t) not in people and t not in (never or {})]
     if everything:
         return refuted
     return [t for t in refuted if text is not None and nl_mentions(text, t)]
 
 
 def route_tags(root: Path, report: Path, store: Store, *, into: Path | None = None, everything: bool = False,
-               mode: str = "link", only: set[str] | None = None) -> Routed:
+               mode: str = "link", only: set[str] | None = None, policy: Policy | None = None) -> Routed:
     root = Path(root)
+    policy = policy or choose_policy(None, root).policy
+    vocab, trigger = find_vocabulary(None, policy), None
     folder = (into or root / "_review") / TAGS
     (folder / MISMATCH_DIR).mkdir(parents=True, exist_ok=True)
     out = Routed(folder)
@@ -77,7 +86,10 @@ def route_tags(root: Path, report: Path, store: Store, *, into: Path | None = No
             targets = [folder / MISMATCH_DIR]
         else:
             targets = []
-            for tag in held_tags(line, text, people, everything):
+            if trigger is None and entry.get("refuted"):
+                trigger = dataset_trigger(root, vocab) or ""
+            never = unasked(entry.get("refuted", []), line.get("claims") or {}, policy, vocab, trigger or None)
+            for tag in held_tags(line, text, people, everything, never):
                 for side in (KEPT, REMOVED):
                     (folder / tag_folder(tag) / side).mkdir(parents=True, exist_ok=True)
                 targets.append(folder / tag_folder(tag) / REMOVED)
