@@ -189,3 +189,18 @@ def test_probes_come_from_the_whole_dataset_when_only_some_images_are_checked():
     asked = questions({"a": parse("bikini, long hair\n")}, GENERIC, None, [], 4, everyone)
     assert set(asked["a"][1]) == {"nude", "hat"}
     assert questions({"a": parse("bikini, long hair\n")}, GENERIC, None, [], 4)["a"][1] == []
+
+
+def test_the_summary_names_what_was_not_asked_and_the_cap():
+    from verifier.core.tag_report import RunTags
+    from verifier.core.tags import TagAudit
+
+    over = {f"tag{i}": CAP for i in range(5686)}
+    run = RunTags(audits={"a.png": TagAudit(["glasses"], not_asked={"keichan": TRIGGER, "1girl": COUNT}),
+                          "b.png": TagAudit(["hat"], not_asked={"keichan": TRIGGER, "score_7": QUALITY, **over})})
+    first, cap = run.not_asked_lines()
+    assert first.startswith("tags not asked (3 tokens in 2 of 2 captions;")
+    assert first.endswith(": keichan (trigger); 1girl (count); score_7 (quality)")
+    assert cap == ("tags not asked past the cap of 64 per image: 5686 tags in 1 caption(s) (the first ones in caption "
+                   "order were asked)")
+    assert run.not_asked_json()["trigger"]["tags"] == {"keichan": 2} and "tag1" in run.not_asked_json()[CAP]["tags"]
