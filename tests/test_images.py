@@ -3,7 +3,9 @@ import io
 import pytest
 from PIL import Image
 
-from verifier.core.images import fit, prepare, sha256_file
+from captions.pixels import ModeError, as_rgb
+from verifier.core import thumbs
+from verifier.core.images import MAX_PIXELS, fit, prepare, sha256_file
 from verifier.errors import VerifierError
 
 
@@ -75,3 +77,81 @@ def test_sha256_file(tmp_path):
     path = tmp_path / "x"
     path.write_bytes(b"abc")
     assert sha256_file(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+# -- every mode as a person sees it (captions.pixels) ---------------------------------------------------------------
+
+GREY_40000 = round(40000 / 257)  # 156: a 16-bit grey of 40000 as 8 bits
+
+
+@pytest.mark.parametrize("mode, fill, expected", [
+    ("I;16", 40000, (GREY_40000,) * 3),
+    ("I;16B", 40000, (GREY_40000,) * 3),
+    ("I", 40000, (GREY_40000,) * 3),  # how older Pillow opened 16-bit PNGs
+    ("I;16", 65535, (255, 255, 255)),
+    ("LA", (0, 0), (255, 255, 255)),  # transparent black: white
+    ("LA", (30, 255), (30, 30, 30)),
+    ("RGBA", (0, 0, 255, 0), (255, 255, 255)),
+    ("CMYK", (0, 255, 255, 0), (255, 0, 0)),  # no cyan, full magenta and yellow: red
+    ("YCbCr", (76, 85, 255), (254, 0, 0)),  # red, in JPEG's YCbCr
+    ("L", 77, (77, 77, 77)),
+    ("1", 1, (255, 255, 255)),
+])
+def test_every_mode_arrives_as_a_person_sees_it(mode, fill, expected):
+    shown = as_rgb(Image.new(mode, (4, 4), fill))
+    assert shown.mode == "RGB"
+    assert all(abs(a - b) <= 1 for a, b in zip(shown.getpixel((1, 1)), expected, strict=True)), shown.getpixel((1, 1))
+
+
+def test_pa_transparency_on_white():
+    pa = Image.new("P", (4, 4), 1).convert("PA")
+    pa.putpixel((0, 0), (1, 0))
+    assert as_rgb(pa).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_pixels_with_no_one_way_to_show_them_are_named(tmp_path):
+    with pytest.raises(ModeError, match="32-bit float"):
+        as_rgb(Image.new("F", (4, 4), 0.5))
+    with pytest.raises(ModeError, match="past 16 bits"):
+        as_rgb(Image.new("I", (4, 4), 70000))
+
+
+def test_a_16_bit_png_is_prepared_grey_not_white(tmp_path):
+    path = tmp_path / "grey16.png"
+    Image.new("I;16", (64, 32), 40000).save(path)
+    assert Image.open(path).mode == "I;16"  # the pitfall: Pillow's convert("RGB") would clip this to 255
+    for fmt in ("png", "jpeg"):
+        got = _decode(prepare(path, 1024, fmt)).convert("RGB").getpixel((10, 10))
+        assert all(abs(c - GREY_40000) <= 2 for c in got), got
+    assert thumbs.thumb(tmp_path / "reports", path, "abc") == "thumbs/abc.jpg"
+    shown = Image.open(tmp_path / "reports" / "thumbs" / "abc.jpg").convert("L").getpixel((10, 10))
+    assert abs(shown - GREY_40000) <= 2
+
+
+def test_the_trainer_fits_a_16_bit_png_grey_not_white(tmp_path):
+    from trainer.data import fit as train_fit
+
+    path = tmp_path / "grey16.png"
+    Image.new("I;16", (128, 128), 40000).save(path)
+    with Image.open(path) as im:
+        fitted = train_fit(im, (64, 64))
+    assert fitted.mode == "RGB" and abs(fitted.getpixel((5, 5))[0] - GREY_40000) <= 1
+
+
+def test_a_cmyk_jpeg_and_an_animation(tmp_path):
+    cmyk = tmp_path / "print.jpg"
+    Image.new("CMYK", (32, 32), (0, 255, 255, 0)).save(cmyk, quality=95)
+    r, g, b = _decode(prepare(cmyk, fmt="png")).getpixel((5, 5))
+    assert r > 230 and g < 30 and b < 30
+    webp = tmp_path / "anim.webp"
+    Image.new("RGB", (16, 16), "red").save(webp, save_all=True, append_images=[Image.new("RGB", (16, 16), "blue")])
+    with pytest.raises(VerifierError, match=r"animated \(2 frames\)"):
+        prepare(webp)
+
+
+def test_past_the_pixel_limit_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "huge.png"
+    Image.new("1", (11000, 10000)).save(path)  # 110 MP: past capcheck's 100, under Pillow's own 179
+    with pytest.raises(VerifierError, match=r"image is 11000x10000 \(110 megapixels\), over capcheck's limit of 100"):
+        prepare(path)
+    assert MAX_PIXELS == 100_000_000

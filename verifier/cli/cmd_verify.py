@@ -209,6 +209,7 @@ def verify(
 def _summary(run, jsonl: Path, page: Path) -> None:
     from verifier.core.report import fix_groups
     from verifier.core.tag_report import run_tags
+    from verifier.core.verify import other_note
 
     asked = len(run.asked)
     minutes, seconds = divmod(run.wall_s, 60)
@@ -230,7 +231,9 @@ def _summary(run, jsonl: Path, page: Path) -> None:
         if r.verdict.status in (REFUSED, ERROR):
             out.print(f"{r.verdict.status}: {r.image}: {r.verdict.reason}", soft_wrap=True)
     for image, why in run.unreadable.items():  # a broken file: named, it needs replacing
-        out.print(f"skipped {image}: {why}", soft_wrap=True)
+        out.print(f"skipped {image}: {why}", soft_wrap=True, markup=False)
+    if run.others:  # a .gif is not part of the set, but never passed over without a word
+        out.print(other_note(run.others), soft_wrap=True, markup=False)
     if run.pending:
         out.print(f"pending: {run.pending} images wait for a batch's answers (not counted above)")
     if run.skipped:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from captions.caption import parse
-from captions.dataset import iter_images
+from captions.dataset import IMAGE_EXTS, iter_images, link_problem, other_images
 from captions.errors import CaptionsError
 from captions.facts import Facts, facts_from_caption
 from captions.journal import read_caption
@@ -82,6 +82,7 @@ class RunResult:
     max_in_flight: int
     unreadable: dict[str, str] = field(default_factory=dict)  # image -> why its file could not be read
     pending: int = 0  # images whose answers wait in a submitted batch
+    others: list[str] = field(default_factory=list)  # pictures that are not images of the dataset (.gif, …)
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.verdict.status == status)
@@ -114,11 +115,18 @@ def _selected(rel: str, only: list[str]) -> bool:
     return not only or any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(rel.rsplit("/", 1)[-1], g) for g in only)
 
 
-def collect(root: Path, policy: Policy, store: Store, only: list[str],
-            caption_ext: str | None = None) -> tuple[list[Work], dict[str, str]]:
-    """Every image with a caption, hashed; the others with the reason they are skipped."""
+def collect(root: Path, policy: Policy, store: Store, only: list[str], caption_ext: str | None = None,
+            unreadable: dict[str, str] | None = None) -> tuple[list[Work], dict[str, str]]:
+    """Every image with a caption, hashed; the others with the reason they are skipped.
+    A file that cannot be read (a broken link, no permission) goes to `unreadable`."""
     works, skipped = [], {}
+    unreadable = {} if unreadable is None else unreadable
     for item in iter_images(root, caption_ext=caption_ext):
+        if (problem := link_problem(item.image, root)) is not None:  # before resolving: a loop cannot be
+            name = Path(os.path.relpath(item.image, root)).as_posix()
+            if _selected(name, only):
+                unreadable[name] = problem
+            continue
         rel = store.rel(item.image)
         if not _selected(rel, only):
             continue
@@ -126,10 +134,22 @@ def collect(root: Path, policy: Policy, store: Store, only: list[str],
         if text is None:  # that image alone: the run goes on
             skipped[rel] = why
             continue
-        sha = store.file_sha(item.image, sha256_file)
+        try:
+            sha = store.file_sha(item.image, sha256_file)
+        except OSError as exc:  # one file the run cannot read: named, the others go on
+            unreadable[rel] = f"cannot read image: {exc.strerror or exc}"
+            continue
         claims = facts_from_caption(parse(text), policy)
         works.append(Work(item.image, rel, sha, text, text_sha(text), claims))
     return works, skipped
+
+
+def other_note(others: list[str]) -> str:
+    """One line naming the pictures that are not images of the dataset."""
+    kinds = ", ".join(sorted({Path(o).suffix.lower() for o in others}))
+    read = " ".join(sorted(IMAGE_EXTS))
+    return (f"{len(others)} not checked: {kinds} files are not images of this dataset (capcheck and kohya-style "
+            f"trainers read {read}; convert them to include them): {', '.join(others)}")
 
 
 def _verdict_from_row(row) -> Verdict:
@@ -247,11 +267,16 @@ class Verifier:
         started = time.monotonic()
         name, model = identity
         run_id = self.store.start_run("verify", json.dumps(self._args(name, model), sort_keys=True))
-        works, skipped = collect(self.root, self.policy, self.store, self.options.only, self.options.caption_ext)
+        works, skipped = collect(self.root, self.policy, self.store, self.options.only, self.options.caption_ext,
+                                 self.unreadable)
+        others = [Path(os.path.relpath(p, self.root)).as_posix() for p in other_images(self.root)]
+        others = [o for o in others if _selected(o, self.options.only)]
         for rel in [r for r, why in skipped.items() if why.startswith(UNREADABLE)]:
             self.unreadable[rel] = skipped.pop(rel)  # a broken caption, like a broken image: named, not a verdict
         if not works:
             why = "no images with captions" + (f" matching {', '.join(self.options.only)}" if self.options.only else "")
+            if others:
+                why += f" ({other_note(others)})"
             raise VerifierError(self.root, why)
         if self.spec.tags:
             _tag_questions(self.root, works, self.policy, self.options)
@@ -277,7 +302,7 @@ class Verifier:
             model = backend.model  # codex may have named another model than the one planned
         results = sorted(done + asked, key=lambda r: r.image)
         return RunResult(run_id, name, model, self.spec.protocol, results, skipped, time.monotonic() - started,
-                         requests, max_in_flight, dict(sorted(self.unreadable.items())), pending)
+                         requests, max_in_flight, dict(sorted(self.unreadable.items())), pending, others)
 
     async def _ask(self, backend: Backend, todo: list[Work], asked: list[ItemResult]) -> Pool:
         servers = len(getattr(backend, "servers", ())) or 1  # a fleet: --concurrency per server
