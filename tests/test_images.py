@@ -4,8 +4,8 @@ import pytest
 from PIL import Image
 
 from captions.pixels import ModeError, as_rgb
-from verifier.core import thumbs
-from verifier.core.images import MAX_PIXELS, fit, prepare, sha256_file
+from verifier.core import decoders, thumbs
+from verifier.core.images import MAX_PIXELS, fit, open_seen, prepare, sha256_file
 from verifier.errors import VerifierError
 
 
@@ -155,3 +155,65 @@ def test_past_the_pixel_limit_is_refused_before_decoding(tmp_path):
     with pytest.raises(VerifierError, match=r"image is 11000x10000 \(110 megapixels\), over capcheck's limit of 100"):
         prepare(path)
     assert MAX_PIXELS == 100_000_000
+
+
+# -- speed without losing what the model must judge (issue 19) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("side", [1024, 768, 512])
+def test_a_thin_line_survives_the_resize(tmp_path, side):
+    """A one-pixel strap on white keeps at least 80% of the contrast Lanczos gives it, in every row."""
+    path = tmp_path / "strap.png"
+    image = Image.new("RGB", (832, 1216), "white")
+    image.paste((40, 40, 40), (400, 0, 401, 1216))  # a dark strap, one pixel wide
+    image.save(path)
+    sent = _decode(prepare(path, side, "png"))
+    w, h = sent.size
+    x = round(400 * w / 832)
+    lanczos = image.resize((w, h), Image.Resampling.LANCZOS)
+
+    def contrast(img, y):
+        return 255 - min(img.getpixel((xx, y))[0] for xx in range(x - 2, x + 3))
+
+    rows = range(20, h - 20, 13)
+    assert all(contrast(sent, y) >= 0.8 * contrast(lanczos, y) for y in rows), [contrast(sent, y) for y in rows]
+    assert min(contrast(sent, y) for y in rows) > 80
+
+
+def test_pillow_decodes_without_pyspng_the_same_picture(tmp_path, monkeypatch):
+    path = tmp_path / "a.png"
+    Image.effect_mandelbrot((600, 900), (-2, -1.5, 1, 1.5), 50).convert("RGB").save(path)
+    alpha = tmp_path / "alpha.png"
+    Image.new("RGBA", (40, 40), (0, 0, 255, 0)).save(alpha)
+    with_fast = [prepare(p, 512, "png", 320) for p in (path, alpha)]
+    monkeypatch.setattr(decoders, "pyspng", None)  # as on a machine without the `fast` extra
+    assert decoders.png(path.read_bytes(), Image.open(path)) is None
+    without = [prepare(p, 512, "png", 320) for p in (path, alpha)]
+    assert [p.data for p in with_fast] == [p.data for p in without]  # lossless decoders: the same bytes sent
+    assert _decode(without[1]).getpixel((3, 3)) == (255, 255, 255)
+
+
+@pytest.mark.skipif(not decoders.available(), reason="pyspng (the `fast` extra) not installed")
+def test_pyspng_is_used_for_a_plain_png_and_not_for_16_bit(tmp_path):
+    plain, deep = tmp_path / "plain.png", tmp_path / "deep.png"
+    Image.new("RGB", (8, 8), "red").save(plain)
+    Image.new("I;16", (8, 8), 40000).save(deep)
+    assert decoders.png(plain.read_bytes(), Image.open(plain)).getpixel((1, 1)) == (255, 0, 0)
+    assert decoders.png(deep.read_bytes(), Image.open(deep)) is None  # Pillow's (and captions.pixels') job
+
+
+def test_a_jpeg_is_decoded_at_reduced_scale_when_the_size_allows(tmp_path):
+    path = tmp_path / "big.jpg"
+    Image.effect_mandelbrot((3328, 4864), (-2, -1.5, 1, 1.5), 30).convert("RGB").save(path, quality=90)
+    assert open_seen(path, 1024).size == (832, 1216)  # 1/4 scale: still above the 1024 sent
+    assert open_seen(path).size == (3328, 4864)
+    assert prepare(path, 1024).size == (701, 1024)
+
+
+def test_the_thumbnail_comes_from_the_same_decode(tmp_path):
+    path = tmp_path / "a.png"
+    Image.effect_mandelbrot((832, 1216), (-2, -1.5, 1, 1.5), 50).convert("RGB").save(path)
+    p = prepare(path, 1024, "jpeg", 320)
+    thumb = Image.open(io.BytesIO(p.thumb))
+    assert thumb.size == (219, 320)
+    assert prepare(path, 1024).thumb is None

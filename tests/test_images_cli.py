@@ -147,3 +147,19 @@ def test_links_that_loop_dangle_or_leave_the_dataset_are_one_line_each(dataset, 
                for x in lines), proc.stdout
     assert "alias.png" not in proc.stdout
     assert len(report(dataset)) >= 12
+
+
+def test_verify_makes_the_report_thumbnails_while_it_prepares(dataset, model, keichan):
+    """Each thumbnail is made from the decode the request used, during the run, not after it."""
+    import asyncio
+
+    from verifier.core.store import Store
+    from verifier.core.verify import VerifyOptions, verify_dataset
+
+    folder = dataset / ".capcheck" / "reports" / "thumbs"
+    with DemoServer(model) as server, Store(dataset) as store:
+        options = VerifyOptions(model="demo", base_url=server.url, concurrency=4, aspects=["framing"])
+        run = asyncio.run(verify_dataset(dataset, keichan, options, store))
+    made = {p.stem for p in folder.glob("*.jpg")}
+    assert made == {r.image_sha for r in run.results} and len(made) == 12  # before any report was written
+    assert all(max(Image.open(p).size) == 320 for p in folder.glob("*.jpg"))

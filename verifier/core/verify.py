@@ -26,9 +26,10 @@ from captions.facts import Facts, facts_from_caption
 from captions.journal import read_caption
 from captions.policy import Policy
 from captions.vocab import find_vocabulary
+from verifier.core import thumbs
 from verifier.core.answers import interpret
 from verifier.core.backends import Backend, Request
-from verifier.core.images import prepare, sha256_file, text_sha
+from verifier.core.images import Prepared, prepare, sha256_file, text_sha
 from verifier.core.observation import Observation
 from verifier.core.options import UNKNOWN_MODEL, VerifyOptions, backend_identity, open_backend
 from verifier.core.pool import Outcome, Pool, RetryPolicy
@@ -328,8 +329,7 @@ class Verifier:
             if backend.model != planned and (row := self._answered_under(w, backend)) is not None:
                 return _result_from_row(row, STORED)  # codex named another model: what it answered stands
             try:
-                image = await loop.run_in_executor(preparing, prepare, w.path, self.options.image_size,
-                                                   self.options.image_format)
+                image = await loop.run_in_executor(preparing, self._prepare, w)
             except VerifierError as exc:
                 # A broken file (truncated, not an image) is the dataset's problem, not a
                 # verdict: skipped and named, never stored as an error a person would sort.
@@ -363,6 +363,16 @@ class Verifier:
         finally:
             preparing.shutdown(wait=False, cancel_futures=True)
         return pool
+
+    def _prepare(self, w: Work) -> Prepared:
+        """In a worker thread: the image to send, and the report's thumbnail from
+        the same decode when the report has none for this image yet."""
+        reports = thumbs.reports_dir(self.root)
+        side = thumbs.THUMB_SIDE if thumbs.wanted(reports, w.image_sha) else None
+        image = prepare(w.path, self.options.image_size, self.options.image_format, side)
+        if image.thumb is not None:
+            thumbs.save(reports, w.image_sha, image.thumb)
+        return image
 
     def request(self, w: Work, image) -> Request:
         """The question about one image: the live pool and a batch line send the same."""
