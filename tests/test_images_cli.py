@@ -10,14 +10,16 @@ import os
 import struct
 import subprocess
 import sys
+import time
 import zlib
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from captions import build_dataset
 from verifier.demo.model import DemoModel
-from verifier.demo.server import DemoServer
+from verifier.demo.server import DemoServer, Faults
 
 from conftest import EXAMPLES
 
@@ -163,3 +165,36 @@ def test_verify_makes_the_report_thumbnails_while_it_prepares(dataset, model, ke
     made = {p.stem for p in folder.glob("*.jpg")}
     assert made == {r.image_sha for r in run.results} and len(made) == 12  # before any report was written
     assert all(max(Image.open(p).size) == 320 for p in folder.glob("*.jpg"))
+
+
+def _session(sid: int) -> list[int]:
+    """Processes still alive in session `sid` (Linux /proc)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_worker_processes_follow_a_run_killed_with_9(clothed47_dataset, keichan):
+    """47 images are prepared in worker processes; kill -9 of the run leaves none of them behind."""
+    model = DemoModel.load(clothed47_dataset / "truth.json", clothed47_dataset, keichan)
+    with DemoServer(model, Faults(latency=1.0)) as server:
+        argv = [sys.executable, "-m", "verifier.cli.main", "verify", str(clothed47_dataset), "--policy", POLICY,
+                "--model", "demo-vision", "--base-url", server.url, "--concurrency", "4"]
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while server.stats.snapshot()["requests"] < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(_session(proc.pid)) > 1  # the run and its preparing workers
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 20
+        while _session(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert _session(proc.pid) == []

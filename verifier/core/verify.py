@@ -15,7 +15,6 @@ import json
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,10 +28,11 @@ from captions.vocab import find_vocabulary
 from verifier.core import thumbs
 from verifier.core.answers import interpret
 from verifier.core.backends import Backend, Request
-from verifier.core.images import Prepared, prepare, sha256_file, text_sha
+from verifier.core.images import sha256_file, text_sha
 from verifier.core.observation import Observation
 from verifier.core.options import UNKNOWN_MODEL, VerifyOptions, backend_identity, open_backend
 from verifier.core.pool import Outcome, Pool, RetryPolicy
+from verifier.core.preparing import Preparer
 from verifier.core.prompting import PromptSpec, build_prompt
 from verifier.core.store import Store
 from verifier.core.tags import TAGS, ask_order, questions
@@ -312,11 +312,12 @@ class Verifier:
                     retry=RetryPolicy(self.options.max_attempts, base=self.options.retry_base))
 
         planned = backend.model
-        loop = asyncio.get_running_loop()
-        # Preparing is CPU work (PNG decode, resize, JPEG): one thread per core. More threads only
-        # stretch every image's preparation, so the first requests leave later and the replies are
-        # read late (832x1216 PNGs at concurrency 32 on 2 cores: 19.8 s -> 12.8 s for 64 images).
-        preparing = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="capcheck-prepare")
+        # Preparing is CPU work (PNG decode, resize, JPEG): one worker per core, in processes for a
+        # run of any size (core/preparing.py: in threads the GIL kept one core idle). More workers only
+        # stretch every image's preparation, so the first requests leave later and the replies are read
+        # late (832x1216 PNGs at concurrency 32 on 2 cores: 19.8 s -> 12.8 s for 64 images).
+        preparing = Preparer(len(todo))
+        reports = thumbs.reports_dir(self.root)
 
         # codex without a model in its config: the first answer names the model; the others wait
         # for it, so what the store holds under that name is found instead of asked again
@@ -329,7 +330,8 @@ class Verifier:
             if backend.model != planned and (row := self._answered_under(w, backend)) is not None:
                 return _result_from_row(row, STORED)  # codex named another model: what it answered stands
             try:
-                image = await loop.run_in_executor(preparing, self._prepare, w)
+                image = await preparing.prepare(w.path, self.options.image_size, self.options.image_format,
+                                                reports, w.image_sha)
             except VerifierError as exc:
                 # A broken file (truncated, not an image) is the dataset's problem, not a
                 # verdict: skipped and named, never stored as an error a person would sort.
@@ -361,18 +363,8 @@ class Verifier:
         except* BackendUnavailable as group:
             raise group.exceptions[0] from None
         finally:
-            preparing.shutdown(wait=False, cancel_futures=True)
+            preparing.close()
         return pool
-
-    def _prepare(self, w: Work) -> Prepared:
-        """In a worker thread: the image to send, and the report's thumbnail from
-        the same decode when the report has none for this image yet."""
-        reports = thumbs.reports_dir(self.root)
-        side = thumbs.THUMB_SIDE if thumbs.wanted(reports, w.image_sha) else None
-        image = prepare(w.path, self.options.image_size, self.options.image_format, side)
-        if image.thumb is not None:
-            thumbs.save(reports, w.image_sha, image.thumb)
-        return image
 
     def request(self, w: Work, image) -> Request:
         """The question about one image: the live pool and a batch line send the same."""
