@@ -6,17 +6,18 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from captions.build import DIFFERS, INVALID, SKIPPED, UNCHANGED, WRITTEN, BuildReport, build_dataset
-from captions.generic import DATASET_POLICY
-from captions.lint import ERROR, lint_dataset
-from captions.policy import load_policy
 from captions.vocab import TAGS_ENV, find_vocabulary
 from verifier.cli.console import EXIT_FINDINGS, PolicyOpt, app, dataset_path, dataset_policy, err, handled, out
+
+if TYPE_CHECKING:
+    from captions.build import BuildReport
+# build, lint and the policy are imported inside the commands: `capcheck --help` needs none of them
+# (the policy's pydantic models were a quarter of its start-up, issue 19)
 
 
 @app.command()
@@ -28,6 +29,7 @@ def build(
     force: Annotated[bool, typer.Option("--force", help="Overwrite captions that differ (journaled).")] = False,
 ) -> None:
     """Write <stem>.txt captions from each image's JSON sidecar, by the policy."""
+    from captions.build import INVALID, build_dataset
     from verifier.core.store import Store
 
     root = dataset_path(dataset)
@@ -44,6 +46,8 @@ def build(
 
 
 def _print_build(report: BuildReport) -> None:
+    from captions.build import DIFFERS, INVALID, SKIPPED, UNCHANGED, WRITTEN
+
     if not report.outcomes:
         err.print(f"[yellow]warning:[/yellow] {report.root}: no images found")
     for o in report.of(INVALID):
@@ -92,6 +96,10 @@ def lint(
     fmt: Annotated[Format, typer.Option("--format", help="text or json.")] = Format.text,
 ) -> None:
     """Check every caption; exit 1 when any error-severity finding exists."""
+    from captions.generic import DATASET_POLICY
+    from captions.lint import ERROR, lint_dataset
+    from captions.policy import load_policy
+
     root = dataset_path(dataset)
     own = root / DATASET_POLICY
     if policy is None and root.is_dir() and own.is_file():

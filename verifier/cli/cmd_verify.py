@@ -36,9 +36,7 @@ from verifier.cli.console import (
     handled,
     out,
 )
-from verifier.core.prompting import DEFAULT_ASPECTS
-from verifier.core.tags import MISMATCH_SHARE, PROBES
-from verifier.core.verdict import ERROR, FIX, OK, REFUSED, STATUSES
+from verifier.core.defaults import DEFAULT_ASPECTS, MISMATCH_SHARE, PROBES
 
 
 class BackendName(StrEnum):
@@ -72,6 +70,8 @@ class Live:
     """The progress bar: done/total, ok/fix/refused/error, rate, ETA."""
 
     def __init__(self) -> None:
+        from verifier.core.verdict import STATUSES
+
         self.counts = dict.fromkeys(STATUSES, 0)
         self.progress = Progress(TextColumn("verify"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[tally]}"), _Rate(), TimeRemainingColumn(),
@@ -82,6 +82,8 @@ class Live:
         self.progress.update(self.task, total=total)
 
     def __call__(self, result) -> None:
+        from verifier.core.verdict import ERROR, FIX, OK, REFUSED
+
         self.counts[result.verdict.status] += 1
         tally = (f"[green]ok {self.counts[OK]}[/] [yellow]fix {self.counts[FIX]}[/] "
                  f"[magenta]refused {self.counts[REFUSED]}[/] [red]error {self.counts[ERROR]}[/]")
@@ -209,6 +211,7 @@ def verify(
 def _summary(run, jsonl: Path, page: Path) -> None:
     from verifier.core.report import fix_groups
     from verifier.core.tag_report import run_tags
+    from verifier.core.verdict import ERROR, REFUSED, STATUSES
     from verifier.core.verify import other_note
 
     asked = len(run.asked)

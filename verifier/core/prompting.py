@@ -23,7 +23,6 @@ from verifier.errors import VerifierError
 
 OBSERVE, FIXLINE = "observe", "fixline"
 PROTOCOLS = (OBSERVE, FIXLINE)
-DEFAULT_ASPECTS = ("framing", "view", "facing", "expression")
 
 # The article's aspect names (its prompt lettered A. FRAMING, B. BODY FACING, C. EXPRESSION).
 HEADINGS = {

@@ -28,12 +28,11 @@ from captions.caption import Caption
 from captions.policy import RATINGS, Policy
 from captions.tags import is_score_tag
 from captions.vocab import GENERAL, Vocabulary
+from verifier.core.defaults import MISMATCH_SHARE, PROBES
 from verifier.core.observation import ABSENT, CANNOT, PRESENT
 
 TAGS = "tags"  # the aspect name the audit goes by (--aspects framing,tags)
 ANSWERS = (PRESENT, ABSENT, CANNOT)
-PROBES = 4  # probe tags per image
-MISMATCH_SHARE = 0.5  # this share of a caption's answered tags refuted: it may be another image's caption
 MISMATCH_MIN = 3  # ...counted only when at least this many of its tags were answered
 
 # Tags about the file or its quality, not about what the image shows.
