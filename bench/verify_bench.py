@@ -21,7 +21,9 @@ own process on a fresh copy of the same images (start-up, hashing,
 preparation, requests, store, the reports with their thumbnails): "cmd s",
 its ratio to the bare client, its CPU per image and cores used (from the
 child's own rusage), its most requests in flight (as it prints them) and
-its peak RSS. Last, where one image's CPU goes, stage by stage, each
+its peak RSS ("cmd rss MiB"; "workers MiB": the preparing workers' peak
+RSS summed, pages they share with the forkserver counted in each). CPU
+always includes the workers' (sampled from /proc). Last, where one image's CPU goes, stage by stage, each
 measured alone on one thread (hash, decode, resize, encode, thumbnail,
 request building, response parsing, store).
 """
@@ -174,11 +176,10 @@ def _session_usage(sid: int, seen: dict[int, tuple[float, float]]) -> None:
         seen[int(stat.parent.name)] = (max(old[0], cpu), max(old[1], hwm))
 
 
-def command_case(root: Path, url: str, concurrency: int) -> dict:
-    """`capcheck verify` in its own process, start to exit, as a user runs it: its CPU and peak RSS with
-    those of its preparing workers (wait4 for the run itself, /proc samples for the workers)."""
-    argv = [sys.executable, "-m", "verifier.cli.main", "verify", str(root), "--policy", str(POLICY), "--model", "demo",
-            "--base-url", url, "--concurrency", str(concurrency), "--aspects", ",".join(ASPECTS)]
+def run_sampled(argv: list[str]) -> tuple[str, str, float, float, float, float, float]:
+    """Run `argv` in its own session: (stdout, stderr, wall s, its CPU s, its workers' CPU s, its peak RSS
+    MiB, its workers' peak RSS MiB summed). The run's own figures come from wait4; the preparing workers
+    (the forkserver's children, not the run's) from /proc samples every 0.2 s."""
     workers: dict[int, tuple[float, float]] = {}
     with tempfile.TemporaryFile("w+") as out_fh, tempfile.TemporaryFile("w+") as err_fh:
         t0 = time.perf_counter()
@@ -196,12 +197,20 @@ def command_case(root: Path, url: str, concurrency: int) -> dict:
         out_fh.seek(0)
         err_fh.seek(0)
         out, err = out_fh.read(), err_fh.read()
+    return (out, err, wall, usage.ru_utime + usage.ru_stime, sum(c for c, _ in workers.values()),
+            usage.ru_maxrss / 1024, sum(r for _, r in workers.values()))
+
+
+def command_case(root: Path, url: str, concurrency: int) -> dict:
+    """`capcheck verify` in its own process, start to exit, as a user runs it."""
+    argv = [sys.executable, "-m", "verifier.cli.main", "verify", str(root), "--policy", str(POLICY), "--model", "demo",
+            "--base-url", url, "--concurrency", str(concurrency), "--aspects", ",".join(ASPECTS)]
+    out, err, wall, own_cpu, workers_cpu, rss, workers_rss = run_sampled(argv)
     found = re.search(r"at most (\d+) in flight", out)
     if "Traceback" in out + err or not found:
         raise SystemExit(f"capcheck verify failed:\n{out}\n{err}")
-    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime + sum(c for c, _ in workers.values()),
-            "max_in_flight": int(found.group(1)),
-            "peak_rss_mib": usage.ru_maxrss / 1024 + sum(r for _, r in workers.values()), "workers": len(workers)}
+    return {"wall_s": wall, "cpu_s": own_cpu + workers_cpu, "max_in_flight": int(found.group(1)), "peak_rss_mib": rss,
+            "workers_rss_mib": workers_rss}
 
 
 def stages(repeat: int = 10) -> list[tuple[str, float]]:
@@ -269,9 +278,13 @@ def stages(repeat: int = 10) -> list[tuple[str, float]]:
 
 
 def child(kind: str, root: Path, url: str, concurrency: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", kind, str(root), url, str(concurrency)],
-                         capture_output=True, text=True, cwd=ROOT, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """One client in its own process; its CPU (measured around the run) plus its preparing workers'."""
+    out, err, _, _, workers_cpu, _, workers_rss = run_sampled([sys.executable, __file__, "--child", kind,
+                                                               str(root), url, str(concurrency)])
+    if not out.strip():
+        raise SystemExit(f"{kind} failed:\n{err}")
+    result = json.loads(out.strip().splitlines()[-1])
+    return {**result, "cpu_s": result["cpu_s"] + workers_cpu, "workers_rss_mib": workers_rss}
 
 
 def prep_cost(repeat: int = 20) -> float:
@@ -313,7 +326,7 @@ def main() -> None:
     print(f"{'conc':>5} {'images':>6} {'bare s':>7} {'capcheck s':>10} {'ratio':>6} {'capcheck cpu ms/img':>19} "
           f"{'bare cpu ms/img':>15} {'cores needed':>12} {'cores used':>10} {'max in flight':>13} {'rss MiB':>7}"
           f" {'cmd s':>6} {'cmd ratio':>9} {'cmd cpu ms/img':>14} {'cmd cores used':>14} {'cmd in flight':>13}"
-          f" {'cmd rss MiB':>11}")
+          f" {'cmd rss MiB':>11} {'workers MiB':>11}")
     with tempfile.TemporaryDirectory() as tmp:
         master = Path(tmp) / "master"
         make_dataset(master, max(n for _, n in cases), size)
@@ -338,7 +351,7 @@ def main() -> None:
                       f"{r['max_in_flight']:>13} {r['peak_rss_mib']:>7.0f} {cmd['wall_s']:>6.2f} "
                       f"{bare['wall_s'] / cmd['wall_s']:>9.3f} {1000 * cmd['cpu_s'] / n:>14.1f} "
                       f"{cmd['cpu_s'] / cmd['wall_s']:>14.2f} {cmd['max_in_flight']:>13} "
-                      f"{cmd['peak_rss_mib']:>11.0f}", flush=True)
+                      f"{cmd['peak_rss_mib']:>11.0f} {cmd['workers_rss_mib']:>11.0f}", flush=True)
                 if concurrency == 32 and not args.no_library:
                     seen = server_stats(url)["requests"]
                     again = child("capcheck", root, url, concurrency)
