@@ -248,6 +248,11 @@ def stages(repeat: int = 10) -> list[tuple[str, float]]:
         else:  # before issue 19: one function, and the report's thumbnail a second decode
             out += [("prepare (decode, resize, encode)", cpu_ms(lambda: images.prepare(path, 1024, "jpeg"))),
                     ("thumbnail (a second decode)", cpu_ms(lambda: images.prepare(path, 320, "jpeg")))]
+        jpeg = Path(tmp) / "00000.jpg"
+        Image.open(path).save(jpeg, quality=92)
+        thumb = {"thumb_side": 320} if hasattr(images, "open_seen") else {}
+        out.append(("a JPEG of that size, all of it (+ thumbnail)",
+                    cpu_ms(lambda: images.prepare(jpeg, 1024, "jpeg", **thumb))))
         policy = load_policy(POLICY)
         spec = build_prompt(policy, OBSERVE, ASPECTS)
         prepared = images.prepare(path)
