@@ -198,3 +198,17 @@ def test_worker_processes_follow_a_run_killed_with_9(clothed47_dataset, keichan)
         while _session(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.2)
     assert _session(proc.pid) == []
+
+
+def test_capcheck_run_names_a_looping_link_and_goes_on(example_dataset):
+    """The whole loop (build, verify, apply, route, the training gate) over a dataset with a link to itself."""
+    folder = example_dataset / "01_bust_front" / "available"
+    os.symlink("loop.png", folder / "loop.png")
+    (folder / "loop.json").write_bytes((folder / "010001.json").read_bytes())
+    argv = [sys.executable, "-m", "verifier.cli.main", "run", str(example_dataset), "--policy", POLICY,
+            "--demo-model", str(TRUTH), "--no-train"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert_clean(proc)
+    assert ("skipped 01_bust_front/available/loop.png: a link that points to itself (a loop): replace it with the "
+            "image or remove it") in proc.stdout, proc.stdout
+    assert "12 images (12 asked, 0 from the store, 1 could not be read)" in proc.stdout
