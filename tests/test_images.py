@@ -217,3 +217,32 @@ def test_the_thumbnail_comes_from_the_same_decode(tmp_path):
     thumb = Image.open(io.BytesIO(p.thumb))
     assert thumb.size == (219, 320)
     assert prepare(path, 1024).thumb is None
+
+
+def test_a_dead_worker_process_leaves_the_rest_to_threads(tmp_path):
+    import asyncio
+    import os
+    import signal
+
+    from verifier.core.preparing import Preparer
+
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"{i}.png")
+        Image.new("RGB", (64, 96), (i * 40, 0, 0)).save(paths[-1])
+
+    async def go():
+        preparer = Preparer(images=64, workers=2)
+        try:
+            assert preparer.processes
+            first = await preparer.prepare(paths[0], 1024, "png", tmp_path / "reports", "a")
+            for pid in list(preparer._pool._processes):  # as the kernel's OOM killer would
+                os.kill(pid, signal.SIGKILL)
+            rest = [await preparer.prepare(p, 1024, "png", tmp_path / "reports", p.stem) for p in paths[1:]]
+            return first, rest, preparer.processes
+        finally:
+            preparer.close()
+
+    first, rest, still_processes = asyncio.run(go())
+    assert first.size == (64, 96) and [r.size for r in rest] == [(64, 96)] * 2 and not still_processes
+    assert (tmp_path / "reports" / "thumbs" / "a.jpg").exists()

@@ -14,7 +14,10 @@ never `fork` from this process, whose threads (rich's progress refresh,
 asyncio's resolver) could hold a lock at the moment of the fork. They
 ignore Ctrl-C, which the person means for the run (it stops the pool and
 keeps what is stored). A run with only a few images to prepare uses
-threads: starting processes would cost more than it saves.
+threads: starting processes would cost more than it saves; so does the
+rest of a run whose worker died (killed, out of memory). Like any use of
+multiprocessing, a script that calls `verify_dataset` needs the
+`if __name__ == "__main__":` guard.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import os
 import signal
 import threading
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from verifier.core import thumbs
@@ -80,7 +84,13 @@ class Preparer:
     async def prepare(self, path: Path, max_side: int, fmt: str, reports: Path, sha: str) -> Prepared:
         """Raises VerifierError naming the file when it cannot be sent."""
         loop = asyncio.get_running_loop()
-        done = await loop.run_in_executor(self._pool, prepare_one, path, max_side, fmt, reports, sha)
+        try:
+            done = await loop.run_in_executor(self._pool, prepare_one, path, max_side, fmt, reports, sha)
+        except BrokenProcessPool:  # a worker died (out of memory, killed): the run goes on, in threads
+            if self.processes:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool, self.processes = ThreadPoolExecutor(self.workers, "capcheck-prepare"), False
+            done = await loop.run_in_executor(self._pool, prepare_one, path, max_side, fmt, reports, sha)
         if isinstance(done, str):
             raise VerifierError(path, done)
         return done
