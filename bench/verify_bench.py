@@ -1,6 +1,6 @@
 """verify throughput against the limit: a bare client, in the same run, on the same server.
 
-    python bench/verify_bench.py [--quick] [--big]
+    python bench/verify_bench.py [--quick] [--cases 32:256,128:512] [--big] [--no-library]
 
 The limit is concrete: for each concurrency, the same requests (the bytes
 capcheck sends, built beforehand) go to the same loopback demo server (a
@@ -15,6 +15,17 @@ the bare client and the cores it got (when it got fewer, it was
 CPU-bound, not waiting). Each client runs in its own child process, so its CPU and RSS
 are its own. Then a second capcheck run answered from the store, and the
 CPU cost of preparing one image. `--big`: 5,000 images at concurrency 128.
+
+`capcheck verify` as a user runs it is timed too, start to exit, in its
+own process on a fresh copy of the same images (start-up, hashing,
+preparation, requests, store, the reports with their thumbnails): "cmd s",
+its ratio to the bare client, its CPU per image and cores used (from the
+child's own rusage), its most requests in flight (as it prints them) and
+its peak RSS ("cmd rss MiB"; "workers MiB": the preparing workers' peak
+RSS summed, pages they share with the forkserver counted in each). CPU
+always includes the workers' (sampled from /proc). Last, where one image's CPU goes, stage by stage, each
+measured alone on one thread (hash, decode, resize, encode, thumbnail,
+request building, response parsing, store).
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import resource
 import shutil
 import subprocess
@@ -146,10 +158,138 @@ def bare_case(root: Path, url: str, concurrency: int) -> dict:
     return {"n": len(bodies), "answered": answered, "wall_s": time.perf_counter() - t0, "cpu_s": _cpu() - cpu0}
 
 
+def _session_usage(sid: int, seen: dict[int, tuple[float, float]]) -> None:
+    """CPU seconds and peak RSS (MiB) of each process in session `sid` so far (Linux /proc): the
+    preparing workers are the forkserver's children, so the run's own rusage does not hold them."""
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) != sid or int(stat.parent.name) == sid:
+                continue
+            status = (stat.parent / "status").read_text()
+        except (OSError, ValueError):
+            continue
+        hwm = next((int(x.split()[1]) / 1024 for x in status.splitlines() if x.startswith("VmHWM:")), 0.0)
+        cpu = (int(fields[11]) + int(fields[12])) / tick
+        old = seen.get(int(stat.parent.name), (0.0, 0.0))
+        seen[int(stat.parent.name)] = (max(old[0], cpu), max(old[1], hwm))
+
+
+def run_sampled(argv: list[str]) -> tuple[str, str, float, float, float, float, float]:
+    """Run `argv` in its own session: (stdout, stderr, wall s, its CPU s, its workers' CPU s, its peak RSS
+    MiB, its workers' peak RSS MiB summed). The run's own figures come from wait4; the preparing workers
+    (the forkserver's children, not the run's) from /proc samples every 0.2 s."""
+    workers: dict[int, tuple[float, float]] = {}
+    with tempfile.TemporaryFile("w+") as out_fh, tempfile.TemporaryFile("w+") as err_fh:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out_fh, stderr=err_fh, text=True, cwd=ROOT, start_new_session=True)
+        while os.path.exists("/proc/self/stat"):
+            pid, _, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            _session_usage(proc.pid, workers)
+            time.sleep(0.2)
+        else:
+            _, _, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = 0  # reaped here; keeps Popen from waiting again
+        out_fh.seek(0)
+        err_fh.seek(0)
+        out, err = out_fh.read(), err_fh.read()
+    return (out, err, wall, usage.ru_utime + usage.ru_stime, sum(c for c, _ in workers.values()),
+            usage.ru_maxrss / 1024, sum(r for _, r in workers.values()))
+
+
+def command_case(root: Path, url: str, concurrency: int) -> dict:
+    """`capcheck verify` in its own process, start to exit, as a user runs it."""
+    argv = [sys.executable, "-m", "verifier.cli.main", "verify", str(root), "--policy", str(POLICY), "--model", "demo",
+            "--base-url", url, "--concurrency", str(concurrency), "--aspects", ",".join(ASPECTS)]
+    out, err, wall, own_cpu, workers_cpu, rss, workers_rss = run_sampled(argv)
+    found = re.search(r"at most (\d+) in flight", out)
+    if "Traceback" in out + err or not found:
+        raise SystemExit(f"capcheck verify failed:\n{out}\n{err}")
+    return {"wall_s": wall, "cpu_s": own_cpu + workers_cpu, "max_in_flight": int(found.group(1)), "peak_rss_mib": rss,
+            "workers_rss_mib": workers_rss}
+
+
+def stages(repeat: int = 10) -> list[tuple[str, float]]:
+    """(stage, ms of CPU) for one 832x1216 PNG, each stage alone on one thread."""
+    from captions import load_policy
+    from captions.caption import parse
+    from captions.facts import facts_from_caption
+    from verifier.core import images
+    from verifier.core.answers import interpret
+    from verifier.core.backends import Reply, Request
+    from verifier.core.backends.openai_api import chat_body
+    from verifier.core.prompting import OBSERVE, build_prompt
+    from verifier.core.store import Store
+
+    def cpu_ms(fn) -> float:
+        fn()
+        t = time.process_time()
+        for _ in range(repeat):
+            fn()
+        return 1000 * (time.process_time() - t) / repeat
+
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        make_dataset(Path(tmp), 1)
+        path = Path(tmp) / "images" / "00000.png"
+        out.append(("hash (sha256 of the file)", cpu_ms(lambda: images.sha256_file(path))))
+        if hasattr(images, "open_seen"):
+            decoded = images.open_seen(path, 1024)
+            small = images.shrink(decoded, 1024)
+            out += [("decode", cpu_ms(lambda: images.open_seen(path, 1024))),
+                    ("resize to 1024", cpu_ms(lambda: images.shrink(decoded, 1024))),
+                    ("encode JPEG", cpu_ms(lambda: images.encode(small, "jpeg"))),
+                    ("thumbnail (from the same decode)",
+                     cpu_ms(lambda: images.encode(images.shrink(small, 320, images.Image.Resampling.BOX))))]
+        else:  # before issue 19: one function, and the report's thumbnail a second decode
+            out += [("prepare (decode, resize, encode)", cpu_ms(lambda: images.prepare(path, 1024, "jpeg"))),
+                    ("thumbnail (a second decode)", cpu_ms(lambda: images.prepare(path, 320, "jpeg")))]
+        jpeg = Path(tmp) / "00000.jpg"
+        Image.open(path).save(jpeg, quality=92)
+        thumb = {"thumb_side": 320} if hasattr(images, "open_seen") else {}
+        out.append(("a JPEG of that size, all of it (+ thumbnail)",
+                    cpu_ms(lambda: images.prepare(jpeg, 1024, "jpeg", **thumb))))
+        policy = load_policy(POLICY)
+        spec = build_prompt(policy, OBSERVE, ASPECTS)
+        prepared = images.prepare(path)
+        caption = CAPTION.format(framing="full body")
+        body = lambda: json.dumps(chat_body("demo", Request(spec.render(caption), prepared, spec.schema)))  # noqa: E731
+        out.append(("request building (body, base64, JSON)", cpu_ms(body)))
+        claims = facts_from_caption(parse(caption), policy)
+        answer = json.dumps({"framing": {"value": "cowboy shot", "borderline": False}, "note": None})
+        completion = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "demo", "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}],
+            "usage": {"prompt_tokens": 300, "completion_tokens": 20, "total_tokens": 320}})
+
+        def parse_reply():
+            from verifier.core.backends.openai_api import reply_from_body
+
+            reply = reply_from_body(json.loads(completion))
+            return interpret(Reply(reply.content, None, "stop", 300, 20, raw=completion), spec, policy, claims)
+        out.append(("response parsing (SDK model, verdict)", cpu_ms(parse_reply)))
+        with Store(Path(tmp)) as store:
+            store.start_run("verify", "{}")
+            n = iter(range(10 ** 6))
+            row = dict(image="images/00000.png", caption_sha="c", prompt_sha="p", backend="openai", model="demo",
+                       protocol="observe", status="fix", fixes=[], observation={"framing": "cowboy shot"}, claims={},
+                       reason=None, attempts=1, latency_s=2.0, raw=completion, prompt_tokens=300, completion_tokens=20)
+            out.append(("store (one verdict, committed)", cpu_ms(lambda: store.put_verdict(image_sha=f"{next(n)}",
+                                                                                           **row))))
+    return out
+
+
 def child(kind: str, root: Path, url: str, concurrency: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", kind, str(root), url, str(concurrency)],
-                         capture_output=True, text=True, cwd=ROOT, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """One client in its own process; its CPU (measured around the run) plus its preparing workers'."""
+    out, err, _, _, workers_cpu, _, workers_rss = run_sampled([sys.executable, __file__, "--child", kind,
+                                                               str(root), url, str(concurrency)])
+    if not out.strip():
+        raise SystemExit(f"{kind} failed:\n{err}")
+    result = json.loads(out.strip().splitlines()[-1])
+    return {**result, "cpu_s": result["cpu_s"] + workers_cpu, "workers_rss_mib": workers_rss}
 
 
 def prep_cost(repeat: int = 20) -> float:
@@ -172,6 +312,8 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=2.0, help="the server's fixed latency, seconds")
     ap.add_argument("--size", default=f"{SIZE[0]}x{SIZE[1]}",
                     help="input PNG size, WxH (256x384: no resize, to see the client without the image work)")
+    ap.add_argument("--cases", help="concurrency:images pairs (default 32:256,128:512; --quick: 32:64,128:128)")
+    ap.add_argument("--no-library", action="store_true", help="skip the in-process library run: the command only")
     ap.add_argument("--child", nargs=4, metavar=("KIND", "ROOT", "URL", "CONCURRENCY"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -180,12 +322,16 @@ def main() -> None:
         print(json.dumps(run(Path(root), url, int(concurrency))))
         return
     cases = [(32, 256), (128, 512)] if not args.quick else [(32, 64), (128, 128)]
+    if args.cases:
+        cases = [tuple(int(x) for x in pair.split(":")) for pair in args.cases.split(",")]
     size = tuple(int(x) for x in args.size.lower().split("x"))
     print(f"verify bench: loopback demo server (own process), latency {args.latency:g} s, {size[0]}x{size[1]} PNG "
           f"inputs, aspects=framing; bare = httpx2, same bodies, same concurrency")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start")
     print(f"{'conc':>5} {'images':>6} {'bare s':>7} {'capcheck s':>10} {'ratio':>6} {'capcheck cpu ms/img':>19} "
-          f"{'bare cpu ms/img':>15} {'cores needed':>12} {'cores used':>10} {'max in flight':>13} {'rss MiB':>7}")
+          f"{'bare cpu ms/img':>15} {'cores needed':>12} {'cores used':>10} {'max in flight':>13} {'rss MiB':>7}"
+          f" {'cmd s':>6} {'cmd ratio':>9} {'cmd cpu ms/img':>14} {'cmd cores used':>14} {'cmd in flight':>13}"
+          f" {'cmd rss MiB':>11} {'workers MiB':>11}")
     with tempfile.TemporaryDirectory() as tmp:
         master = Path(tmp) / "master"
         make_dataset(master, max(n for _, n in cases), size)
@@ -194,15 +340,24 @@ def main() -> None:
             server, url = start_server(root, args.latency)
             try:
                 bare = child("bare", root, url, concurrency)
-                r = child("capcheck", root, url, concurrency)
+                fresh = subset(master, Path(tmp) / f"cmd{concurrency}", n)  # no store, no thumbnails yet
+                cmd = command_case(fresh, url, concurrency)
+                if args.no_library:
+                    r = {"wall_s": float("nan"), "cpu_s": float("nan"), "max_in_flight": 0, "peak_rss_mib": 0,
+                         "error": 0}
+                else:
+                    r = child("capcheck", root, url, concurrency)
                 assert bare["answered"] == n and r["error"] == 0, (bare, r)
                 # cores needed: capcheck's CPU per image at the bare client's throughput; used: what it got
                 needed = r["cpu_s"] / n * (n / bare["wall_s"])
                 print(f"{concurrency:>5} {n:>6} {bare['wall_s']:>7.2f} {r['wall_s']:>10.2f} "
                       f"{bare['wall_s'] / r['wall_s']:>6.3f} {1000 * r['cpu_s'] / n:>19.1f} "
                       f"{1000 * bare['cpu_s'] / n:>15.1f} {needed:>12.2f} {r['cpu_s'] / r['wall_s']:>10.2f} "
-                      f"{r['max_in_flight']:>13} {r['peak_rss_mib']:>7.0f}", flush=True)
-                if concurrency == 32:
+                      f"{r['max_in_flight']:>13} {r['peak_rss_mib']:>7.0f} {cmd['wall_s']:>6.2f} "
+                      f"{bare['wall_s'] / cmd['wall_s']:>9.3f} {1000 * cmd['cpu_s'] / n:>14.1f} "
+                      f"{cmd['cpu_s'] / cmd['wall_s']:>14.2f} {cmd['max_in_flight']:>13} "
+                      f"{cmd['peak_rss_mib']:>11.0f} {cmd['workers_rss_mib']:>11.0f}", flush=True)
+                if concurrency == 32 and not args.no_library:
                     seen = server_stats(url)["requests"]
                     again = child("capcheck", root, url, concurrency)
                     extra = server_stats(url)["requests"] - seen
@@ -212,6 +367,14 @@ def main() -> None:
                 server.terminate()
                 server.wait()
     print(f"prepare one {SIZE[0]}x{SIZE[1]} PNG -> 1024 px JPEG: {1000 * prep_cost():.1f} ms CPU")
+    try:
+        from verifier.core import decoders
+        fast = "pyspng" if decoders.available() else "Pillow (pyspng not installed)"
+    except ImportError:
+        fast = "Pillow"
+    print(f"where one {SIZE[0]}x{SIZE[1]} PNG's CPU goes, each stage alone on one thread (PNG decoder: {fast}):")
+    for name, ms in stages():
+        print(f"  {name:<40} {ms:>6.1f} ms")
     if args.big:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)

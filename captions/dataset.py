@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".webp"})
+# Pictures that are not images of a dataset: kohya-style trainers (and ours) do not read
+# them, so they are neither verified nor trained, but a run names them instead of
+# passing over them without a word (a set converted half to GIF would lose that half).
+OTHER_IMAGE_EXTS = frozenset({".gif", ".avif", ".bmp", ".tif", ".tiff", ".heic", ".jxl"})
 # capcheck's own state and the review tree that `route` makes (hard links to
 # dataset images: walking it would count every routed image twice).
 SKIP_DIRS = frozenset({".capcheck", "_review"})
@@ -61,16 +65,44 @@ class Item:
         return self.image.with_suffix(".json")
 
 
-def iter_images(root: Path, skip: frozenset[str] | tuple[str, ...] = SKIP_DIRS,
-                caption_ext: str | None = None) -> Iterator[Item]:
-    """Every image under `root`, in a stable (sorted) order; folders named in
-    `skip`, and hidden ones, are not entered."""
+def _walk(root: Path, skip: frozenset[str] | tuple[str, ...], exts: frozenset[str]) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in skip and not d.startswith("."))
         for name in sorted(filenames):
             path = Path(dirpath) / name
-            if path.suffix.lower() in IMAGE_EXTS and not name.startswith("."):
-                yield Item(path, caption_ext)
+            if path.suffix.lower() in exts and not name.startswith("."):
+                yield path
+
+
+def iter_images(root: Path, skip: frozenset[str] | tuple[str, ...] = SKIP_DIRS,
+                caption_ext: str | None = None) -> Iterator[Item]:
+    """Every image under `root`, in a stable (sorted) order; folders named in
+    `skip`, and hidden ones, are not entered."""
+    for path in _walk(root, skip, IMAGE_EXTS):
+        yield Item(path, caption_ext)
+
+
+def other_images(root: Path, skip: frozenset[str] | tuple[str, ...] = SKIP_DIRS) -> list[Path]:
+    """Pictures under `root` that are not images of the dataset (`OTHER_IMAGE_EXTS`)."""
+    return list(_walk(root, skip, OTHER_IMAGE_EXTS))
+
+
+def link_problem(path: Path, root: Path) -> str | None:
+    """Why `path`, a symbolic link, cannot stand for an image of the dataset at
+    `root` (a loop, a dangling link, a target outside it), or None."""
+    path = Path(path)
+    if not path.is_symlink():
+        return None
+    try:
+        target = Path(os.path.realpath(path, strict=True))
+    except FileNotFoundError:
+        return f"a link to {os.readlink(path)}, which does not exist: restore the file or remove the link"
+    except (OSError, RuntimeError):  # ELOOP; RuntimeError from older pathlib
+        return "a link that points to itself (a loop): replace it with the image or remove it"
+    if not target.is_relative_to(Path(root).resolve()):
+        return (f"a link to {target}, outside the dataset: copy the file in (verdicts, fixes and undo are kept "
+                "for the files inside the dataset)")
+    return None
 
 
 def caption_files(root: Path) -> list[Path]:

@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from captions.caption import Caption, parse
@@ -74,6 +74,7 @@ class Context:
         return facts_from_caption(self.caption, self.policy) if self.policy else None
 
 
+@lru_cache(maxsize=65536)  # pure, asked of every tag (tag order and unknown-tag): tags repeat across a dataset
 def _is_meta_word(tag: str) -> bool:
     """Quality, score, rating and time words: Anima's own, not Danbooru tags."""
     return tag in QUALITY_WORDS or tag in RATINGS or tag in TIME_WORDS or is_score_tag(tag) or bool(_YEAR.match(tag))

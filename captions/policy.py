@@ -95,16 +95,24 @@ class Aspect(_Model):
                 index.setdefault(word, set()).add(name)
         return index
 
+    @cached_property
+    def _ordered(self) -> tuple[str, ...]:
+        return tuple(self.ordered())
+
     def matching(self, tags: list[str]) -> list[str]:
-        """Values with a tag or keyword among `tags`, in priority order."""
+        """Values with a tag or keyword among `tags`, in priority order. Called for
+        every aspect of every caption (lint, verify): the look-ups are kept local."""
+        index, suffix = self._index, self.match == "suffix"
         hits: set[str] = set()
         for tag in tags:
-            hits |= self._index.get(tag, set())
-            if self.match == "suffix":
+            if found := index.get(tag):
+                hits |= found
+            if suffix and " " in tag:
                 words = tag.split()
                 for k in range(1, len(words)):
-                    hits |= self._index.get(" ".join(words[k:]), set())
-        return [name for name in self.ordered() if name in hits] if hits else []
+                    if found := index.get(" ".join(words[k:])):
+                        hits |= found
+        return [name for name in self._ordered if name in hits] if hits else []
 
     @cached_property
     def spellings(self) -> dict[str, str]:

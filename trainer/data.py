@@ -24,6 +24,7 @@ from PIL import Image, ImageOps
 from captions.caption import TagLine, parse
 from captions.dataset import image_repeats, iter_images
 from captions.journal import read_caption
+from captions.pixels import as_seen
 from trainer.errors import TrainError
 
 STEP = 64
@@ -55,8 +56,9 @@ def bucket_for(size: tuple[int, int], options: list[tuple[int, int]]) -> tuple[i
 
 
 def fit(image: Image.Image, bucket: tuple[int, int]) -> Image.Image:
-    """Scale to cover the bucket, centre-crop the rounding remainder."""
-    image = ImageOps.exif_transpose(image).convert("RGB")
+    """Scale to cover the bucket, centre-crop the rounding remainder. The pixels
+    are those a person sees (captions.pixels): 16-bit grey scaled, not clipped to white."""
+    image = as_seen(image)
     bw, bh = bucket
     scale = max(bw / image.width, bh / image.height)
     size = (max(bw, round(image.width * scale)), max(bh, round(image.height * scale)))

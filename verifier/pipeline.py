@@ -33,7 +33,7 @@ from verifier.core.report import read_report, reports_dir, write_reports
 from verifier.core.store import Store
 from verifier.core.verdict import ERROR as VERDICT_ERROR
 from verifier.core.verdict import FIX, OK, REFUSED
-from verifier.core.verify import ItemResult, VerifyOptions, verify_dataset
+from verifier.core.verify import ItemResult, VerifyOptions, other_note, verify_dataset
 from verifier.human import gate
 from verifier.human.agreement import all_agreements
 from verifier.human.apply import CHANGED, READ_ONLY, SKIPPED, STALE, apply_report
@@ -156,6 +156,8 @@ class Pipeline:
         self._stage("verify", f"{len(run.results)} images ({asked} asked, {len(run.results) - asked} from the store"
                               f"{broken}): {counts}", str(page))
         self.outcome.findings += [f"skipped {image}: {why}" for image, why in run.unreadable.items()]
+        if run.others:
+            self.outcome.findings.append(other_note(run.others))
         self.held.update({image: "replace or remove the file" for image in run.unreadable})
 
     def _apply(self, policy, store) -> None:

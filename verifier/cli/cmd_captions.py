@@ -6,15 +6,12 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from captions.build import DIFFERS, INVALID, SKIPPED, UNCHANGED, WRITTEN, BuildReport, build_dataset
-from captions.generic import DATASET_POLICY
-from captions.lint import ERROR, lint_dataset
 from captions.vocab import TAGS_ENV, find_vocabulary
 from verifier.cli.console import (
     EXIT_FINDINGS,
@@ -28,6 +25,11 @@ from verifier.cli.console import (
     out,
 )
 
+if TYPE_CHECKING:
+    from captions.build import BuildReport
+# build, lint and the policy are imported inside the commands: `capcheck --help` needs none of them
+# (the policy's pydantic models were a quarter of its start-up, issue 19)
+
 
 @app.command()
 @handled
@@ -38,6 +40,7 @@ def build(
     force: Annotated[bool, typer.Option("--force", help="Overwrite captions that differ (journaled).")] = False,
 ) -> None:
     """Write <stem>.txt captions from each image's JSON sidecar, by the policy."""
+    from captions.build import INVALID, build_dataset
     from verifier.core.store import Store
 
     root = dataset_path(dataset)
@@ -54,6 +57,8 @@ def build(
 
 
 def _print_build(report: BuildReport) -> None:
+    from captions.build import DIFFERS, INVALID, SKIPPED, UNCHANGED, WRITTEN
+
     if not report.outcomes:
         err.print(labelled("warning:", "yellow", report.root, ": no images found"))
     for o in report.of(INVALID):
@@ -100,6 +105,8 @@ def lint(
     fmt: Annotated[Format, typer.Option("--format", help="text or json.")] = Format.text,
 ) -> None:
     """Check every caption; exit 1 when any error-severity finding exists."""
+    from captions.generic import DATASET_POLICY
+    from captions.lint import ERROR, lint_dataset
     from verifier.core.policy_rule import choose
 
     root = dataset_path(dataset, file_ok=True)

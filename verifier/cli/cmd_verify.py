@@ -35,7 +35,6 @@ from verifier.cli.console import (
     out,
 )
 from verifier.cli.verify_options import with_verify_options
-from verifier.core.verdict import ERROR, FIX, OK, REFUSED, STATUSES
 
 if TYPE_CHECKING:
     from verifier.core.options import VerifyOptions
@@ -50,6 +49,8 @@ class Live:
     """The progress bar: done/total, ok/fix/refused/error, rate, ETA."""
 
     def __init__(self) -> None:
+        from verifier.core.verdict import STATUSES
+
         self.counts = dict.fromkeys(STATUSES, 0)
         self.progress = Progress(TextColumn("verify"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[tally]}"), _Rate(), TimeRemainingColumn(),
@@ -60,6 +61,8 @@ class Live:
         self.progress.update(self.task, total=total)
 
     def __call__(self, result) -> None:
+        from verifier.core.verdict import ERROR, FIX, OK, REFUSED
+
         self.counts[result.verdict.status] += 1
         tally = (f"[green]ok {self.counts[OK]}[/] [yellow]fix {self.counts[FIX]}[/] "
                  f"[magenta]refused {self.counts[REFUSED]}[/] [red]error {self.counts[ERROR]}[/]")
@@ -107,6 +110,8 @@ def verify(
 def _summary(run, jsonl: Path, page: Path) -> None:
     from verifier.core.report import fix_groups
     from verifier.core.tag_report import run_tags
+    from verifier.core.verdict import ERROR, REFUSED, STATUSES
+    from verifier.core.verify import other_note
 
     asked = len(run.asked)
     minutes, seconds = divmod(run.wall_s, 60)
@@ -128,7 +133,9 @@ def _summary(run, jsonl: Path, page: Path) -> None:
         if r.verdict.status in (REFUSED, ERROR):
             out.print(f"{r.verdict.status}: {r.image}: {r.verdict.reason}", soft_wrap=True)
     for image, why in run.unreadable.items():  # a broken file: named, it needs replacing
-        out.print(f"skipped {image}: {why}", soft_wrap=True)
+        out.print(f"skipped {image}: {why}", soft_wrap=True, markup=False)
+    if run.others:  # a .gif is not part of the set, but never passed over without a word
+        out.print(other_note(run.others), soft_wrap=True, markup=False)
     if run.pending:
         out.print(f"pending: {run.pending} images wait for a batch's answers (not counted above)")
     if run.skipped:

@@ -28,8 +28,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from verifier.cli.console import comma_list
-from verifier.core.prompting import DEFAULT_ASPECTS
-from verifier.core.tags import MISMATCH_SHARE, PROBES
+from verifier.core.defaults import DEFAULT_ASPECTS, MISMATCH_SHARE, PROBES
 
 if TYPE_CHECKING:
     from verifier.core.options import VerifyOptions

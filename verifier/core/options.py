@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from verifier.core.backends import Backend
-from verifier.core.prompting import DEFAULT_ASPECTS, FIXLINE, OBSERVE
-from verifier.core.tags import MISMATCH_SHARE, PROBES
+from verifier.core.defaults import DEFAULT_ASPECTS, MISMATCH_SHARE, PROBES
+from verifier.core.prompting import FIXLINE, OBSERVE
 from verifier.core.urls import redact_url, url_problem
 from verifier.errors import BackendUnavailable, VerifierError
 

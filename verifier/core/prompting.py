@@ -16,6 +16,7 @@ from functools import cached_property
 
 import prompts
 from captions.policy import Policy
+from verifier.core.defaults import DEFAULT_ASPECTS  # noqa: F401  (its old home: importers elsewhere keep working)
 from verifier.core.fixline import letters
 from verifier.core.observation import CANNOT, observe_schema, observe_schema_tags, vocabulary
 from verifier.core.tags import TAGS
@@ -23,7 +24,6 @@ from verifier.errors import VerifierError
 
 OBSERVE, FIXLINE = "observe", "fixline"
 PROTOCOLS = (OBSERVE, FIXLINE)
-DEFAULT_ASPECTS = ("framing", "view", "facing", "expression")
 
 # The article's aspect names (its prompt lettered A. FRAMING, B. BODY FACING, C. EXPRESSION).
 HEADINGS = {

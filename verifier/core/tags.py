@@ -29,13 +29,12 @@ from captions.policy import Policy
 from captions.trigger import guess_trigger
 from captions.visual import CAP, not_asked
 from captions.vocab import Vocabulary, with_builtin
+from verifier.core.defaults import MISMATCH_SHARE, PROBES
 from verifier.core.observation import ABSENT, CANNOT, PRESENT
 
 TAGS = "tags"  # the aspect name the audit goes by (--aspects framing,tags)
 NOT_ASKED = "not_asked"  # a verdict's claims: the caption's tokens not asked, and why
 ANSWERS = (PRESENT, ABSENT, CANNOT)
-PROBES = 4  # probe tags per image
-MISMATCH_SHARE = 0.5  # this share of a caption's answered tags refuted: it may be another image's caption
 MISMATCH_MIN = 3  # ...counted only when at least this many of its tags were answered
 
 MAX_ASKED = 64  # caption tags asked per image: a 5,750-tag caption must not become one 1.2 MB request

@@ -15,23 +15,24 @@ import json
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from captions.caption import parse
-from captions.dataset import iter_images
+from captions.dataset import IMAGE_EXTS, iter_images, link_problem, other_images
 from captions.errors import CaptionsError
 from captions.facts import Facts, facts_from_caption
 from captions.journal import read_caption
 from captions.policy import Policy
 from captions.vocab import find_vocabulary
+from verifier.core import thumbs
 from verifier.core.answers import interpret
 from verifier.core.backends import Backend, Request
-from verifier.core.images import prepare, sha256_file, text_sha
+from verifier.core.images import sha256_file, text_sha
 from verifier.core.observation import Observation
 from verifier.core.options import UNKNOWN_MODEL, VerifyOptions, backend_identity, open_backend
 from verifier.core.pool import Outcome, Pool, RetryPolicy
+from verifier.core.preparing import Preparer
 from verifier.core.prompting import PromptSpec, build_prompt
 from verifier.core.store import Store
 from verifier.core.tags import TAGS, ask_order, questions
@@ -83,6 +84,7 @@ class RunResult:
     max_in_flight: int
     unreadable: dict[str, str] = field(default_factory=dict)  # image -> why its file could not be read
     pending: int = 0  # images whose answers wait in a submitted batch
+    others: list[str] = field(default_factory=list)  # pictures that are not images of the dataset (.gif, …)
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.verdict.status == status)
@@ -115,11 +117,18 @@ def _selected(rel: str, only: list[str]) -> bool:
     return not only or any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(rel.rsplit("/", 1)[-1], g) for g in only)
 
 
-def collect(root: Path, policy: Policy, store: Store, only: list[str],
-            caption_ext: str | None = None) -> tuple[list[Work], dict[str, str]]:
-    """Every image with a caption, hashed; the others with the reason they are skipped."""
+def collect(root: Path, policy: Policy, store: Store, only: list[str], caption_ext: str | None = None,
+            unreadable: dict[str, str] | None = None) -> tuple[list[Work], dict[str, str]]:
+    """Every image with a caption, hashed; the others with the reason they are skipped.
+    A file that cannot be read (a broken link, no permission) goes to `unreadable`."""
     works, skipped = [], {}
+    unreadable = {} if unreadable is None else unreadable
     for item in iter_images(root, caption_ext=caption_ext):
+        if (problem := link_problem(item.image, root)) is not None:  # before resolving: a loop cannot be
+            name = Path(os.path.relpath(item.image, root)).as_posix()
+            if _selected(name, only):
+                unreadable[name] = problem
+            continue
         rel = store.rel(item.image)
         if not _selected(rel, only):
             continue
@@ -127,10 +136,22 @@ def collect(root: Path, policy: Policy, store: Store, only: list[str],
         if text is None:  # that image alone: the run goes on
             skipped[rel] = why
             continue
-        sha = store.file_sha(item.image, sha256_file)
+        try:
+            sha = store.file_sha(item.image, sha256_file)
+        except OSError as exc:  # one file the run cannot read: named, the others go on
+            unreadable[rel] = f"cannot read image: {exc.strerror or exc}"
+            continue
         claims = facts_from_caption(parse(text), policy)
         works.append(Work(item.image, rel, sha, text, text_sha(text), claims))
     return works, skipped
+
+
+def other_note(others: list[str]) -> str:
+    """One line naming the pictures that are not images of the dataset."""
+    kinds = ", ".join(sorted({Path(o).suffix.lower() for o in others}))
+    read = " ".join(sorted(IMAGE_EXTS))
+    return (f"{len(others)} not checked: {kinds} files are not images of this dataset (capcheck and kohya-style "
+            f"trainers read {read}; convert them to include them): {', '.join(others)}")
 
 
 def _verdict_from_row(row) -> Verdict:
@@ -248,11 +269,16 @@ class Verifier:
         started = time.monotonic()
         name, model = identity
         run_id = self.store.start_run("verify", json.dumps(self._args(name, model), sort_keys=True))
-        works, skipped = collect(self.root, self.policy, self.store, self.options.only, self.options.caption_ext)
+        works, skipped = collect(self.root, self.policy, self.store, self.options.only, self.options.caption_ext,
+                                 self.unreadable)
+        others = [Path(os.path.relpath(p, self.root)).as_posix() for p in other_images(self.root)]
+        others = [o for o in others if _selected(o, self.options.only)]
         for rel in [r for r, why in skipped.items() if why.startswith(UNREADABLE)]:
             self.unreadable[rel] = skipped.pop(rel)  # a broken caption, like a broken image: named, not a verdict
         if not works:
             why = "no images with captions" + (f" matching {', '.join(self.options.only)}" if self.options.only else "")
+            if others:
+                why += f" ({other_note(others)})"
             raise VerifierError(self.root, why)
         if self.spec.tags:
             _tag_questions(self.root, works, self.policy, self.options)
@@ -278,7 +304,7 @@ class Verifier:
             model = backend.model  # codex may have named another model than the one planned
         results = sorted(done + asked, key=lambda r: r.image)
         return RunResult(run_id, name, model, self.spec.protocol, results, skipped, time.monotonic() - started,
-                         requests, max_in_flight, dict(sorted(self.unreadable.items())), pending)
+                         requests, max_in_flight, dict(sorted(self.unreadable.items())), pending, others)
 
     async def _ask(self, backend: Backend, todo: list[Work], asked: list[ItemResult]) -> Pool:
         servers = len(getattr(backend, "servers", ())) or 1  # a fleet: --concurrency per server
@@ -287,11 +313,12 @@ class Verifier:
                     retry=RetryPolicy(self.options.max_attempts, base=self.options.retry_base))
 
         planned = backend.model
-        loop = asyncio.get_running_loop()
-        # Preparing is CPU work (PNG decode, resize, JPEG): one thread per core. More threads only
-        # stretch every image's preparation, so the first requests leave later and the replies are
-        # read late (832x1216 PNGs at concurrency 32 on 2 cores: 19.8 s -> 12.8 s for 64 images).
-        preparing = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="capcheck-prepare")
+        # Preparing is CPU work (PNG decode, resize, JPEG): one worker per core, in processes for a
+        # run of any size (core/preparing.py: in threads the GIL kept one core idle). More workers only
+        # stretch every image's preparation, so the first requests leave later and the replies are read
+        # late (832x1216 PNGs at concurrency 32 on 2 cores: 19.8 s -> 12.8 s for 64 images).
+        preparing = Preparer(len(todo))
+        reports = thumbs.reports_dir(self.root)
 
         # codex without a model in its config: the first answer names the model; the others wait
         # for it, so what the store holds under that name is found instead of asked again
@@ -304,8 +331,8 @@ class Verifier:
             if backend.model != planned and (row := self._answered_under(w, backend)) is not None:
                 return _result_from_row(row, STORED)  # codex named another model: what it answered stands
             try:
-                image = await loop.run_in_executor(preparing, prepare, w.path, self.options.image_size,
-                                                   self.options.image_format)
+                image = await preparing.prepare(w.path, self.options.image_size, self.options.image_format,
+                                                reports, w.image_sha)
             except VerifierError as exc:
                 # A broken file (truncated, not an image) is the dataset's problem, not a
                 # verdict: skipped and named, never stored as an error a person would sort.
@@ -337,7 +364,7 @@ class Verifier:
         except* BackendUnavailable as group:
             raise group.exceptions[0] from None
         finally:
-            preparing.shutdown(wait=False, cancel_futures=True)
+            preparing.close()
         return pool
 
     def request(self, w: Work, image) -> Request:

@@ -27,8 +27,8 @@ from PIL import Image
 
 from captions.caption import parse
 from captions.facts import facts_from_caption
+from captions.pixels import as_rgb
 from captions.policy import Policy
-from verifier.core.images import flatten
 from verifier.core.observation import CANNOT
 from verifier.core.prompting import HEADINGS
 from verifier.core.tags import ABSENT, PRESENT
@@ -38,7 +38,7 @@ _CAPTION = re.compile(r"Caption: ---\n(.*?)\n---", re.S)
 
 
 def thumbnail(image: Image.Image) -> bytes:
-    return flatten(image).convert("L").resize((16, 16), Image.Resampling.BOX).tobytes()
+    return as_rgb(image).convert("L").resize((16, 16), Image.Resampling.BOX).tobytes()
 
 
 def average_hash(thumb: bytes) -> int:
@@ -100,7 +100,7 @@ class DemoModel:
                 try:
                     with Image.open(_find(Path(root or "."), key)) as im:
                         thumb = thumbnail(im)
-                except OSError as exc:  # truncated, not an image, missing: verify names the file itself
+                except (OSError, ValueError) as exc:  # truncated, not an image, missing: verify names the file itself
                     self.unreadable[key] = str(exc)
                     continue
             known = Known(key, facts, thumb)
@@ -128,7 +128,7 @@ class DemoModel:
         try:
             with Image.open(io.BytesIO(data)) as im:
                 thumb = thumbnail(im)
-        except OSError:
+        except (OSError, ValueError):  # not an image, or pixels with no one way to show them
             return None
         best = None
         if len(self.known) > EXACT_UP_TO:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from captions.caption import parse
-from captions.dataset import iter_images
+from captions.dataset import iter_images, link_problem
 from captions.facts import facts_from_caption
 from captions.journal import read_caption
 from captions.policy import Policy
@@ -64,8 +65,15 @@ def check(root: Path, store: Store, policy: Policy | None) -> Gate:
         text = read_caption(item.caption)
         if text is None:
             continue
+        if (problem := link_problem(item.image, root)) is not None:  # a loop cannot even be resolved
+            gate.pending[Path(os.path.relpath(item.image, root)).as_posix()] = problem
+            continue
         rel = store.rel(item.image)
-        image_sha = store.file_sha(item.image, sha256_file)
+        try:
+            image_sha = store.file_sha(item.image, sha256_file)
+        except OSError as exc:  # unreadable: it cannot be trained either
+            gate.pending[rel] = f"cannot read image: {exc.strerror or exc}"
+            continue
         caption_sha = text_sha(text)
         digest.update(f"{rel}\0{image_sha}\0{caption_sha}\n".encode())
         how, why = _state(store, policy, image_sha, caption_sha, text)

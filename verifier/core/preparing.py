@@ -1,0 +1,99 @@
+"""Where images are prepared for the model: worker processes, one per core.
+
+Preparing (decode, resize, JPEG, the report's thumbnail) is nearly all of
+the client's CPU, and in threads it could not use the cores it had. py-spy
+(`--gil`) on `capcheck verify` at concurrency 128 showed why: the GIL is
+held through pyspng's decode (2,036 of 6,908 GIL-holding samples) and
+Pillow's JPEG encoder (858), and Pillow's own PNG decoder gives it back
+and takes it again for every 64 KiB block, so every worker and the event
+loop (the SDK's request path) queued behind one another: 1.4 of 2 cores
+used, 76 of 128 requests in flight (issue 19). Processes share no GIL.
+
+Workers are started by the `forkserver` (`spawn` where there is none):
+never `fork` from this process, whose threads (rich's progress refresh,
+asyncio's resolver) could hold a lock at the moment of the fork. They
+ignore Ctrl-C, which the person means for the run (it stops the pool and
+keeps what is stored). A run with only a few images to prepare uses
+threads: starting processes would cost more than it saves; so does the
+rest of a run whose worker died (killed, out of memory). Like any use of
+multiprocessing, a script that calls `verify_dataset` needs the
+`if __name__ == "__main__":` guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+import threading
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from verifier.core import thumbs
+from verifier.core.images import Prepared, prepare
+from verifier.errors import VerifierError
+
+PROCESSES_FROM = 16  # images to prepare before worker processes pay for their start (~0.2 s each)
+
+
+def prepare_one(path: Path, max_side: int, fmt: str, reports: Path, sha: str) -> Prepared | str:
+    """In a worker: the image to send (and the report's thumbnail, saved, when it has
+    none yet), or why the file cannot be sent (a string: it crosses the process boundary)."""
+    side = thumbs.THUMB_SIDE if thumbs.wanted(reports, sha) else None
+    try:
+        image = prepare(path, max_side, fmt, side)
+    except VerifierError as exc:
+        return exc.message
+    if image.thumb is not None:
+        thumbs.save(reports, sha, image.thumb)
+    return image
+
+
+def _worker_start() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the run; the parent stops the pool
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent) -> None:
+    """A run killed with -9 cannot stop its pool, and a worker blocked on the task queue would
+    wait for ever (each holds that queue's write end too, so it never reads EOF): it follows its run."""
+    parent.join()
+    os._exit(0)
+
+
+class Preparer:
+    """`await preparer.prepare(...)` from the event loop; `close()` when the run ends."""
+
+    def __init__(self, images: int, workers: int | None = None):
+        self.workers = workers or os.cpu_count() or 2
+        self.processes = images >= PROCESSES_FROM and self.workers > 1
+        self._pool: Executor
+        if self.processes:
+            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+            context = multiprocessing.get_context(method)
+            if method == "forkserver":  # the server imports these once; each worker is a fork of it, ready
+                context.set_forkserver_preload(["__main__", __name__])
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_start)
+        else:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="capcheck-prepare")
+
+    async def prepare(self, path: Path, max_side: int, fmt: str, reports: Path, sha: str) -> Prepared:
+        """Raises VerifierError naming the file when it cannot be sent."""
+        loop = asyncio.get_running_loop()
+        try:
+            done = await loop.run_in_executor(self._pool, prepare_one, path, max_side, fmt, reports, sha)
+        except BrokenProcessPool:  # a worker died (out of memory, killed): the run goes on, in threads
+            if self.processes:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool, self.processes = ThreadPoolExecutor(self.workers, "capcheck-prepare"), False
+            done = await loop.run_in_executor(self._pool, prepare_one, path, max_side, fmt, reports, sha)
+        if isinstance(done, str):
+            raise VerifierError(path, done)
+        return done
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
