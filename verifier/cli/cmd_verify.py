@@ -172,6 +172,8 @@ def verify(
     probes: Annotated[int, typer.Option(help="Tags audit: probe tags asked per image.")] = PROBES,
     mismatch_share: Annotated[float, typer.Option(help="Tags audit: this share of a caption's tags absent means it "
                                                        "may be another image's.")] = MISMATCH_SHARE,
+    only_losses: Annotated[bool, typer.Option("--only-losses", help="Only the images the trained LoRA fit worst "
+                                                                    "(losses.json), asked again (--fresh).")] = False,
 ) -> None:
     """Ask a vision model what each image shows and compare it with the caption (`--aspects …,tags`: every tag)."""
     from verifier.core.report import write_reports
@@ -180,6 +182,14 @@ def verify(
     from verifier.human.agreement import all_agreements
 
     root = dataset_path(dataset)
+    if only_losses:  # the loss's suspects, asked again whatever the store holds
+        from verifier.human.route_losses import only_patterns
+
+        suspects = only_patterns(root)
+        if not suspects:
+            out.print("no image is a worst fit by losses.json's rule: nothing to ask again", markup=False)
+            return
+        only, fresh = suspects, True
     pol = dataset_policy(policy, root)
     options = verify_options(model, backend, base_url, api_key_env, protocol, comma_list(aspects, aspect, "--aspect"),
                              concurrency, rpm, timeout, max_attempts, image_size, image_format, fresh, only, codex_bin,
