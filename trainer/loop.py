@@ -30,7 +30,7 @@ from pathlib import Path
 
 from trainer.checkpoint import Monitor, load_state, lora_path, rng_states, save_state, set_rng_states, state_path
 from trainer.config import TrainConfig, save_resolved
-from trainer.data import Sample, epoch_batches, load_samples, training_text
+from trainer.data import Sample, epoch_batches, load_samples
 from trainer.dist import Rank
 from trainer.errors import TrainError
 
@@ -149,7 +149,7 @@ class Trainer:
         import torch
 
         from trainer import shim
-        from trainer.encode import Cache, encode_text, fill_latent_cache
+        from trainer.encode import Cache, encode_text, fill_caches
         from trainer.lora import add_lora, load_comfy_lora
         from trainer.models import load_anima
         from trainer.speed import checkpoint_blocks, choose_checkpointing, compile_blocks
@@ -171,24 +171,9 @@ class Trainer:
                  + (f", {rank.world} processes" if rank.world > 1 else ""))
         parts = load_anima(c, device, compute_dtype(c.mixed_precision))
         cache = Cache(c.path(c.cache_dir) or self.output / "cache", parts.identity)
-        if c.cache_latents:  # each process encodes its share, then all read the whole cache
-            encoded = fill_latent_cache(parts, rank.share(samples), cache, c.flip_augment, device)
-            encoded = int(rank.sum(torch.tensor(encoded, device=device)))
-            rank.wait()
+        encoded, contexts = fill_caches(parts, samples, cache, c, device, rank)
+        if encoded is not None:
             self.say(f"latents: {encoded} encoded, {len(samples) * (2 if c.flip_augment else 1) - encoded} from cache")
-        contexts: dict[str, object] = {}
-        if not c.shuffle_caption and c.tag_dropout == 0:  # the text never changes: encode each caption once
-            texts = sorted({training_text(x.caption) for x in samples})
-            for text in rank.share(texts):
-                ctx = cache.text(text, c.max_sequence_length)
-                if ctx is None:
-                    ctx = encode_text(parts, [text], c.max_sequence_length, device)[0]
-                    cache.put_text(text, c.max_sequence_length, ctx)
-                contexts[text] = ctx.cpu()  # the loader pads and pins them; the step moves them
-            rank.wait()
-            for text in texts:  # the other processes' shares, from the cache they filled
-                if text not in contexts:
-                    contexts[text] = cache.text(text, c.max_sequence_length).cpu()
         # Only rank 0 renders samples, so only it needs their prompts.
         prompts = [encode_text(parts, [p], c.max_sequence_length, device) for p in c.sample_prompts if rank.main]
         negative = encode_text(parts, [c.sample_negative_prompt], c.max_sequence_length, device) if prompts else None
@@ -311,23 +296,12 @@ class Trainer:
     def _image_losses(self, s: _Session) -> None:
         """Each image's loss with the final LoRA and without (trainer.losses): each process scores its share."""
         from trainer import losses
-        from trainer.data import image_tensor
-        from trainer.encode import encode_images, encode_text
 
-        c, parts, device = self.config, s.parts, s.device
-
-        def latent(sample):
-            cached = s.cache.latent(sample, False) if c.cache_latents else None
-            return cached if cached is not None else encode_images(parts.vae, image_tensor(sample).unsqueeze(0),
-                                                                   device)[0]
-
-        def context(text):
-            known = s.contexts.get(text)
-            return known if known is not None else encode_text(parts, [text], c.max_sequence_length, device)[0]
-
+        c = self.config
         self.say(f"scoring {len(s.samples)} images with the LoRA and without ({len(losses.TIMESTEPS)} timesteps each)")
-        scores = s.rank.gather(losses.score(s.parts.transformer, s.rank.share(s.samples), latent, context, c.seed,
-                                            device, s.stepper.dtype, s.stepper.autocast))
+        mine = losses.score(s.parts, s.rank.share(s.samples), s.cache, s.contexts, c, s.device, s.stepper.dtype,
+                            s.stepper.autocast)
+        scores = s.rank.gather(mine)
         lora = (s.result.loras[-1].name if s.result.loras
                 else f"{state_path(self.output, c.output_name).name} (step {s.step})")
         s.result.loss_report = losses.report(s.samples, scores, self.dataset, lora)

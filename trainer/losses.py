@@ -54,15 +54,26 @@ def image_loss(transformer, x0, context, key: str, device, dtype, autocast: bool
     return total / len(TIMESTEPS)
 
 
-def score(transformer, samples: list[Sample], latent, context, seed: int, device, dtype, autocast: bool) -> list[dict]:
-    """Per sample: the loss with the LoRA, without it, and their ratio. `latent(sample)` and
-    `context(text)` give the cached (or freshly encoded) inputs."""
-    out = []
+def score(parts, samples: list[Sample], cache, contexts: dict, config, device, dtype, autocast: bool) -> list[dict]:
+    """Per sample: the loss with the LoRA, without it, and their ratio. The inputs come from the
+    caches where they are there (`contexts`: the captions encoded once), else freshly encoded."""
+    from trainer.data import image_tensor
+    from trainer.encode import encode_images, encode_text
+
+    def latent(sample):
+        cached = cache.latent(sample, False) if config.cache_latents else None
+        return cached if cached is not None else encode_images(parts.vae, image_tensor(sample).unsqueeze(0), device)[0]
+
+    def context(text):
+        known = contexts.get(text)
+        return known if known is not None else encode_text(parts, [text], config.max_sequence_length, device)[0]
+
+    transformer, out = parts.transformer, []
     was_training = transformer.training
     transformer.eval()
     try:
         for sample in samples:
-            x0, ctx, key = latent(sample), context(training_text(sample.caption)), f"{seed}:{sample.sha}"
+            x0, ctx, key = latent(sample), context(training_text(sample.caption)), f"{config.seed}:{sample.sha}"
             with_lora = image_loss(transformer, x0, ctx, key, device, dtype, autocast)
             transformer.disable_adapters()
             try:
