@@ -40,7 +40,8 @@ def launch(processes: int, argv: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    logging.getLogger("torch.distributed").setLevel(logging.ERROR)  # its INFO lines are not the user's business
+    for name in ("torch.distributed", "torch.distributed.elastic.agent.server.api"):  # its own level, set on import
+        logging.getLogger(name).setLevel(logging.ERROR)  # its INFO and WARNING lines are not the user's business
     # Processes sharing a CPU share its cores (as torchrun and accelerate do, but without their warning).
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=processes, run_id=uuid.uuid4().hex,

@@ -159,7 +159,11 @@ def train(
             raise typer.Exit(EXIT_NO_GPU) from None
         argv = ["train", str(dataset), "--config", str(config), *(["--allow-unverified"] if allow_unverified else []),
                 *(["--resume"] if resume else []), *(["--losses"] if losses else [])]
-        raise typer.Exit(launch(processes, argv))
+        code = launch(processes, argv)
+        if code == EXIT_INTERRUPTED:  # the launcher stopped every rank; what resumes is the last state saved
+            err.print("interrupted: every process stopped; run the same command with --resume to continue from "
+                      "the last saved state (save_state_every)")
+        raise typer.Exit(code)
     _train(root, config, cfg, allow_unverified, resume, losses)
 
 
