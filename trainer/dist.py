@@ -13,7 +13,6 @@ callback so only rank 0 runs it; the loop never asks `if rank == 0`.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -115,15 +114,6 @@ class Rank:
         """Every process reaches this point before any goes on (after a shared cache is filled)."""
         if self.world > 1:
             self.state.wait_for_everyone()
-
-    @contextlib.contextmanager
-    def main_first(self):
-        """Rank 0 runs the block first (it writes), then the others (they read)."""
-        if self.world == 1:
-            yield
-            return
-        with self.state.main_process_first():
-            yield
 
     def close(self) -> None:
         if self.world > 1:
