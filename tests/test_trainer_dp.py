@@ -83,6 +83,7 @@ def test_two_processes_train_the_lora_one_process_does(tiny_anima, dataset, one,
     assert code == 0, stdout + stderr
     assert f"capcheck train: {one.total_steps}/{one.total_steps} steps on 2 processes" in stdout
     assert stdout.count("capcheck train:") == 1 and stderr.count("images in 2 bucket(s), 2 processes") == 1
+    assert "latents: 8 encoded, 0 from cache" in stderr  # 4 images and their mirrors, each encoded once in all
     two = tmp_path / "two" / "tiny_epoch002.safetensors"
     diff = close(load_file(str(one.loras[-1])), load_file(str(two)))
     loss_diff = max(abs(a - b) for a, b in zip(one.losses, losses(tmp_path / "two"), strict=True))
