@@ -90,3 +90,13 @@ def test_alpha_equal_to_rank_writes_no_alpha_and_loads_with_plain_load_lora_weig
                   return_dict=False)
     with torch.no_grad():
         assert torch.allclose(pipe.transformer(**inputs)[0], ours(**inputs)[0], atol=1e-6)
+
+
+def test_the_lora_file_is_readable_by_others_as_the_umask_allows(run):
+    """safetensors 0.8 writes 0600: a ComfyUI running as another user could not read the LoRA."""
+    import os
+
+    _, _, result = run
+    mask = os.umask(0)
+    os.umask(mask)
+    assert result.loras and all(p.stat().st_mode & 0o777 == 0o666 & ~mask for p in result.loras)

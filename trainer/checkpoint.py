@@ -66,7 +66,7 @@ def load_state(path: Path) -> dict:
 
 @dataclass
 class Monitor:
-    path: Path
+    path: Path | None  # None: keep the numbers, write nothing (a process other than rank 0)
     total_steps: int
     total_epochs: int
     losses: list[list[float]] = field(default_factory=list)
@@ -85,7 +85,8 @@ class Monitor:
                 "eta_seconds": round(eta, 1) if eta is not None else None,
                 "eta": time.strftime("%H:%M:%S", time.gmtime(eta)) if eta is not None else None,
                 "lr": lr, "status": status, "updated": time.time(), **self.extra}
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(tmp, self.path)
+        if self.path is not None:
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            tmp.write_text(json.dumps(data), encoding="utf-8")
+            os.replace(tmp, self.path)
         return data

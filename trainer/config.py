@@ -84,6 +84,8 @@ class TrainConfig(BaseModel):
     save_state_every: int | None = None  # steps between resume states; default: every epoch
     save_precision: Literal["bf16", "fp32"] = "bf16"  # the LoRA file's tensors
     log_every: int = 10  # steps between loss reads (each one waits for the GPU) and state.json writes
+    # At the end: each image's loss with the LoRA and without, ranked (output_dir/losses.json; trainer.losses).
+    image_losses: bool = True
 
     # Samples
     sample_every: int = 0  # epochs; 0: none

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from trainer.data import Sample, image_tensor
+from trainer.data import Sample, image_tensor, training_text
 
 
 def encode_text(parts, texts: list[str], max_length: int, device):
@@ -119,3 +119,30 @@ def fill_latent_cache(parts, samples: list[Sample], cache: Cache, flip: bool, de
                 cache.put_latent(sample, flipped, latent)
                 encoded += 1
     return encoded
+
+
+def fill_caches(parts, samples: list[Sample], cache: Cache, config, device, rank) -> tuple[int | None, dict]:
+    """Both caches, filled in shards: each process encodes its share (`rank.share`), then all read
+    the whole cache. Returns the latents encoded over every process (None: latents not cached) and
+    the text conditioning by caption (empty when the caption a step sees changes: shuffle, dropout)."""
+    import torch
+
+    c, encoded = config, None
+    if c.cache_latents:
+        encoded = fill_latent_cache(parts, rank.share(samples), cache, c.flip_augment, device)
+        encoded = int(rank.sum(torch.tensor(encoded, device=device)))
+        rank.wait()
+    contexts: dict[str, object] = {}
+    if not c.shuffle_caption and c.tag_dropout == 0:  # the text never changes: encode each caption once
+        texts = sorted({training_text(x.caption) for x in samples})
+        for text in rank.share(texts):
+            ctx = cache.text(text, c.max_sequence_length)
+            if ctx is None:
+                ctx = encode_text(parts, [text], c.max_sequence_length, device)[0]
+                cache.put_text(text, c.max_sequence_length, ctx)
+            contexts[text] = ctx.cpu()  # the loader pads and pins them; the step moves them
+        rank.wait()
+        for text in texts:  # the other processes' shares, from the cache they filled
+            if text not in contexts:
+                contexts[text] = cache.text(text, c.max_sequence_length).cpu()
+    return encoded, contexts

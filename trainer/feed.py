@@ -6,9 +6,12 @@ dropout). With `num_workers` > 0 the reads, image decoding and caption
 augmentation run in worker processes, off the training thread; on CUDA the
 tensors come back in pinned memory, so the copy to the GPU does not block.
 
-A batch's randomness (flips, shuffled tags, dropped tags) comes from its
-own generator seeded by (seed, epoch, batch): the same whichever process
-makes it, and a resumed run needs only the epoch and batch to continue.
+A sample's randomness (flip, shuffled tags, dropped tags, and the key that
+seeds its noise and timestep in the step) comes from its own generator
+seeded by (seed, epoch, batch, position in the batch): the same whichever
+process makes it and however many share the batch, and a resumed run needs
+only the epoch and batch to continue. With several processes each item
+holds only this process's share of the batch (`positions`).
 
 `ahead` moves the next batch to the GPU (and encodes it, where latents or
 text are not cached) before the current step is launched, so a step never
@@ -36,9 +39,10 @@ class EpochBatches:
     """A map-style dataset: item k is batch `start + k` of the epoch's order."""
 
     def __init__(self, samples: list[Sample], order: list[list[int]], start: int, *, epoch: int, config,
-                 cache: Cache, contexts: dict):
+                 cache: Cache, contexts: dict, share=list):
         self.samples, self.order, self.start, self.epoch = samples, order, start, epoch
         self.c, self.cache, self.contexts = config, cache, contexts
+        self.share = share  # positions -> this process's positions (`Rank.share`)
 
     def __len__(self) -> int:
         return len(self.order) - self.start
@@ -47,12 +51,18 @@ class EpochBatches:
         import torch
 
         c, index = self.c, self.start + k
-        rng = random.Random(f"{c.seed}:{self.epoch}:{index}")
-        batch = [self.samples[i] for i in self.order[index]]
-        flips = [c.flip_augment and rng.random() < 0.5 for _ in batch]
+        positions = self.share(range(len(self.order[index])))
+        rngs = [random.Random(f"{c.seed}:{self.epoch}:{index}:{p}") for p in positions]
+        batch = [self.samples[self.order[index][p]] for p in positions]
+        keys = [rng.getrandbits(63) for rng in rngs]
+        flips = [c.flip_augment and rng.random() < 0.5 for rng in rngs]
         latents = [self.cache.latent(s, f) if c.cache_latents else None for s, f in zip(batch, flips, strict=True)]
-        texts = [training_text(s.caption, c.keep_tokens, c.shuffle_caption, c.tag_dropout, rng) for s in batch]
-        item = {"index": index, "texts": texts, "latents": None, "pixels": None, "context": None}
+        texts = [training_text(s.caption, c.keep_tokens, c.shuffle_caption, c.tag_dropout, rng)
+                 for s, rng in zip(batch, rngs, strict=True)]
+        item = {"index": index, "texts": texts, "latents": None, "pixels": None, "context": None, "keys": keys,
+                "size": len(self.order[index])}
+        if not batch:  # this process has no share of this batch (a batch smaller than the process count)
+            return item
         if all(x is not None for x in latents):
             item["latents"] = torch.stack(latents).float()
         else:  # not cached: the training process encodes them with the VAE
@@ -80,6 +90,8 @@ def to_device(item: dict, parts, config, device):
     from trainer.encode import encode_images, encode_text
     from trainer.step import Batch
 
+    if not item["keys"]:
+        return Batch(None, None, item["index"], [], item["size"])
     if item["latents"] is not None:
         x0 = item["latents"].to(device, torch.float32, non_blocking=True)
     else:
@@ -88,7 +100,7 @@ def to_device(item: dict, parts, config, device):
         context = item["context"].to(device, non_blocking=True)
     else:
         context = encode_text(parts, item["texts"], config.max_sequence_length, device)
-    return Batch(x0, context, item["index"])
+    return Batch(x0, context, item["index"], item["keys"], item["size"])
 
 
 def ahead(items: Iterable, load: Callable) -> Iterator:

@@ -9,10 +9,18 @@ every LoRA saved, the resume state is written. An epoch's batch order and each b
 depend only on the seed, the epoch and the batch, and the random streams
 are saved with the optimizer, so `--resume` continues at the exact batch
 and step a run stopped at, and reaches the same LoRA.
+
+Several processes (`trainer.dist`): every one walks the same batch order,
+takes its share of each batch and takes the same optimizer step (the step
+sums gradients over them), so N processes train the LoRA one would, and a
+state saved at one N resumes at another. Rank 0 alone writes (LoRA files,
+state, state.json, samples, the console): `_main_only` methods and the
+rank's `main_only` callbacks. The caches are filled in shards, then read by all.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
@@ -22,8 +30,19 @@ from pathlib import Path
 
 from trainer.checkpoint import Monitor, load_state, lora_path, rng_states, save_state, set_rng_states, state_path
 from trainer.config import TrainConfig, save_resolved
-from trainer.data import Sample, epoch_batches, load_samples, training_text
+from trainer.data import Sample, epoch_batches, load_samples
+from trainer.dist import Rank
 from trainer.errors import TrainError
+
+
+def _main_only(method):
+    """A method that writes: it runs on rank 0 only; the others hold the same LoRA and skip it."""
+
+    @functools.wraps(method)
+    def wrapper(self, s, *args, **kwargs):
+        return method(self, s, *args, **kwargs) if s.rank.main else None
+
+    return wrapper
 
 
 @dataclass
@@ -48,6 +67,9 @@ class Result:
     cache_hits: int = 0
     cache_misses: int = 0
     checkpointed_blocks: int = 0
+    processes: int = 1
+    loss_report: dict | None = None  # losses.json's content (trainer.losses), rank 0
+    main: bool = True  # rank 0 (the one that wrote the files and prints the summary)
 
 
 @dataclass
@@ -62,6 +84,7 @@ class _Session:
     negative: object
     stepper: object
     device: object
+    rank: Rank
     result: Result
     monitor: Monitor
     started_at: float = field(default_factory=time.time)
@@ -97,18 +120,26 @@ class Trainer:
         self.say = on_event or (lambda msg: None)
         self.output = config.path(config.output_dir) or Path("output")
 
-    def run(self, resume: bool = False) -> Result:
+    def run(self, resume: bool = False, losses_only: bool = False) -> Result:
+        """Train (or continue, `resume`); `losses_only`: score a finished run's images, no training."""
         s = self._prepare()
-        if resume:
-            self._resume(s)
         try:
-            self._loop(s)
-        except KeyboardInterrupt:  # save where we are, so --resume continues from here
-            self._save_state(s)
-            self._log(s, status="interrupted")
-            s.result.interrupted = True
-        else:  # the last epoch saved its LoRA and the state
-            self._log(s, status="done")
+            if resume or losses_only:
+                self._resume(s)
+            try:
+                if not losses_only:
+                    self._loop(s)
+                if self.config.image_losses or losses_only:
+                    self._image_losses(s)
+            except KeyboardInterrupt:  # save where we are, so --resume continues from here
+                self._save_state(s)
+                self._log(s, status="interrupted")
+                s.result.interrupted = True
+            else:  # the last epoch saved its LoRA and the state
+                self._log(s, status="done")
+            s.rank.wait()  # rank 0's files are whole before any process reports done
+        finally:
+            s.rank.close()
         s.result.steps = s.step
         s.result.cache_hits, s.result.cache_misses = s.cache.hits, s.cache.misses
         return s.result
@@ -118,7 +149,7 @@ class Trainer:
         import torch
 
         from trainer import shim
-        from trainer.encode import Cache, encode_text, fill_latent_cache
+        from trainer.encode import Cache, encode_text, fill_caches
         from trainer.lora import add_lora, load_comfy_lora
         from trainer.models import load_anima
         from trainer.speed import checkpoint_blocks, choose_checkpointing, compile_blocks
@@ -126,27 +157,25 @@ class Trainer:
 
         c = self.config
         device = pick_device(c)
+        rank = Rank.start(device)
+        device = rank.device(device)
+        self.on_step, self.say = rank.main_only(self.on_step), rank.main_only(self.say)
         shim.install()
         random.seed(c.seed)
         torch.manual_seed(c.seed)
         self.output.mkdir(parents=True, exist_ok=True)
-        save_resolved(c, self.output)
+        if rank.main:
+            save_resolved(c, self.output)
         samples = load_samples(self.dataset, c.resolution)
-        self.say(f"{len(samples)} images in {len({x.bucket for x in samples})} bucket(s)")
+        self.say(f"{len(samples)} images in {len({x.bucket for x in samples})} bucket(s)"
+                 + (f", {rank.world} processes" if rank.world > 1 else ""))
         parts = load_anima(c, device, compute_dtype(c.mixed_precision))
         cache = Cache(c.path(c.cache_dir) or self.output / "cache", parts.identity)
-        if c.cache_latents:
-            encoded = fill_latent_cache(parts, samples, cache, c.flip_augment, device)
+        encoded, contexts = fill_caches(parts, samples, cache, c, device, rank)
+        if encoded is not None:
             self.say(f"latents: {encoded} encoded, {len(samples) * (2 if c.flip_augment else 1) - encoded} from cache")
-        contexts: dict[str, object] = {}
-        if not c.shuffle_caption and c.tag_dropout == 0:  # the text never changes: encode each caption once
-            for text in {training_text(x.caption) for x in samples}:
-                ctx = cache.text(text, c.max_sequence_length)
-                if ctx is None:
-                    ctx = encode_text(parts, [text], c.max_sequence_length, device)[0]
-                    cache.put_text(text, c.max_sequence_length, ctx)
-                contexts[text] = ctx.cpu()  # the loader pads and pins them; the step moves them
-        prompts = [encode_text(parts, [p], c.max_sequence_length, device) for p in c.sample_prompts]
+        # Only rank 0 renders samples, so only it needs their prompts.
+        prompts = [encode_text(parts, [p], c.max_sequence_length, device) for p in c.sample_prompts if rank.main]
         negative = encode_text(parts, [c.sample_negative_prompt], c.max_sequence_length, device) if prompts else None
         if contexts and c.cache_latents:  # nothing left for the text models to do on the GPU
             parts.text_encoder.to("cpu")
@@ -155,21 +184,24 @@ class Trainer:
         params = add_lora(transformer, c.lora_rank, c.alpha)
         if c.resume_lora:
             load_comfy_lora(transformer, c.path(c.resume_lora))
+        rank.same_start(params)
         transformer.train()
         stepper = Stepper(transformer, params, lr=c.learning_rate, max_grad_norm=c.max_grad_norm,
-                          timestep_shift=c.timestep_shift, mixed_precision=c.mixed_precision, device=device)
+                          timestep_shift=c.timestep_shift, mixed_precision=c.mixed_precision, device=device,
+                          rank=rank)
         widest = max({x.bucket for x in samples}, key=lambda b: b[0] * b[1])
         count, why = choose_checkpointing(c.grad_checkpoint, transformer, device,
-                                          lambda: self._probe(stepper, widest), c.batch_size)
+                                          lambda: self._probe(stepper, widest), math.ceil(c.batch_size / rank.world))
         checkpoint_blocks(transformer, count)
         self.say(why)
         if c.compile:
             self.say(f"torch.compile: {compile_blocks(transformer)} DiT blocks (the first steps compile)")
         total = total_steps(c, samples)
         return _Session(parts=parts, samples=samples, cache=cache, contexts=contexts, prompts=prompts,
-                        negative=negative, stepper=stepper, device=device,
-                        result=Result(total_steps=total, checkpointed_blocks=count),
-                        monitor=Monitor(self.output / "state.json", total, c.epochs,
+                        negative=negative, stepper=stepper, device=device, rank=rank,
+                        result=Result(total_steps=total, checkpointed_blocks=count, processes=rank.world,
+                                      main=rank.main),
+                        monitor=Monitor(self.output / "state.json" if rank.main else None, total, c.epochs,
                                         extra={"dataset_hash": self.metadata.get("capcheck_dataset_hash")}))
 
     def _probe(self, stepper, bucket: tuple[int, int]) -> None:
@@ -209,7 +241,7 @@ class Trainer:
             s.epoch, s.batch = epoch, start
             order = epoch_batches(s.samples, c.repeats, c.batch_size, c.seed, epoch)
             items = loader(EpochBatches(s.samples, order, start, epoch=epoch, config=c, cache=s.cache,
-                                        contexts=s.contexts), c.num_workers, s.device)
+                                        contexts=s.contexts, share=s.rank.share), c.num_workers, s.device)
             micro = []
             for batch in ahead(items, lambda item: to_device(item, s.parts, c, s.device)):
                 if c.max_steps and s.step >= c.max_steps:
@@ -261,6 +293,22 @@ class Trainer:
             self.on_step(Step(s.step, s.result.total_steps, epoch, s.result.losses[-1],
                               _speed(s.window) or info["speed"], info["eta_seconds"]))
 
+    def _image_losses(self, s: _Session) -> None:
+        """Each image's loss with the final LoRA and without (trainer.losses): each process scores its share."""
+        from trainer import losses
+
+        c = self.config
+        self.say(f"scoring {len(s.samples)} images with the LoRA and without ({len(losses.TIMESTEPS)} timesteps each)")
+        mine = losses.score(s.parts, s.rank.share(s.samples), s.cache, s.contexts, c, s.device, s.stepper.dtype,
+                            s.stepper.autocast)
+        scores = s.rank.gather(mine)
+        lora = (s.result.loras[-1].name if s.result.loras
+                else f"{state_path(self.output, c.output_name).name} (step {s.step})")
+        s.result.loss_report = losses.report(s.samples, scores, self.dataset, lora)
+        if s.rank.main:
+            losses.write(self.output, s.result.loss_report)
+
+    @_main_only
     def _save_lora(self, s: _Session, epoch: int, by_step: bool = False) -> None:
         import torch
 
@@ -275,6 +323,7 @@ class Trainer:
         s.result.loras.append(save_lora(path, s.parts.transformer, c.lora_rank, c.alpha, meta, dtype))
         self._save_state(s)  # every LoRA is also a point to resume from
 
+    @_main_only
     def _save_state(self, s: _Session) -> None:
         """What `--resume` needs to continue exactly here (`s.epoch`, `s.batch`: the next batch)."""
         from peft.utils import get_peft_model_state_dict
@@ -284,6 +333,7 @@ class Trainer:
                    lora=get_peft_model_state_dict(s.parts.transformer), **s.stepper.state_dict(), epoch=s.epoch,
                    batch=s.batch, step=s.step, losses=s.monitor.losses[-5000:], **rng_states())
 
+    @_main_only
     def _samples(self, s: _Session, epoch: int) -> None:
         import torch
 

@@ -23,6 +23,7 @@ updates would round away (a bf16 ulp is 2^-8 of the value).
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -89,14 +90,24 @@ def from_comfy(comfy: dict) -> tuple[dict, dict]:
 
 
 def save_lora(path: Path, transformer, rank: int, alpha: float, metadata: dict[str, str], dtype=None) -> Path:
-    """Atomic: write to a temp name, then rename (a killed run leaves no half file)."""
+    """Atomic: write to a temp name, then rename (a killed run leaves no half file). The mode is the
+    usual one (0666 less the umask): safetensors 0.8 writes 0600, which a ComfyUI running as
+    another user cannot read."""
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(to_comfy(lora_state(transformer), alpha, rank, dtype), str(tmp), metadata=metadata)
+    os.chmod(tmp, 0o666 & ~_umask())
     tmp.replace(path)
     return path
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def load_comfy_lora(transformer, path: Path) -> None:

@@ -88,7 +88,14 @@ def _build(cls, config: dict, state: dict, device, dtype, where: Path):
 
     with torch.device(device):  # random init where it is cheap (the GPU), then the weights
         model = cls(**config)
-    model.to(dtype=dtype)
+    # diffusers' own `to(dtype=)` logs "There are modules in ... that should be kept in float32: []"
+    # on every call, even when the list is empty: cast with torch's `to`, and keep in fp32 what the
+    # class asks for, as `from_pretrained(torch_dtype=)` does.
+    torch.nn.Module.to(model, dtype=dtype)
+    keep = getattr(model, "_keep_in_fp32_modules", None) or []
+    for name, module in model.named_modules():
+        if keep and any(k in name.split(".") for k in keep):
+            torch.nn.Module.to(module, dtype=torch.float32)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shapes that differ: name the first one, in one line

@@ -53,6 +53,22 @@ class Plan:
         return self.hours * self.usd_per_hour if self.hours is not None and self.usd_per_hour is not None else None
 
 
+# Data parallel: the share of each added GPU's speed a step keeps after the all-reduce of the LoRA's
+# gradients (about 0.5 GB for rank 32 in fp32) and the slowest GPU's wait. An estimate, not a measurement:
+# `capcheck train --processes N` prints the it/s it reached; put that in --its with --processes 1.
+SCALING = 0.9
+
+
+def speedup(processes: int, scaling: float = SCALING) -> float:
+    """How many times faster N GPUs finish the same steps than one (the global batch stays the same)."""
+    return 1.0 if processes <= 1 else processes * scaling
+
+
+def hours_on(plan: Plan, processes: int, scaling: float = SCALING) -> float | None:
+    """The run's hours on `processes` GPUs, `plan.its` being one GPU's."""
+    return plan.hours / speedup(processes, scaling) if plan.hours is not None else None
+
+
 def guidance(exposures: int) -> list[str]:
     lines = [f"exposures per image: {exposures} (repeats x epochs)",
              f"the articles: {OTHER_MODEL[0]}-{OTHER_MODEL[1]} for data from another model (kanachan, "

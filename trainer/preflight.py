@@ -75,9 +75,11 @@ def estimate_vram_gib(config: TrainConfig, params: float = 2.0e9, hidden: int = 
     return (weights + lora + activations) / 2**30 + 1.0  # + CUDA context, VAE, buffers
 
 
-def checks(config: TrainConfig) -> list[tuple[str, Callable[[], Check]]]:
-    """The checklist, in order; each item runs only if the ones before it passed."""
+def checks(config: TrainConfig, processes: int = 1) -> list[tuple[str, Callable[[], Check]]]:
+    """The checklist, in order; each item runs only if the ones before it passed. With `processes`
+    > 1 (data parallel, one GPU each) the GPU checks cover every GPU the run will use."""
     cpu = config.device == "cpu"
+    gpus = range(processes)
 
     def python() -> Check:
         ok = sys.version_info >= (3, 10)
@@ -123,19 +125,28 @@ def checks(config: TrainConfig) -> list[tuple[str, Callable[[], Check]]]:
         if not torch.cuda.is_available():
             return Check("CUDA", False, f"torch {torch.__version__} sees no CUDA GPU",
                          "run on a machine with an NVIDIA GPU and a CUDA build of torch")
-        return Check("CUDA", True, f"{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}")
+        found = torch.cuda.device_count()
+        names = ", ".join(f"{i}: {torch.cuda.get_device_name(i)}" for i in range(found))
+        if found < processes:
+            return Check("CUDA", False, f"{processes} processes need {processes} GPUs; torch sees {found} ({names})",
+                         f"use --processes {found} or fewer, or a machine with more GPUs")
+        return Check("CUDA", True, f"{names if processes > 1 else torch.cuda.get_device_name(0)}, "
+                                   f"CUDA {torch.version.cuda}")
 
     def capability() -> Check:
         import torch
 
         if cpu:
             return Check("compute capability", True, "skipped on CPU")
-        major, minor = torch.cuda.get_device_capability(0)
-        arch = f"sm_{major}{minor}"
         built = torch.cuda.get_arch_list()
-        ok = arch in built or any(a.startswith("compute_") and int(a[8:]) <= major * 10 + minor for a in built)
-        return Check("compute capability", ok, f"{arch}; this torch build has {', '.join(built)}",
-                     f"install a torch build with {arch} kernels (Blackwell sm_120 needs a cu128 build)")
+        for gpu in gpus:
+            major, minor = torch.cuda.get_device_capability(gpu)
+            arch = f"sm_{major}{minor}"
+            ok = arch in built or any(a.startswith("compute_") and int(a[8:]) <= major * 10 + minor for a in built)
+            if not ok or gpu == gpus[-1]:
+                where = f"GPU {gpu}: " if processes > 1 else ""
+                return Check("compute capability", ok, f"{where}{arch}; this torch build has {', '.join(built)}",
+                             f"install a torch build with {arch} kernels (Blackwell sm_120 needs a cu128 build)")
 
     def vram() -> Check:
         import torch
@@ -143,9 +154,13 @@ def checks(config: TrainConfig) -> list[tuple[str, Callable[[], Check]]]:
         need = estimate_vram_gib(config)
         if cpu:
             return Check("free VRAM", True, f"skipped on CPU (a 2B run needs about {need:.0f} GiB)")
-        free, total = (x / 2**30 for x in torch.cuda.mem_get_info(0))
-        return Check("free VRAM", free >= need, f"{free:.1f} of {total:.1f} GiB free; estimate {need:.1f} GiB",
-                     "free the GPU, or lower batch_size / resolution, or set grad_checkpoint: auto")
+        for gpu in gpus:  # each process holds the whole model: every GPU needs the estimate
+            free, total = (x / 2**30 for x in torch.cuda.mem_get_info(gpu))
+            if free < need or gpu == gpus[-1]:
+                where = f"GPU {gpu}: " if processes > 1 else ""
+                return Check("free VRAM", free >= need, f"{where}{free:.1f} of {total:.1f} GiB free; estimate "
+                                                        f"{need:.1f} GiB",
+                             "free the GPU, or lower batch_size / resolution, or set grad_checkpoint: auto")
 
     def files() -> Check:
         found = model_files(config)
@@ -235,10 +250,11 @@ def model_files(config: TrainConfig) -> list[tuple[str, str]]:
     return out
 
 
-def run_preflight(config: TrainConfig, on_check: Callable[[Check], None] | None = None) -> list[Check]:
+def run_preflight(config: TrainConfig, on_check: Callable[[Check], None] | None = None,
+                  processes: int = 1) -> list[Check]:
     """Run the checklist; raises PreflightFailed at the first failure."""
     done = []
-    for name, check in checks(config):
+    for name, check in checks(config, processes):
         try:
             result = check()
         except PreflightFailed:

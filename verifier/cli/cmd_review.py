@@ -162,6 +162,8 @@ def route(
     mode: Annotated[Mode, typer.Option(help="link (hard links; copies where that fails), copy or move.")]
     = Mode.link,
     policy: PolicyOpt = None,
+    losses: Annotated[bool, typer.Option("--losses", help="The images the trained LoRA fit worst (losses.json) "
+                                                          "into DIR/loss/, with their captions listed.")] = False,
 ) -> None:
     """Put the images that need a person into DIR/<aspect>/<value>/, pre-sorted by the model's answer."""
     from verifier.core.store import Store
@@ -169,6 +171,9 @@ def route(
     from verifier.human.route import route as route_images
 
     root = dataset_path(dataset)
+    if losses:
+        _route_losses(root, into, mode.value)
+        return
     with Store(root) as store:
         pol = dataset_policy(policy, root, store)
         names = _aspects(aspects, aspect, pol)
@@ -211,6 +216,24 @@ def route(
         out.print(f"capcheck ingest {quoted(folder)} --aspects {','.join(waiting)}", soft_wrap=True)
     out.print(f"or sort them in the browser, which runs ingest for you: capcheck review {quoted(dataset)}",
               soft_wrap=True)
+
+
+def _route_losses(root: Path, into: Path | None, mode: str) -> None:
+    from verifier.human.route_losses import route_losses
+
+    done = route_losses(root, into, mode)
+    out.print(f"capcheck route --losses: {len(done.placed)} worst fit(s) into {done.folder}"
+              + (f" ({len(done.already)} already there)" if done.already else "")
+              + (f"; {len(done.missing)} no longer in the dataset" if done.missing else ""), soft_wrap=True,
+              markup=False)
+    for entry, _ in done.placed:
+        out.print(f"  {entry['image']}  ratio {entry['ratio']:.3f}", soft_wrap=True, markup=False)
+    if done.placed or done.already:
+        out.print(f"their captions and numbers: {done.folder / 'losses.txt'}; fix a caption that lies by hand, "
+                  f"or ask the model again: capcheck verify {quoted(root)} --only-losses", soft_wrap=True,
+                  markup=False)
+    else:
+        out.print("no image is a worst fit by losses.json's rule", markup=False)
 
 
 @app.command()

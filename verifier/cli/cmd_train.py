@@ -2,8 +2,11 @@
 
 The trainer (torch, diffusers, peft) is imported only inside these commands.
 Exit codes: 0 done; 1 the gate refused (captions not verified) or a
-preflight check failed; 2 bad input; 130 interrupted (state saved: run again
-with --resume).
+preflight check failed; 2 bad input; 5 --processes asks for more GPUs than
+there are; 130 interrupted (state saved: run again with --resume).
+
+With several processes (`--processes N`, or the user's own torchrun /
+accelerate launch) every process runs this command; only rank 0 prints.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ def train_progress():
     return progress, step
 
 
+EXIT_NO_GPU = 5  # --processes N with fewer than N GPUs
+
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Training config YAML (AnimaLoraToolkit keys).")]
 
 
@@ -45,6 +50,8 @@ def plan(
     its: Annotated[float | None, typer.Option(help="Measured optimizer steps per second.")] = None,
     usd_per_hour: Annotated[float | None, typer.Option(help="GPU price per hour.")] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Take repeats/epochs/batch from it.")] = None,
+    processes: Annotated[int, typer.Option("--processes", min=1, metavar="N",
+                                           help="GPUs the run will use (data parallel; --its is one GPU's).")] = 1,
     dataset: Annotated[Path | None, typer.Argument(help="Count the images here (kohya N_name folders: N repeats "
                                                         "each).")] = None,
 ) -> None:
@@ -87,13 +94,24 @@ def plan(
         took = f"{p.hours * 60:.0f} min" if p.hours < 1 else f"{p.hours:.1f} h (≈{round(p.hours)} h)"
         out.print(f"at {p.its:g} it/s ({p.images_per_second:.2f} images/s): {took}"
                   + (f", ${p.cost:.2f} at ${p.usd_per_hour:g}/h" if p.cost is not None else ""))
+        if processes > 1:
+            from trainer.plan import SCALING, hours_on, speedup
+
+            hours = hours_on(p, processes)
+            cost = f", ${hours * processes * p.usd_per_hour:.2f} for {processes} GPUs" if p.usd_per_hour else ""
+            took = f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.1f} h"
+            out.print(f"on {processes} GPUs: {took}{cost} (x{speedup(processes):.1f}; the scaling, {SCALING:g} per "
+                      f"GPU, is an estimate until measured: the speed in state.json of a short run with --processes "
+                      f"{processes}, as --its with --processes 1)")
     for line in guidance(p.exposures):
         out.print(line)
 
 
 @app.command()
 @handled
-def preflight(config: ConfigOpt) -> None:
+def preflight(config: ConfigOpt,
+              processes: Annotated[int, typer.Option("--processes", min=1, metavar="N",
+                                                     help="Check every GPU of a --processes N run.")] = 1) -> None:
     """Check the stack, the GPU and every model file before a long load."""
     from trainer.config import load_config
     from trainer.errors import PreflightFailed
@@ -103,7 +121,8 @@ def preflight(config: ConfigOpt) -> None:
     for note in cfg.ignored():
         err.print(f"note: {config}: ignored {note}", soft_wrap=True)
     try:
-        run_preflight(cfg, on_check=lambda c: out.print(f"{'✓' if c.ok else '✗'} {c.name}: {c.detail}"))
+        run_preflight(cfg, on_check=lambda c: out.print(f"{'✓' if c.ok else '✗'} {c.name}: {c.detail}"),
+                      processes=processes)
     except PreflightFailed as exc:
         out.print(f"  fix: {exc.fix}")
         raise typer.Exit(EXIT_FINDINGS) from None
@@ -118,16 +137,46 @@ def train(
     allow_unverified: Annotated[bool, typer.Option("--allow-unverified", help="Train even on captions nobody "
                                                                                "verified.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last saved state.")] = False,
+    processes: Annotated[int, typer.Option("--processes", min=1, metavar="N",
+                                           help="Data parallel: N local processes, one per GPU (on device: cpu, "
+                                                "gloo). batch_size stays the global batch.")] = 1,
+    losses: Annotated[bool, typer.Option("--losses", help="No training: score a finished run's images with its "
+                                                          "LoRA and without (losses.json).")] = False,
 ) -> None:
     """Train an Anima LoRA on the verified captions; ComfyUI-loadable checkpoints per epoch."""
     from trainer.config import load_config
+    from trainer.dist import NotEnoughDevices, world_from_env
+
+    root = dataset_path(dataset)
+    cfg = load_config(config, data_dir=str(root.resolve()))
+    if processes > 1 and world_from_env() == 1:  # start the ranks; each runs this command without --processes
+        from trainer.launch import check_devices, launch
+
+        try:
+            check_devices(processes, cfg.device)
+        except NotEnoughDevices as exc:
+            err.print(f"error: {exc}", soft_wrap=True, markup=False)
+            raise typer.Exit(EXIT_NO_GPU) from None
+        argv = ["train", str(dataset), "--config", str(config), *(["--allow-unverified"] if allow_unverified else []),
+                *(["--resume"] if resume else []), *(["--losses"] if losses else [])]
+        code = launch(processes, argv)
+        if code == EXIT_INTERRUPTED:  # the launcher stopped every rank; what resumes is the last state saved
+            err.print("interrupted: every process stopped; run the same command with --resume to continue from "
+                      "the last saved state (save_state_every)")
+        raise typer.Exit(code)
+    _train(root, config, cfg, allow_unverified, resume, losses)
+
+
+def _train(root: Path, config: Path, cfg, allow_unverified: bool, resume: bool, losses: bool) -> None:
+    """The gate, then the run (in each process of a data-parallel run; rank 0 prints)."""
+    from trainer.dist import main_from_env
     from trainer.loop import Trainer
     from verifier.core.store import Store
     from verifier.human import gate
     from verifier.human.apply import policy_for
 
-    root = dataset_path(dataset)
-    cfg = load_config(config, data_dir=str(root.resolve()))
+    if not main_from_env():  # the same checks, silently: rank 0 says it once
+        out.quiet = err.quiet = True
     for note in cfg.ignored():
         err.print(f"note: {config}: ignored {note}", soft_wrap=True)
     with Store(root) as store:
@@ -153,14 +202,36 @@ def train(
     progress, step = train_progress()
     with progress:
         result = Trainer(cfg, root, metadata, on_step=step, on_event=lambda m: err.print(m, soft_wrap=True)).run(
-            resume=resume)
+            resume=resume, losses_only=losses)
     if result.interrupted:
         err.print(f"interrupted at step {result.steps}: state saved; run the same command with --resume")
         raise typer.Exit(EXIT_INTERRUPTED)
+    processes = f" on {result.processes} processes" if result.processes > 1 else ""
     resumed = f" (resumed at step {result.resumed_from})" if result.resumed_from is not None else ""
     last = result.losses[-1] if result.losses else float("nan")
-    out.print(f"capcheck train: {result.steps}/{result.total_steps} steps{resumed}, last loss {last:.4f}")
+    out.print(f"capcheck train: {result.steps}/{result.total_steps} steps{processes}{resumed}, last loss {last:.4f}")
     for path in result.loras:
         out.print(f"  lora: {path}", soft_wrap=True)
     for path in result.samples:
         out.print(f"  sample: {path}", soft_wrap=True)
+    if result.loss_report is not None and result.main:
+        _worst_fits(root, result.loss_report, cfg.path(cfg.output_dir))
+
+
+def _worst_fits(root: Path, data: dict, output: Path | None) -> None:
+    """The few images the LoRA fit worst, and where the full list is (kept with the dataset too)."""
+    from verifier.human.route_losses import keep
+
+    keep(root, data)
+    limits = data["quartiles"]
+    rule = f"worst fits: ratio above {limits['fence']:.3f} (Q3 + 1.5 IQR)" if limits else "no fence under 4 images"
+    out.print(f"losses: {data['images_scored']} images scored with the LoRA and without; {data['worst']} worst "
+              f"fit(s) ({rule}); {output / 'losses.json' if output else 'losses.json'}", soft_wrap=True,
+              markup=False)
+    for entry in data["images"][:5]:
+        out.print(f"  {'!' if entry['worst'] else ' '} {entry['image']}  ratio {entry['ratio']:.3f} "
+                  f"({entry['loss_lora']:.4f} with the LoRA, {entry['loss_base']:.4f} without)", soft_wrap=True,
+                  markup=False)
+    if data["worst"]:
+        out.print(f"look at them: capcheck route {quoted(root)} --losses; ask again: capcheck verify "
+                  f"{quoted(root)} --only-losses", soft_wrap=True, markup=False)

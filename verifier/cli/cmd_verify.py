@@ -76,6 +76,8 @@ def verify(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder (walked recursively).")],
     policy: PolicyOpt = None,
     options: VerifyOptions = None,  # every option of verify_options.verify_params, checked
+    only_losses: Annotated[bool, typer.Option("--only-losses", help="Only the images the trained LoRA fit worst "
+                                                                    "(losses.json), asked again (--fresh).")] = False,
 ) -> None:
     """Ask a vision model what each image shows and compare it with the caption (`--aspects …,tags`: every tag)."""
     from verifier.core.report import write_reports
@@ -84,6 +86,14 @@ def verify(
     from verifier.human.agreement import all_agreements
 
     root = dataset_path(dataset)
+    if only_losses:  # the loss's suspects, asked again whatever the store holds
+        from verifier.human.route_losses import only_patterns
+
+        suspects = only_patterns(root)
+        if not suspects:
+            out.print("no image is a worst fit by losses.json's rule: nothing to ask again", markup=False)
+            return
+        options.only, options.fresh = suspects, True
     pol = dataset_policy(policy, root)
     live = Live()
     with Store(root) as store:
