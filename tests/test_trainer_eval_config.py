@@ -59,3 +59,47 @@ def test_bad_eval_values_name_the_file_and_the_key(tmp_path, section, message):
     with pytest.raises(TrainError) as exc:
         load_config(path)
     assert str(exc.value).startswith(f"{path}: ") and message in str(exc.value)
+
+
+def test_plan_counts_the_eval_matrix_from_the_sections_values(tmp_path):
+    from trainer.plan import EvalCost, eval_cost, saved_epochs
+
+    assert saved_epochs(20, 5) == [5, 10, 15, 20] and saved_epochs(7, 3) == [3, 6, 7] and saved_epochs(4, 0) == [4]
+    path = tmp_path / "train.yaml"
+    path.write_text(BASE + "epochs: 20\nsave_every: 5\n" + EVAL)  # epochs [5, 10], 2 prompts, 2 seeds, 2 strengths
+    cost, notes = eval_cost(load_config(path), 20)
+    assert notes == [] and cost.samples == 2 * 2 * (2 * 2 + 1) == 20 and cost.requests == 20
+    assert (cost.steps, cost.cfg, cost.pixels, cost.passes) == (2, 4.0, 64 * 128, 2)  # cfg from sample_cfg_scale
+    # unset epochs: every saved one; a listed epoch the run will not save is named
+    path.write_text(BASE + "epochs: 20\nsave_every: 5\neval:\n  prompts: {K: keichan}\n  epochs: [5, 12]\n")
+    cost, notes = eval_cost(load_config(path), 20)
+    assert notes == ["eval.epochs: epoch 12 will not be saved (save_every 5, 20 epochs)"]
+    path.write_text(BASE + "epochs: 20\nsave_every: 5\neval:\n  prompts: {K: keichan}\n  cfg: 1.0\n")
+    cost, _ = eval_cost(load_config(path), 20)
+    assert cost.samples == 1 * 3 * (1 * 4 + 1) == 15 and cost.passes == 1
+    # a 25-step CFG sample at the training resolution: 50 forwards; a training step of batch 4: 12
+    one = EvalCost(1, 1, 1, 1, steps=25, cfg=4.0, pixels=1024 * 1024)
+    assert one.seconds_per_sample(0.5, batch=4, grad_accum=1, resolution=1024) == pytest.approx(50 / 12 / 0.5)
+    assert one.seconds_per_sample(None, 4, 1, 1024) is None
+
+
+def test_capcheck_plan_prints_the_eval_cost(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "train.yaml"
+    path.write_text(BASE + "epochs: 20\nsave_every: 5\nbatch_size: 4\nresolution: 1024\nsample_width: 1024\n"
+                    "sample_height: 1024\nsample_steps: 25\n"
+                    "eval:\n  prompts: {K: keichan, KT: 'keichan, blonde hair', N: 'keichan. A girl.'}\n")
+    run = subprocess.run([sys.executable, "-m", "verifier.cli.main", "plan", "--config", str(path), "--images", "91",
+                          "--its", "0.5"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    # 3 prompts x 3 default seeds x (1 strength x 4 saved epochs + the baseline)
+    assert ("eval: 3 prompts x 3 seeds x (1 strength x 4 epochs + the baseline) = 45 samples; "
+            "45 vision-model requests (one per sample)") in lines
+    each = 25 * 2 / (0.5 * 3 * 4)  # 8.33 s; 45 of them 6.2 min
+    assert any(line.startswith(f"eval: about {each:.2f} s per sample, 6.2 min for 45 (an estimate") for line in lines)
+    run = subprocess.run([sys.executable, "-m", "verifier.cli.main", "plan", "--config", str(path), "--images", "91"],
+                         capture_output=True, text=True, timeout=120)
+    assert "eval time: give --its (measured training steps per second) for an estimate" in run.stdout.splitlines()
