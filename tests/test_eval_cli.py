@@ -175,14 +175,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, sweep):
 
 
 def test_epochs_with_no_saved_lora_in_the_output_dir(tmp_path):
-    pytest.importorskip("trainer.evalrender", reason="the renderer (branch eval-render) is not merged yet")
     out = tmp_path / "out"
     out.mkdir()
     for epoch in (1, 2):
         (out / f"lora_epoch{epoch:03d}.safetensors").write_bytes(b"")
     config = tmp_path / "train.yaml"
     config.write_text(f"model_path: {tmp_path / 'model'}\noutput_dir: {out}\neval:\n  prompts:\n    K: {K}\n")
-    done = capcheck("eval", "--config", config, "--epochs", "2,3", "--model", "demo-vision", "--base-url",
+    done = capcheck("eval", "--config", config, "--epochs", "2,3", "--policy", POLICY, "--model", "demo-vision",
+                    "--base-url",
                     "http://127.0.0.1:9/v1")
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == f"error: {out}: no saved LoRA for epoch 3 (saved epochs: 1, 2)"
