@@ -111,8 +111,10 @@ def test_samples_from_three_tools_scored_as_the_table_implies(sweep):
 
 def test_console_table_then_recommendation_and_a_rerun_asks_nothing(sweep):
     root, spec, server = sweep
+    write_plain(root / "[red]shot[/red].png", 902)  # a file name is printed as it is, never as rich markup
     first = evaluate(root, spec, server)
     assert first.returncode == 0, first.stderr
+    assert "skipped [red]shot[/red].png: no generation metadata" in first.stdout
     server.stats.reset()
     again = evaluate(root, spec, server)
     assert again.returncode == 0, again.stderr
