@@ -54,9 +54,16 @@ def epoch_list(value: str | None) -> list[int] | None:
 
 class _Progress:
     def __init__(self) -> None:
-        self.progress = Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), console=err,
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
                                  transient=True, disable=not err.is_terminal)
         self.task = self.progress.add_task("eval", total=None)
+        self.rendering = None
+
+    def render(self, done: int, total: int) -> None:
+        """The renderer's progress (samples rendered of those missing)."""
+        if self.rendering is None:
+            self.rendering = self.progress.add_task("render", total=total)
+        self.progress.update(self.rendering, completed=done, total=total)
 
     def plan(self, total: int) -> None:
         self.progress.update(self.task, total=total)
@@ -126,7 +133,7 @@ def eval_(
 
                 cfg = load_config(config)
                 pol = dataset_policy(policy, dataset or cfg.path(cfg.data_dir))
-                result = sweep_config(cfg, pol, options, chosen, must_show, must_not_show, hooks)
+                result = sweep_config(cfg, pol, options, chosen, must_show, must_not_show, hooks, shown.render)
             else:
                 from verifier.eval.spec import load_spec
 
