@@ -226,3 +226,46 @@ def test_an_epoch_without_a_saved_lora_is_refused_listing_the_saved_ones(loras, 
         render(eval_config(tiny_anima, loras, epochs=[4]))
     with pytest.raises(TrainError, match=r"no saved LoRA .*train first"):
         render(eval_config(tiny_anima, tmp_path / "empty"))
+
+
+def test_a_lora_file_not_made_for_this_model_is_one_error_naming_it(tiny_anima, tmp_path):
+    from diffusers import CosmosTransformer3DModel
+    from safetensors.torch import save_file
+
+    from trainer import shim
+    from trainer.lora import LoraSwap
+
+    shim.install()
+    swap = LoraSwap(CosmosTransformer3DModel.from_pretrained(tiny_anima / "transformer"))
+    block = "diffusion_model.blocks.{}.self_attn.q_proj.lora_{}.weight"
+    cases = {
+        "sdxl": ({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 8)},
+                 "no Anima LoRA weights"),
+        "deeper": ({block.format(7, "A"): torch.zeros(4, 32), block.format(7, "B"): torch.zeros(32, 4)},
+                   "LoRA keys that fit no module: ['transformer_blocks.7.attn1.to_q.lora_A.weight'"),
+        "wider": ({block.format(0, "A"): torch.zeros(4, 48), block.format(0, "B"): torch.zeros(48, 4)},
+                  "does not fit this model: size mismatch for transformer_blocks.0.attn1.to_q.lora_A"),
+    }
+    for name, (state, message) in cases.items():
+        save_file(state, str(tmp_path / f"{name}.safetensors"))
+        with pytest.raises(TrainError) as exc:
+            swap.load(tmp_path / f"{name}.safetensors")
+        assert str(exc.value).startswith(f"{tmp_path / name}.safetensors: ") and message in str(exc.value)
+        assert "\n" not in str(exc.value)
+
+
+def test_capcheck_eval_names_a_broken_epoch_file_in_one_line(tiny_anima, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "tiny_epoch001.safetensors").write_bytes(b"not a safetensors file")
+    config = tmp_path / "train.yaml"
+    config.write_text(f"model_path: {tiny_anima}\nmixed_precision: 'no'\ndevice: cpu\noutput_dir: {out}\n"
+                      "output_name: tiny\nmax_sequence_length: 64\nsample_width: 64\nsample_height: 64\n"
+                      "eval:\n  prompts: {K: keichan}\n  seeds: [1]\n  steps: 1\n  must_show: [blonde hair]\n")
+    run = subprocess.run([sys.executable, "-m", "verifier.cli.main", "eval", "--config", str(config), "--model", "m",
+                          "--base-url", "http://127.0.0.1:9/v1"], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OPENAI_API_KEY": "sk-test"})
+    assert run.returncode == 2, run.stderr
+    *notes, last = run.stderr.strip().splitlines()
+    assert last.startswith(f"error: {out / 'tiny_epoch001.safetensors'}: not a readable .safetensors file (")
+    assert "Traceback" not in run.stderr and all(n.startswith("policy: ") for n in notes)

@@ -146,8 +146,11 @@ class LoraSwap:
             raise TrainError(path, f"not an Anima LoRA ({exc})") from None
         state = {k.removeprefix("transformer."): v for k, v in weights.items()}
         ranks = {v.shape[0] for k, v in state.items() if k.endswith("lora_A.weight")}
+        if not ranks:
+            raise TrainError(path, "no Anima LoRA weights (diffusion_model.blocks.N.….lora_A.weight): not a LoRA "
+                                   "for this model")
         if len(ranks) != 1:
-            raise TrainError(path, f"expected one LoRA rank for every module, found {sorted(ranks) or 'none'}")
+            raise TrainError(path, f"expected one LoRA rank for every module, found {sorted(ranks)}")
         rank = ranks.pop()
         if rank != self.rank:
             if self.rank is not None:
@@ -160,7 +163,11 @@ class LoraSwap:
         if unexpected:
             raise TrainError(path, f"LoRA keys that fit no module: {unexpected[:3]}")
         full = {k: state[k] if k in state else torch.zeros_like(v) for k, v in current.items()}
-        set_peft_model_state_dict(self.transformer, full, adapter_name=ADAPTER)
+        try:
+            set_peft_model_state_dict(self.transformer, full, adapter_name=ADAPTER)
+        except RuntimeError as exc:  # shapes of another model: name the first one, in one line
+            first = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc))
+            raise TrainError(path, f"does not fit this model: {first}") from None
         for name, layer in self._layers().items():
             layer.lora_alpha[ADAPTER] = alphas.get(f"transformer.{name}.alpha", float(rank))
         self.scale(self.strength)
