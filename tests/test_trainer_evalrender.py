@@ -269,3 +269,14 @@ def test_capcheck_eval_names_a_broken_epoch_file_in_one_line(tiny_anima, tmp_pat
     *notes, last = run.stderr.strip().splitlines()
     assert last.startswith(f"error: {out / 'tiny_epoch001.safetensors'}: not a readable .safetensors file (")
     assert "Traceback" not in run.stderr and all(n.startswith("policy: ") for n in notes)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for a machine without a GPU")
+def test_device_auto_without_a_gpu_says_what_to_set(tiny_anima, loras, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "tiny_epoch001.safetensors").write_bytes(lora_path(loras, "tiny", 1).read_bytes())
+    cfg = eval_config(tiny_anima, out).model_copy(update={"device": "auto"})
+    with pytest.raises(TrainError, match=r"no CUDA GPU to render the eval samples on \(device: cpu renders them"):
+        render(cfg)
+    assert not (out / "eval" / "samples").exists()  # nothing half-made

@@ -212,6 +212,9 @@ def _render(config: TrainConfig, todo: list[tuple[Cell, Path, dict]], progress: 
     from trainer.step import compute_dtype, pick_device
 
     shim.install()
+    if config.device == "auto" and not torch.cuda.is_available():  # pick_device's own words are about training
+        raise TrainError(config.source, "no CUDA GPU to render the eval samples on (device: cpu renders them on the "
+                                        "CPU, slowly)")
     device, dtype = pick_device(config), compute_dtype(config.mixed_precision)
     parts = load_anima(config, device, dtype)
     s, length = settings(config), config.max_sequence_length
