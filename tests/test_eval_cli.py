@@ -121,6 +121,8 @@ def test_console_table_then_recommendation_and_a_rerun_asks_nothing(sweep):
     assert server.stats.requests == 0  # the store answers every sample
     lines = again.stdout.splitlines()
     assert any("ep10 *" in ln and "24/24 100%" in ln for ln in lines), again.stdout  # * the recommended row
+    formats = lines.index(next(ln for ln in lines if ln.startswith("per prompt format")))
+    assert any("ep30" in ln and "6/12" in ln and "12/12" in ln for ln in lines[formats:]), again.stdout  # K, N
     assert "capcheck eval: 24 samples · 0 asked, 24 from the store · 0 requests · openai/demo-vision" in again.stdout
     assert "skipped notes.png: no generation metadata" in again.stdout
     rec = next(ln for ln in lines if ln.startswith("recommended:"))
@@ -241,3 +243,16 @@ def test_codex_backend_answers_the_same(sweep, tmp_path):
     assert (data["recommended_epoch"], data["tied_epochs"], data["warnings"]) == (
         live["recommended_epoch"], live["tied_epochs"], live["warnings"])
     assert data["epochs"] == live["epochs"]
+
+
+def test_eval_samples_never_imports_torch(sweep):
+    """torch and diffusers belong to the train commands: scoring samples made elsewhere needs neither."""
+    root, spec, server = sweep
+    script = ("import sys\nfrom typer.testing import CliRunner\nfrom verifier.cli.main import app\n"
+              f"r = CliRunner().invoke(app, ['eval', '--samples', {str(root)!r}, '--spec', {str(spec)!r}, '--policy', "
+              f"{str(POLICY)!r}, '--model', 'demo-vision', '--base-url', {server.url!r}, '--json'])\n"
+              "assert r.exit_code == 0, r.output\n"
+              "print(sorted(m for m in ('torch', 'diffusers', 'peft') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
