@@ -75,8 +75,12 @@ def labels(samples: list[Sample], prompts: dict[str, str]) -> dict[str, str]:
     for s in samples:
         if s.format:
             out.setdefault(s.prompt, s.format)
+    unnamed = 0
     for text in sorted({s.prompt for s in samples} - out.keys()):
-        out[text] = named.get(tuple(prompt_tags(text))) or f"p{sum(1 for v in out.values() if v[:1] == 'p') + 1}"
+        if (name := named.get(tuple(prompt_tags(text)))) is None:
+            unnamed += 1
+            name = f"p{unnamed}"
+        out[text] = name
     return out
 
 
