@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from eval_files import comfy_graph, write_a1111, write_capcheck, write_comfyui, write_plain
+from eval_files import comfy_graph, write_a1111, write_a1111_exif, write_capcheck, write_comfyui, write_plain
 
 from verifier.errors import SampleError
 from verifier.eval import comfyui
@@ -123,3 +123,9 @@ def test_comfyui_broken_graphs_are_named(tmp_path):
     graph["3"]["inputs"]["positive"] = ["77", 0]
     with pytest.raises(SampleError, match="points to node 77, which is not in the graph"):
         comfyui.from_graph(tmp_path / "a.png", json.dumps(graph))
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".webp"])
+def test_a1111_jpeg_and_webp_keep_the_parameters_in_exif(tmp_path, suffix):
+    s = read_sample(write_a1111_exif(tmp_path / f"a{suffix}", 8, PROMPT, NEG, 9, [("keichan_e12", 1.0)]))
+    assert (s.source, s.prompt, s.negative, s.seed, s.epoch) == ("a1111", PROMPT, NEG, 9, 12)
