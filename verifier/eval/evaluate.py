@@ -14,6 +14,7 @@ or an error is unknown, never a pass.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -130,7 +131,8 @@ async def evaluate(root: Path, samples: list[Sample], policy: Policy, wanted: Wa
         by_image[rel] = (s, sha, checks)
     verifier = Verifier(root, policy, options, store, on_result, on_plan, on_notice)
     identity = backend_identity(options)
-    store.start_run("eval", "")
+    store.start_run("eval", json.dumps({"backend": identity[0], "model": identity[1], "samples": len(works),
+                                        "aspects": options.aspects, "prompt_sha": verifier.spec.sha}))
     answered = await verifier.answer(works, identity, lambda: open_backend(options, verifier.on_notice))
     scored = []
     for r in answered.results:
