@@ -68,6 +68,17 @@ def write_a1111(path: Path, key: int, prompt: str, negative: str, seed: int, lor
     return path
 
 
+def write_a1111_exif(path: Path, key: int, prompt: str, negative: str, seed: int,
+                     loras: list[tuple[str, float]]) -> Path:
+    """A1111 / Forge's JPEG or WebP: the same text in the EXIF UserComment (piexif's UNICODE prefix, UTF-16BE)."""
+    terms = "".join(f" <lora:{name}:{weight}>" for name, weight in loras)
+    text = f"{prompt}{terms}\nNegative prompt: {negative}\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: {seed}"
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\x00" + text.encode("utf-16-be")
+    picture(path, key).save(path, exif=exif)
+    return path
+
+
 def write_capcheck(path: Path, key: int, prompt: str, negative: str, seed: int, lora: str | None, epoch: int,
                    fmt: str = "K", strength: float = 1.0) -> Path:
     picture(path, key).save(path)

@@ -121,6 +121,8 @@ def test_console_table_then_recommendation_and_a_rerun_asks_nothing(sweep):
     assert server.stats.requests == 0  # the store answers every sample
     lines = again.stdout.splitlines()
     assert any("ep10 *" in ln and "24/24 100%" in ln for ln in lines), again.stdout  # * the recommended row
+    formats = lines.index(next(ln for ln in lines if ln.startswith("per prompt format")))
+    assert any("ep30" in ln and "6/12" in ln and "12/12" in ln for ln in lines[formats:]), again.stdout  # K, N
     assert "capcheck eval: 24 samples · 0 asked, 24 from the store · 0 requests · openai/demo-vision" in again.stdout
     assert "skipped notes.png: no generation metadata" in again.stdout
     rec = next(ln for ln in lines if ln.startswith("recommended:"))
@@ -198,3 +200,59 @@ def test_copy_keeps_its_own_store(sweep, tmp_path):
     shutil.copytree(root, moved)
     server.stats.reset()
     assert evaluate(moved, spec, server).returncode == 0 and server.stats.requests == 0
+
+
+def test_refusals_and_filtered_answers_are_unknown_never_a_pass(tmp_path):
+    from verifier.demo.server import Faults
+
+    root = tmp_path / "samples"
+    truth = make_sweep(root)
+    (tmp_path / "spec.yaml").write_text(json.dumps(SPEC))
+    faults = Faults(scripted={"forge/ep10_K_42.png": ["refuse_stop"], "forge/ep10_N_42.png": ["safety"]})
+    with DemoServer(DemoModel(truth, root), faults) as server:
+        done = evaluate(root, tmp_path / "spec.yaml", server, "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    ep10 = next(e for e in data["epochs"] if e["epoch"] == 10)
+    assert (ep10["samples"], ep10["pass"], ep10["fail"], ep10["unknown"]) == (6, 16, 0, 8)
+    assert ep10["checks"]["blonde hair"] == {"pass": 4, "fail": 0, "unknown": 2}
+    refused = {s["image"]: (s["status"], set(s["checks"].values())) for s in data["samples"] if s["epoch"] == 10
+               and s["seed"] == 42}
+    assert refused == {"forge/ep10_K_42.png": ("refused", {"unknown"}), "forge/ep10_N_42.png": ("refused", {"unknown"})}
+
+
+def test_codex_backend_answers_the_same(sweep, tmp_path):
+    """The Codex CLI as the backend (a fake `codex` executable answering from the same table): the same schema."""
+    root, spec, server = sweep
+    live = json.loads(evaluate(root, spec, server, "--json").stdout)
+    fake = Path(__file__).parent / "fakes" / "fake_codex.py"
+    wrapper = tmp_path / "bin" / "codex"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{fake}" "$@"\n')
+    wrapper.chmod(0o755)
+    index = tmp_path / "index.json"
+    DemoModel(make_sweep(tmp_path / "same"), tmp_path / "same").save_index(index)  # the same pictures and table
+    env_extra = {"FAKE_CODEX_INDEX": str(index), "FAKE_CODEX_POLICY": str(POLICY)}
+    done = subprocess.run([sys.executable, "-m", "verifier.cli.main", "eval", "--samples", str(root), "--spec",
+                           str(spec), "--policy", str(POLICY), "--backend", "codex", "--model", "fake-codex",
+                           "--codex-bin", str(wrapper), "--concurrency", "4", "--json"], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **env_extra})
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["backend"] == "codex" and data["requests"] == 24
+    assert (data["recommended_epoch"], data["tied_epochs"], data["warnings"]) == (
+        live["recommended_epoch"], live["tied_epochs"], live["warnings"])
+    assert data["epochs"] == live["epochs"]
+
+
+def test_eval_samples_never_imports_torch(sweep):
+    """torch and diffusers belong to the train commands: scoring samples made elsewhere needs neither."""
+    root, spec, server = sweep
+    script = ("import sys\nfrom typer.testing import CliRunner\nfrom verifier.cli.main import app\n"
+              f"r = CliRunner().invoke(app, ['eval', '--samples', {str(root)!r}, '--spec', {str(spec)!r}, '--policy', "
+              f"{str(POLICY)!r}, '--model', 'demo-vision', '--base-url', {server.url!r}, '--json'])\n"
+              "assert r.exit_code == 0, r.output\n"
+              "print(sorted(m for m in ('torch', 'diffusers', 'peft') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"

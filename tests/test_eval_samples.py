@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from eval_files import comfy_graph, write_a1111, write_capcheck, write_comfyui, write_plain
+from eval_files import comfy_graph, write_a1111, write_a1111_exif, write_capcheck, write_comfyui, write_plain
 
 from verifier.errors import SampleError
 from verifier.eval import comfyui
@@ -88,3 +88,44 @@ def test_gather_names_images_without_metadata_and_reads_the_rest(tmp_path):
     assert skipped["plain.png"] == NO_METADATA
     assert skipped["broken.png"].startswith("cannot read the image")
     assert set(skipped) == {"plain.png", "broken.png"}
+
+
+def test_comfyui_custom_advanced_sampler_with_linked_seed_and_model_only_lora(tmp_path):
+    """SamplerCustomAdvanced keeps the seed in its noise node and the prompts in its guider; a seed widget
+    converted to an input is a link to a primitive node."""
+    graph = {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "anima.safetensors", "weight_dtype": "default"}},
+        "2": {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["1", 0], "lora_name": "kei-ep40.safetensors",
+                                                              "strength_model": 0.7}},
+        "3": {"class_type": "ModelSamplingAuraFlow", "inputs": {"model": ["2", 0], "shift": 3.0}},
+        "4": {"class_type": "CLIPLoader", "inputs": {"clip_name": "qwen.safetensors", "type": "stable_diffusion"}},
+        "5": {"class_type": "CLIPTextEncode", "inputs": {"text": PROMPT, "clip": ["4", 0]}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": NEG, "clip": ["4", 0]}},
+        "7": {"class_type": "CFGGuider", "inputs": {"model": ["3", 0], "positive": ["5", 0], "negative": ["6", 0],
+                                                    "cfg": 4.0}},
+        "8": {"class_type": "PrimitiveInt", "inputs": {"value": 1234}},
+        "9": {"class_type": "RandomNoise", "inputs": {"noise_seed": ["8", 0]}},
+        "10": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["9", 0], "guider": ["7", 0],
+                                                                 "sampler": ["11", 0], "sigmas": ["12", 0],
+                                                                 "latent_image": ["13", 0]}},
+    }
+    s = comfyui.from_graph(tmp_path / "adv.png", json.dumps(graph))
+    assert (s.prompt, s.negative, s.seed, s.lora, s.strength, s.epoch) == (
+        PROMPT, NEG, 1234, "kei-ep40.safetensors", 0.7, 40)
+
+
+def test_comfyui_broken_graphs_are_named(tmp_path):
+    with pytest.raises(SampleError, match="no sampler node"):
+        comfyui.from_graph(tmp_path / "a.png", json.dumps({"1": {"class_type": "SaveImage", "inputs": {}}}))
+    with pytest.raises(SampleError, match="not valid JSON"):
+        comfyui.from_graph(tmp_path / "a.png", "{not json")
+    graph = comfy_graph(PROMPT, NEG, 1, [])
+    graph["3"]["inputs"]["positive"] = ["77", 0]
+    with pytest.raises(SampleError, match="points to node 77, which is not in the graph"):
+        comfyui.from_graph(tmp_path / "a.png", json.dumps(graph))
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".webp"])
+def test_a1111_jpeg_and_webp_keep_the_parameters_in_exif(tmp_path, suffix):
+    s = read_sample(write_a1111_exif(tmp_path / f"a{suffix}", 8, PROMPT, NEG, 9, [("keichan_e12", 1.0)]))
+    assert (s.source, s.prompt, s.negative, s.seed, s.epoch) == ("a1111", PROMPT, NEG, 9, 12)

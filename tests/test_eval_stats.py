@@ -99,3 +99,13 @@ def test_recommendation_line_names_the_test_counts_and_seeds():
     assert "with 3 seed(s) these differences are not significant" in line
     detail = found.details()[0]
     assert detail.startswith("ep5 vs ep10: 2/3 vs 3/3 checks pass, p = 0.5") and "would separate them" in detail
+
+
+def test_a_tied_set_with_a_gap_is_listed_not_spanned():
+    # ep10 clearly worse than ep20 (0/4 vs 4/4), ep5 and ep50 not: the tie is ep5, ep20, ep50, not "ep5–50"
+    found = analyse(sweep({5: {"x": [P, P, P, F]}, 10: {"x": [F, F, F, F]}, 20: {"x": [P, P, P, P]},
+                           50: {"x": [P, P, P, F]}}))
+    assert found.tied == [5, 20, 50]
+    assert "tied with it: ep5, ep20, ep50 (" in found.recommendation()
+    spanned = analyse(sweep({5: {"x": [F] * 4}, 10: {"x": [P, P, P, F]}, 20: {"x": [P] * 4}, 50: {"x": [P] * 4}}))
+    assert spanned.tied == [10, 20, 50] and "tied with it: ep10–50 (" in spanned.recommendation()

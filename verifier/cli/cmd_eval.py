@@ -112,7 +112,7 @@ def eval_(
 ) -> None:
     """Score every saved epoch's samples with the vision model and recommend one (with the epochs tied with it)."""
     from verifier.cli.console import dataset_policy
-    from verifier.eval.report import summary_lines, table
+    from verifier.eval.report import format_table, summary_lines, table
     from verifier.eval.sweep import Hooks, sweep_config, sweep_samples, wanted_from
 
     if (config is None) == (samples is None):
@@ -149,6 +149,8 @@ def eval_(
         typer.echo(json.dumps(result.data, indent=1, ensure_ascii=False))
     else:
         out.print(table(result.found))
+        if (formats := format_table(result.found)) is not None:
+            out.print(formats)
         for line in summary_lines(result.run, result.found, result.skipped, result.json_path, result.html_path):
             out.print(line, soft_wrap=True, markup=False)
     asked = [s for s in result.run.scored if s.source == "asked"]

@@ -5,7 +5,9 @@
     Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 42, Size: 832x1216, Model: ...
 
 The LoRAs are `<lora:NAME:WEIGHT>` in the prompt (removed from the text the
-facts are read from); the seed is the settings line's `Seed:`.
+facts are read from); the seed is the settings line's `Seed:`. A JPEG or
+WebP keeps the same text in its EXIF UserComment (piexif's `UNICODE` + NUL
+prefix and UTF-16, as A1111 writes it).
 """
 
 from __future__ import annotations
@@ -18,9 +20,25 @@ from verifier.errors import SampleError
 from verifier.eval.sample import A1111, Sample, character_lora
 
 CHUNK = "parameters"
+EXIF_IFD, USER_COMMENT = 0x8769, 0x9286
 _LORA = re.compile(r"<(?:lora|lyco):([^:>]+)(?::([-+]?[\d.]+))?[^>]*>", re.I)
 _NEGATIVE = re.compile(r"^\s*Negative prompt:(.*?)(?=^\s*Steps:|\Z)", re.M | re.S)
 _SEED = re.compile(r"(?:^|,)\s*Seed:\s*(-?\d+)", re.M)
+
+
+def user_comment(im) -> str | None:
+    """The EXIF UserComment of an opened JPEG / WebP as text, or None."""
+    raw = im.getexif().get_ifd(EXIF_IFD).get(USER_COMMENT)
+    if isinstance(raw, str):
+        return raw.strip("\x00") or None
+    if not isinstance(raw, bytes) or len(raw) <= 8:
+        return None
+    head, body = raw[:8], raw[8:]
+    if head == b"UNICODE\x00":
+        # piexif writes big-endian; a writer that went little-endian leaves ASCII's zero byte second
+        order = "utf-16-le" if len(body) > 1 and body[1] == 0 and body[0] != 0 else "utf-16-be"
+        return body.decode(order, errors="replace").strip("\x00") or None
+    return body.decode("utf-8", errors="replace").strip("\x00") or None
 
 
 def strip_loras(prompt: str) -> str:

@@ -14,6 +14,7 @@ or an error is unknown, never a pass.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -75,8 +76,12 @@ def labels(samples: list[Sample], prompts: dict[str, str]) -> dict[str, str]:
     for s in samples:
         if s.format:
             out.setdefault(s.prompt, s.format)
+    unnamed = 0
     for text in sorted({s.prompt for s in samples} - out.keys()):
-        out[text] = named.get(tuple(prompt_tags(text))) or f"p{sum(1 for v in out.values() if v[:1] == 'p') + 1}"
+        if (name := named.get(tuple(prompt_tags(text)))) is None:
+            unnamed += 1
+            name = f"p{unnamed}"
+        out[text] = name
     return out
 
 
@@ -126,7 +131,8 @@ async def evaluate(root: Path, samples: list[Sample], policy: Policy, wanted: Wa
         by_image[rel] = (s, sha, checks)
     verifier = Verifier(root, policy, options, store, on_result, on_plan, on_notice)
     identity = backend_identity(options)
-    store.start_run("eval", "")
+    store.start_run("eval", json.dumps({"backend": identity[0], "model": identity[1], "samples": len(works),
+                                        "aspects": options.aspects, "prompt_sha": verifier.spec.sha}))
     answered = await verifier.answer(works, identity, lambda: open_backend(options, verifier.on_notice))
     scored = []
     for r in answered.results:

@@ -50,7 +50,8 @@ class Findings:
         text += f", {best.score:.0%})" if best.score is not None else ")"
         others = [e for e in self.tied if e != self.recommended]
         if others:
-            text += f"; tied with it: {_span(self.tied)} ({TEST}, α = {ALPHA}"
+            scored = [n for n, e in self.epochs.items() if n != BASELINE and e.total.known]
+            text += f"; tied with it: {_span(self.tied, scored)} ({TEST}, α = {ALPHA}"
             unseparated = [c for c in self.comparisons if c.other in others and c.seeds_needed is not None]
             if unseparated:
                 text += f"; with {self.seeds} seed(s) these differences are not significant"
@@ -64,9 +65,12 @@ class Findings:
         return [c.line(self.seeds) for c in self.comparisons]
 
 
-def _span(epochs: list[int]) -> str:
-    """`ep20–50` for a run of neighbouring tested epochs, else a list."""
-    return f"ep{epochs[0]}–{epochs[-1]}" if len(epochs) > 2 else ", ".join(f"ep{e}" for e in epochs)
+def _span(epochs: list[int], scored: list[int]) -> str:
+    """`ep20–50` when the tied epochs are a run of neighbours among those scored, else a list (`ep5, ep20`)."""
+    start = scored.index(epochs[0])
+    if len(epochs) > 2 and scored[start:start + len(epochs)] == epochs:
+        return f"ep{epochs[0]}–{epochs[-1]}"
+    return ", ".join(f"ep{e}" for e in epochs)
 
 
 def _rate(c: Counts) -> float:

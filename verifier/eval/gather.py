@@ -38,6 +38,8 @@ def text_chunks(path: Path) -> dict[str, str]:
             chunks = {k: v for k, v in im.info.items() if isinstance(k, str) and isinstance(v, str)}
             if im.format == "PNG" and not any(k in chunks for k in KNOWN):
                 chunks.update(getattr(im, "text", None) or {})
+            elif im.format in ("JPEG", "WEBP") and a1111.CHUNK not in chunks and (text := a1111.user_comment(im)):
+                chunks[a1111.CHUNK] = text
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise SampleError(path, f"cannot read the image: {exc}") from None
     return chunks

@@ -29,6 +29,7 @@ table.sheet{border-collapse:collapse}.sheet th,.sheet td{border:1px solid #ddd;p
 """
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
+DASHES = ("", "7 4", "2 3", "9 3 2 3")
 
 
 def _e(text: object) -> str:
@@ -90,12 +91,17 @@ def chart(found: Findings, width: int = 720, height: int = 300) -> str:
     legend = []
     for k, name in enumerate(names):
         colour = COLOURS[k % len(COLOURS)]
-        points = [(x(i), y(c.passed / c.known)) for i, e in enumerate(epochs)
+        dash = DASHES[k % len(DASHES)]
+        points = [(x(i), y(c.passed / c.known), e, c) for i, e in enumerate(epochs)
                   if (c := found.epochs[e].checks.get(name)) is not None and c.known]
         if points:
-            path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
-            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}">'
-                         f'<title>{_e(name)}</title></polyline>')
+            path = " ".join(f"{px:.1f},{py:.1f}" for px, py, _, _ in points)
+            # lines on the same rates hide each other: each its own dash, and every point says its counts
+            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" stroke-dasharray="{dash}" '
+                         f'points="{path}"><title>{_e(name)}</title></polyline>')
+            parts += [f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3.5" fill="{colour}"><title>{_e(name)} '
+                      f'{"baseline" if e == 0 else f"ep{e}"}: {c.passed} of {c.known} known pass'
+                      f'{f", {c.unknown} unknown" if c.unknown else ""}</title></circle>' for px, py, e, c in points]
         legend.append(f'<span style="color:{colour}">■</span> {_e(name)}')
     svg = f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">{"".join(parts)}</svg>'
     return svg + f'<p>{" &nbsp; ".join(legend)}</p>'

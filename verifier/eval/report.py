@@ -97,6 +97,21 @@ def table(found: Findings) -> Table:
     return t
 
 
+def format_table(found: Findings) -> Table | None:
+    """Epochs × prompt formats (K, KT, N): where one format hides what another shows. None with one format."""
+    formats = sorted({f for e in found.epochs.values() for f in e.formats})
+    if len(formats) < 2:
+        return None
+    t = Table(title="per prompt format: checks passed of known", title_justify="left")
+    t.add_column("epoch")
+    for name in formats:
+        t.add_column(Text(name), justify="right")
+    for n, e in found.epochs.items():
+        t.add_row(Text("ep0 (no LoRA)" if n == 0 else f"ep{n}"),
+                  *[_cell(e.formats[f]) if f in e.formats else Text("–") for f in formats])
+    return t
+
+
 def _cell(c: Counts) -> Text:
     return Text(c.words() + (f" ?{c.unknown}" if c.unknown else ""))
 
