@@ -280,3 +280,42 @@ def test_device_auto_without_a_gpu_says_what_to_set(tiny_anima, loras, tmp_path)
     with pytest.raises(TrainError, match=r"no CUDA GPU to render the eval samples on \(device: cpu renders them"):
         render(cfg)
     assert not (out / "eval" / "samples").exists()  # nothing half-made
+
+
+def test_a_swap_takes_each_files_own_alpha_and_rank(tiny_anima, tmp_path):
+    """Files of one run share rank and alpha, but a folder may mix runs: each swap must still equal a fresh load."""
+    from diffusers import CosmosTransformer3DModel
+
+    from trainer import shim
+    from trainer.lora import LoraSwap, add_lora, load_comfy_lora, save_lora
+
+    shim.install()
+
+    def saved(name: str, rank: int, alpha: float, seed: int):
+        model = CosmosTransformer3DModel.from_pretrained(tiny_anima / "transformer")
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for p in add_lora(model, rank, alpha):
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+        return save_lora(tmp_path / f"{name}.safetensors", model, rank, alpha, {}, torch.float32)
+
+    def fresh(path, rank: int, alpha: float):
+        model = CosmosTransformer3DModel.from_pretrained(tiny_anima / "transformer")
+        add_lora(model, rank, alpha)
+        load_comfy_lora(model, path)
+        return model
+
+    torch.manual_seed(0)
+    inputs = dict(hidden_states=torch.randn(1, 16, 1, 8, 8), timestep=torch.tensor([0.6]),
+                  encoder_hidden_states=torch.randn(1, 16, 24), padding_mask=torch.zeros(1, 1, 64, 64),
+                  return_dict=False)
+    files = [("a2", 4, 2.0), ("a4", 4, 4.0), ("r8", 8, 3.0), ("a2again", 4, 2.0)]
+    swapped = CosmosTransformer3DModel.from_pretrained(tiny_anima / "transformer")
+    swap = LoraSwap(swapped)
+    for seed, (name, rank, alpha) in enumerate(files):
+        path = saved(name, rank, alpha, seed)
+        swap.load(path)
+        with torch.no_grad():
+            assert torch.equal(swapped(**inputs)[0], fresh(path, rank, alpha)(**inputs)[0]), name
+    swap.scale(0.5)  # strength: half of alpha / rank
+    assert dict(swapped.named_modules())["transformer_blocks.0.attn1.to_q"].scaling["default"] == 0.5 * 2.0 / 4
