@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,12 @@ from pathlib import Path
 def lora_path(output: Path, name: str, epoch: int, step: int | None = None) -> Path:
     suffix = f"_epoch{epoch:03d}" if step is None else f"_step{step:06d}"
     return output / f"{name}{suffix}.safetensors"
+
+
+def epoch_of(filename: str, name: str) -> int | None:
+    """The epoch of a LoRA file `lora_path` wrote for `name` (None for a step save or another file)."""
+    m = re.fullmatch(rf"{re.escape(name)}_epoch(\d{{3,}})\.safetensors", filename)
+    return int(m.group(1)) if m else None
 
 
 def state_path(output: Path, name: str) -> Path:

@@ -9,6 +9,7 @@ key silently ignored is a setting not applied.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from captions.policy import describe_validation_error
 from trainer.errors import TrainError
+
+FORMAT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 # AnimaLoraToolkit keys accepted for compatibility that capcheck does not use.
 IGNORED = {
@@ -28,6 +31,87 @@ IGNORED = {
     "lokr_factor": "only lora_type: lora is supported",
     "monitor": "the monitor data is output_dir/state.json",
 }
+
+
+class EvalConfig(BaseModel):
+    """The `eval:` section: which samples to render per saved epoch and what each must show.
+
+    `capcheck eval --spec eval.yaml` reads the same model (prompts may be empty
+    there: with --samples the prompts are in the images). None means "not said":
+    steps/cfg/size fall back to the config's sample_* settings, must_show /
+    must_not_show to the policy's defaults, epochs to every saved LoRA.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompts: dict[str, str] = Field(default_factory=dict)  # format name (K, KT, N) -> positive prompt
+    negative: str = ""
+    seeds: list[int] = Field(default_factory=lambda: [42, 100, 200])
+    epochs: list[int] | None = None  # None: every saved one; the baseline (epoch 0) is always rendered
+    strengths: list[float] = Field(default_factory=lambda: [1.0])  # LoRA scale
+    must_show: list[str] | None = None
+    must_not_show: list[str] | None = None
+    steps: int | None = None
+    cfg: float | None = None
+    width: int | None = None
+    height: int | None = None
+
+    @field_validator("must_show", "must_not_show", mode="before")
+    @classmethod
+    def _comma_list(cls, v: object) -> object:
+        # "blonde hair, blue eyes" reads as the command line's --must-show does
+        return [t.strip() for t in v.split(",") if t.strip()] if isinstance(v, str) else v
+
+    # Field validators, so an error reads `eval.seeds: the list is empty` with the file in front.
+    @field_validator("prompts")
+    @classmethod
+    def _prompts(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, text in v.items():
+            # the name is part of each sample's file name (ep0020_K_s42_w1.0.png)
+            if not FORMAT_NAME.fullmatch(name):
+                raise ValueError(f"format name {name!r} must be letters, digits, '-' or '_'")
+            if not text.strip():
+                raise ValueError(f"{name} is empty")
+        return v
+
+    @field_validator("seeds", "strengths", "epochs")
+    @classmethod
+    def _listed_once(cls, v: list | None) -> list | None:
+        if v is not None and not v:
+            raise ValueError("the list is empty (give at least one, or leave the key out)")
+        twice = sorted({x for x in v or [] if v.count(x) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(map(str, twice))} listed twice")
+        return v
+
+    @field_validator("strengths")
+    @classmethod
+    def _strengths(cls, v: list[float]) -> list[float]:
+        if bad := [s for s in v if s <= 0]:
+            raise ValueError(f"{bad[0]} is not above 0 (the baseline, epoch 0, is rendered anyway)")
+        return v
+
+    @field_validator("epochs")
+    @classmethod
+    def _epochs(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (bad := [e for e in v if e < 1]):
+            raise ValueError(f"{bad[0]} is not a saved epoch (epochs count from 1; 0, the baseline, is always "
+                             "rendered)")
+        return v
+
+    @field_validator("steps", "cfg")
+    @classmethod
+    def _positive(cls, v: float | None) -> float | None:
+        if v is not None and v <= 0:
+            raise ValueError(f"{v} is not above 0")
+        return v
+
+    @field_validator("width", "height")
+    @classmethod
+    def _size(cls, v: int | None) -> int | None:
+        if v is not None and (v < 64 or v % 64):
+            raise ValueError(f"{v} is not a multiple of 64")
+        return v
 
 
 class TrainConfig(BaseModel):
@@ -106,6 +190,9 @@ class TrainConfig(BaseModel):
     sample_scheduler: str | None = None
     lokr_factor: int | None = None
     monitor: bool | None = None
+
+    # Eval: the sample matrix `capcheck eval --config` renders and scores (None: no eval section)
+    eval: EvalConfig | None = None
 
     source: Path | None = Field(default=None, exclude=True)
 

@@ -121,3 +121,74 @@ def load_comfy_lora(transformer, path: Path) -> None:
     unexpected = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
     if unexpected:
         raise TrainError(path, f"LoRA keys that fit no module: {unexpected[:3]}")
+
+
+class LoraSwap:
+    """One adapter on a loaded DiT whose weights are replaced in place, file by file (the eval matrix).
+
+    Each `load` writes every LoRA tensor of the adapter: the file's, and zeros for a
+    module the file does not carry (ComfyUI applies nothing there), so nothing an
+    earlier epoch left can leak into the next; tests compare each swap against a
+    fresh load. Each module's alpha is read from the file (`.alpha`, or the rank
+    when absent, as ComfyUI does), and `scale` sets peft's scaling to
+    strength x alpha / rank, ComfyUI's strength_model. Only a file of another rank
+    replaces the adapter (its shapes differ); the base model is never reloaded.
+    """
+
+    def __init__(self, transformer):
+        self.transformer = transformer
+        self.rank: int | None = None
+        self.strength = 1.0
+
+    def _layers(self):
+        from peft.tuners.lora import LoraLayer
+
+        return {name: m for name, m in self.transformer.named_modules() if isinstance(m, LoraLayer)}
+
+    def load(self, path: Path) -> None:
+        import torch
+        from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+
+        from trainer.models import read_safetensors
+
+        try:
+            weights, alphas = from_comfy(read_safetensors(path))
+        except (KeyError, ValueError) as exc:  # diffusers' conversion names a key it cannot place
+            raise TrainError(path, f"not an Anima LoRA ({exc})") from None
+        state = {k.removeprefix("transformer."): v for k, v in weights.items()}
+        ranks = {v.shape[0] for k, v in state.items() if k.endswith("lora_A.weight")}
+        if not ranks:
+            raise TrainError(path, "no Anima LoRA weights (diffusion_model.blocks.N.….lora_A.weight): not a LoRA "
+                                   "for this model")
+        if len(ranks) != 1:
+            raise TrainError(path, f"expected one LoRA rank for every module, found {sorted(ranks)}")
+        rank = ranks.pop()
+        if rank != self.rank:
+            if self.rank is not None:
+                self.transformer.delete_adapters(ADAPTER)
+            add_lora(self.transformer, rank, float(rank))  # alphas are set per module below
+            self.rank = rank
+        self.transformer.enable_adapters()
+        current = get_peft_model_state_dict(self.transformer, adapter_name=ADAPTER)
+        unexpected = sorted(set(state) - set(current))
+        if unexpected:
+            raise TrainError(path, f"LoRA keys that fit no module: {unexpected[:3]}")
+        full = {k: state[k] if k in state else torch.zeros_like(v) for k, v in current.items()}
+        try:
+            set_peft_model_state_dict(self.transformer, full, adapter_name=ADAPTER)
+        except RuntimeError as exc:  # shapes of another model: name the first one, in one line
+            first = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc))
+            raise TrainError(path, f"does not fit this model: {first}") from None
+        for name, layer in self._layers().items():
+            layer.lora_alpha[ADAPTER] = alphas.get(f"transformer.{name}.alpha", float(rank))
+        self.scale(self.strength)
+
+    def scale(self, strength: float) -> None:
+        self.strength = strength
+        for layer in self._layers().values():
+            layer.set_scale(ADAPTER, strength)
+
+    def off(self) -> None:
+        """The base model alone (the baseline samples)."""
+        if self.rank is not None:
+            self.transformer.disable_adapters()

@@ -83,3 +83,55 @@ def guidance(exposures: int) -> list[str]:
     else:
         lines.append("past both ranges: the later epochs risk overfitting; save every epoch and compare")
     return lines
+
+
+def saved_epochs(epochs: int, save_every: int) -> list[int]:
+    """The epochs a run saves a LoRA for: every `save_every`-th and the last (save_every 0: the last only)."""
+    return sorted({*(range(save_every, epochs + 1, save_every) if save_every else ()), epochs})
+
+
+@dataclass(frozen=True)
+class EvalCost:
+    """The eval matrix of a config's `eval:` section: samples, vision-model requests, and a time estimate."""
+
+    formats: int
+    seeds: int
+    strengths: int
+    epochs: int
+    steps: int
+    cfg: float
+    pixels: int  # width x height of a sample
+
+    @property
+    def samples(self) -> int:
+        return self.formats * self.seeds * (self.strengths * self.epochs + 1)  # the baseline once per prompt x seed
+
+    @property
+    def requests(self) -> int:
+        return self.samples  # one request per sample carries all its checks
+
+    @property
+    def passes(self) -> int:
+        return 2 if self.cfg != 1.0 else 1  # CFG runs the DiT on the prompt and on the negative
+
+    def seconds_per_sample(self, its: float | None, batch: int, grad_accum: int, resolution: int) -> float | None:
+        """An estimate from the training speed: a training step is forward + backward (about 3 forwards) for each
+        of batch x grad_accum images at resolution²; a sample is steps x passes forwards at its own size. The VAE
+        decode and text encoding are left out (small beside the DiT)."""
+        if not its:
+            return None
+        per_forward = 1 / (its * 3 * batch * grad_accum)
+        return self.steps * self.passes * per_forward * self.pixels / resolution ** 2
+
+
+def eval_cost(config, epochs: int) -> tuple[EvalCost, list[str]]:
+    """The config's eval matrix for a run of `epochs`, and a note for each eval epoch the run will not save."""
+    ev = config.eval
+    saved = saved_epochs(epochs, config.save_every)
+    chosen = ev.epochs if ev.epochs is not None else saved
+    notes = [f"eval.epochs: epoch {e} will not be saved (save_every {config.save_every}, {epochs} epochs)"
+             for e in chosen if e not in saved]
+    cost = EvalCost(len(ev.prompts), len(ev.seeds), len(ev.strengths), len(chosen), ev.steps or config.sample_steps,
+                    float(ev.cfg if ev.cfg is not None else config.sample_cfg_scale),
+                    (ev.width or config.sample_width) * (ev.height or config.sample_height))
+    return cost, notes

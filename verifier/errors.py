@@ -20,3 +20,7 @@ class BackendUnavailable(CaptionsError):
 
 class ReportError(CaptionsError):
     """A report file is missing or unreadable."""
+
+
+class SampleError(VerifierError):
+    """An eval sample whose metadata cannot be read, or whose epoch cannot be determined."""

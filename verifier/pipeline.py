@@ -9,7 +9,10 @@
    what waits and the commands to run next; an image that cannot be read
    is named, and never routed (nobody can sort a broken file);
 6. otherwise preflight, then train (a killed training run resumes; a
-   finished one on the same dataset is not repeated).
+   finished one on the same dataset is not repeated);
+7. with an `eval:` section in the config, evaluate the saved epochs
+   (`verifier.eval`: only missing samples are rendered, only unanswered
+   ones asked) and name the recommended epoch.
 
 Interrupted anywhere, the next run ends in the same state: every stage
 writes atomically and the store remembers what was answered.
@@ -116,6 +119,8 @@ class Pipeline:
                 return self.outcome
             metadata = checked.metadata(policy)
         self._train(config, metadata)
+        if config.eval is not None and self.outcome.code == DONE:
+            self._eval(config, policy)
         return self.outcome
 
     def _build(self, policy, store) -> bool:
@@ -242,6 +247,17 @@ class Pipeline:
         resumed = f", resumed at step {result.resumed_from}" if result.resumed_from is not None else ""
         self._stage("train", f"{result.steps}/{result.total_steps} steps{resumed}, "
                              f"{len(result.loras)} LoRA file(s)", str(result.loras[-1]) if result.loras else "")
+
+    def _eval(self, config, policy) -> None:
+        """Which epoch: render what is missing of the eval: matrix, ask what the store has not answered."""
+        from verifier.eval.sweep import Hooks as EvalHooks
+        from verifier.eval.sweep import sweep_config
+
+        sweep = sweep_config(config, policy, self.verify_options, hooks=EvalHooks(notice=self.hooks.event))
+        run = sweep.run
+        self._stage("eval", f"{len(run.scored)} samples ({run.asked} asked, {len(run.scored) - run.asked} from the "
+                            f"store): {sweep.found.recommendation()}", str(sweep.html_path))
+        self.outcome.findings += [f"eval warning: {w}" for w in sweep.found.warnings]
 
 
 def _read_json(path: Path) -> dict | None:

@@ -46,7 +46,7 @@ def _demo(truth: Path | None, root: Path, policy: Path | None, latency: float = 
         yield server.url
 
 
-OUTPUT_LABELS = {"verify": "report", "review": "waiting", "train": "lora"}
+OUTPUT_LABELS = {"verify": "report", "review": "waiting", "train": "lora", "eval": "report"}
 
 
 class _Displays:

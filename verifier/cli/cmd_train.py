@@ -105,6 +105,32 @@ def plan(
                       f"{processes}, as --its with --processes 1)")
     for line in guidance(p.exposures):
         out.print(line)
+    if config is not None and cfg.eval is not None:
+        _plan_eval(cfg, p, resolution=cfg.resolution)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def _plan_eval(cfg, p, resolution: int) -> None:
+    """The eval section's cost: samples, vision-model requests, seconds per sample (an estimate)."""
+    from trainer.plan import eval_cost
+
+    cost, notes = eval_cost(cfg, p.epochs)
+    for note in notes:
+        out.print(f"note: {note}", markup=False)
+    out.print(f"eval: {_count(cost.formats, 'prompt')} x {_count(cost.seeds, 'seed')} x "
+              f"({_count(cost.strengths, 'strength')} x {_count(cost.epochs, 'epoch')} + the baseline) = "
+              f"{cost.samples} samples; {cost.requests} vision-model requests (one per sample)")
+    each = cost.seconds_per_sample(p.its, p.batch, p.grad_accum, resolution)
+    if each is None:
+        out.print("eval time: give --its (measured training steps per second) for an estimate")
+        return
+    total = each * cost.samples
+    out.print(f"eval: about {each:.2f} s per sample, {total / 60:.1f} min for {cost.samples} (an estimate from "
+              f"--its: {cost.steps} steps x {cost.passes} DiT passes at {cost.pixels:,} pixels per sample, "
+              f"a training step as 3 passes per image at {resolution}x{resolution})")
 
 
 @app.command()

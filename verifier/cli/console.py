@@ -26,7 +26,7 @@ from verifier.errors import BackendUnavailable
 # the order the modules happen to register them; a command not named here
 # (a new one) comes after these.
 WORKFLOW = ("run", "init", "build", "lint", "verify", "apply", "undo", "route", "review", "ingest", "agreement", "plan",
-            "preflight", "train", "demo-server")
+            "preflight", "train", "eval", "demo-server")
 
 # typer shows a value's Python type (`<str>`, `<list[str]>`, and `<bool>` on
 # flags, which makes people type `--dry-run true`); these read as the value.

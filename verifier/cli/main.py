@@ -8,7 +8,15 @@ commands. Errors are typed in the library and rendered once, in
 
 from __future__ import annotations
 
-from verifier.cli import cmd_captions, cmd_init, cmd_review, cmd_run, cmd_train, cmd_verify  # noqa: F401  (register)
+from verifier.cli import (  # noqa: F401  (register)
+    cmd_captions,
+    cmd_eval,
+    cmd_init,
+    cmd_review,
+    cmd_run,
+    cmd_train,
+    cmd_verify,
+)
 from verifier.cli.console import app
 
 

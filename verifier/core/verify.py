@@ -109,6 +109,17 @@ class RunResult:
         return sum(r.total_tokens or 0 for r in self.asked if r.prompt_tokens is None)
 
 
+@dataclass
+class Answered:
+    """What `Verifier.answer` found and asked."""
+
+    results: list[ItemResult]
+    requests: int
+    max_in_flight: int
+    pending: int  # works whose answers wait in a submitted batch
+    model: str  # the model that answered (codex may name another than the one planned)
+
+
 def _asked(w: Work) -> tuple[list[str], list[str]]:
     return (list(w.tags.tags), list(w.tags.probes)) if w.tags is not None else ([], [])
 
@@ -282,6 +293,16 @@ class Verifier:
             raise VerifierError(self.root, why)
         if self.spec.tags:
             _tag_questions(self.root, works, self.policy, self.options)
+        answered = await self.answer(works, identity, opener, close)
+        return RunResult(run_id, name, answered.model, self.spec.protocol, answered.results, skipped,
+                         time.monotonic() - started, answered.requests, answered.max_in_flight,
+                         dict(sorted(self.unreadable.items())), answered.pending, others)
+
+    async def answer(self, works: list[Work], identity: tuple[str, str], opener: Callable[[], Backend],
+                     close: bool = True) -> Answered:
+        """Every work answered: from the store where it can be, else asked (live or as a batch).
+        Works need not be captions: `eval` builds its own (a sample and what it must show)."""
+        name, model = identity
         done, todo = self.plan(works, name, model)
         self.on_plan(len(works))
         for r in done:
@@ -302,9 +323,7 @@ class Verifier:
                     await backend.aclose()
             requests, max_in_flight = pool.requests, pool.max_in_flight
             model = backend.model  # codex may have named another model than the one planned
-        results = sorted(done + asked, key=lambda r: r.image)
-        return RunResult(run_id, name, model, self.spec.protocol, results, skipped, time.monotonic() - started,
-                         requests, max_in_flight, dict(sorted(self.unreadable.items())), pending, others)
+        return Answered(sorted(done + asked, key=lambda r: r.image), requests, max_in_flight, pending, model)
 
     async def _ask(self, backend: Backend, todo: list[Work], asked: list[ItemResult]) -> Pool:
         servers = len(getattr(backend, "servers", ())) or 1  # a fleet: --concurrency per server
