@@ -20,3 +20,8 @@ class BackendUnavailable(CaptionsError):
 
 class ReportError(CaptionsError):
     """A report file is missing or unreadable."""
+
+
+class StoreError(VerifierError):
+    """The store (`.capcheck/capcheck.db`) cannot be used: not a capcheck
+    store, a newer schema, damaged, or the disk under it is full."""

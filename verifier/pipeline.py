@@ -30,7 +30,7 @@ from captions.lint import ERROR, lint_dataset
 from captions.vocab import find_vocabulary
 from verifier.core.prompting import check_aspects
 from verifier.core.report import read_report, reports_dir, write_reports
-from verifier.core.store import Store
+from verifier.core.store import writing
 from verifier.core.verdict import ERROR as VERDICT_ERROR
 from verifier.core.verdict import FIX, OK, REFUSED
 from verifier.core.verify import ItemResult, VerifyOptions, verify_dataset
@@ -101,7 +101,7 @@ class Pipeline:
         check_aspects(policy, self.verify_options.aspects)  # a typo fails before any work
         if self.apply_aspects:
             self.apply_aspects = check_aspects(policy, self.apply_aspects)
-        with Store(self.root) as store:
+        with writing(self.root, "run", self.hooks.event) as store:
             if not self._build(policy, store) or not self._lint(policy):
                 return self.outcome
             self._verify(policy, store)

@@ -16,7 +16,7 @@ from captions.generic import DATASET_POLICY
 from captions.lint import ERROR, lint_dataset
 from captions.policy import load_policy
 from captions.vocab import TAGS_ENV, find_vocabulary
-from verifier.cli.console import EXIT_FINDINGS, PolicyOpt, app, dataset_path, dataset_policy, err, handled, out
+from verifier.cli.console import EXIT_FINDINGS, PolicyOpt, app, dataset_path, dataset_policy, err, handled, out, writing
 
 
 @app.command()
@@ -28,14 +28,12 @@ def build(
     force: Annotated[bool, typer.Option("--force", help="Overwrite captions that differ (journaled).")] = False,
 ) -> None:
     """Write <stem>.txt captions from each image's JSON sidecar, by the policy."""
-    from verifier.core.store import Store
-
     root = dataset_path(dataset)
     pol = dataset_policy(policy, root)
     if dry_run:
         report = build_dataset(root, pol, dry_run=True, force=force)
     else:
-        with Store(root) as store:
+        with writing(root, "build") as store:
             store.start_run("build", json.dumps({"policy": str(pol.source) if pol.source else None, "force": force}))
             report = build_dataset(root, pol, force=force, journal=store)
     _print_build(report)

@@ -35,6 +35,7 @@ from verifier.cli.console import (
     err,
     handled,
     out,
+    writing,
 )
 from verifier.core.prompting import DEFAULT_ASPECTS
 from verifier.core.tags import MISMATCH_SHARE, PROBES
@@ -175,7 +176,6 @@ def verify(
 ) -> None:
     """Ask a vision model what each image shows and compare it with the caption (`--aspects …,tags`: every tag)."""
     from verifier.core.report import write_reports
-    from verifier.core.store import Store
     from verifier.core.verify import verify_dataset
     from verifier.human.agreement import all_agreements
 
@@ -186,7 +186,7 @@ def verify(
                              batch_file, batch_results, not no_wait, poll, batch_retry)
     options.caption_ext, options.probes, options.mismatch_share = caption_ext, probes, mismatch_share
     live = Live()
-    with Store(root) as store:
+    with writing(root, "verify") as store:
         try:
             with live.progress:
                 run = asyncio.run(verify_dataset(root, pol, options, store, on_result=live, on_plan=live.plan,

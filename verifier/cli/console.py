@@ -169,6 +169,19 @@ def comma_list(value: str | None, old: str | None = None, old_name: str = "") ->
     return [a.strip() for a in chosen.split(",") if a.strip()]
 
 
+def note(message: str) -> None:
+    """A line on stderr a person should read, printed literally (it names files)."""
+    err.print(f"note: {message}", soft_wrap=True, markup=False, style="yellow")
+
+
+def writing(root: Path, command: str):
+    """The store for a command that writes the dataset: the dataset lock held,
+    a crash's leftovers settled (`verifier.core.store.writing`), notes on stderr."""
+    from verifier.core.store import writing as store_writing
+
+    return store_writing(root, command, note)
+
+
 def dataset_path(path: Path) -> Path:
     if not path.exists():
         raise CaptionsError(path, "no such dataset folder")
