@@ -48,6 +48,7 @@ class Faults:
     style: str = "plain"  # answer formatting: plain | fenced | chatty
     view_under_a: bool = False  # fixline: views under letter A, as the article's model wrote them
     yes_sayer: bool = False  # the tags audit: call every asked tag present (a model that agrees with everything)
+    batches_only: bool = False  # no live endpoint: chat completions answer 404 (a `/v1/batches`-only server)
     seed: int = 0
 
 
@@ -107,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         route = self.path.rstrip("/")
         responses = route.endswith("/responses")  # the Codex CLI's wire protocol
-        if not (responses or route.endswith("/chat/completions")):
+        if not (responses or route.endswith("/chat/completions")) or self.server.faults.batches_only:
             self._json(404, {"error": {"message": f"no route {self.path}"}})
             return
         stats = self.server.stats
