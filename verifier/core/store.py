@@ -28,7 +28,7 @@ from captions.dataset import SKIP_DIRS
 from captions.journal import orphaned_temps, read_caption, recover_intent
 from captions.lock import DatasetLock
 from verifier.core.migrations import MIGRATIONS as MIGRATIONS  # re-exported: the schema's home is migrations.py
-from verifier.core.migrations import aside, check_file, migrate
+from verifier.core.migrations import aside, check_file, check_schema, migrate
 from verifier.errors import StoreError
 
 STATE_DIR = ".capcheck"
@@ -105,6 +105,10 @@ class Store:
         self.db = _Connection(raw, self.path)
         try:
             raw.row_factory = sqlite3.Row
+            try:  # before anything writes to it: switching to WAL rewrites the header of whatever file it is
+                check_schema(raw, self.path)
+            except sqlite3.Error as exc:
+                raise store_error(self.path, exc) from None
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
