@@ -121,7 +121,10 @@ def test_kill_9_during_apply_then_undo_restores_every_byte_and_apply_works_again
     cut = 0
     for attempt in range(8):
         proc = popen("apply", dataset)
-        time.sleep(rng.uniform(0.3, 1.0) * took)
+        first = dataset / "images" / "0000.txt"  # written first: the writes have begun
+        while proc.poll() is None and first.read_bytes() == original[first.name]:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.6) * took)  # then a random moment among the writes
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
         written = sum(captions(dataset)[name] != original[name] for name in original)
@@ -256,3 +259,36 @@ def test_a_disk_that_refuses_writes_stops_verify_and_build_with_one_line(clothed
     assert proc.returncode == 2 and "cannot write the store" in line, line
     with Store(clothed47_dataset) as store:
         assert all((clothed47_dataset / row["path"]).read_text() == row["after"] for row in store.journal())
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real file system that fills up: a 4 MiB tmpfs (needs root, as mount does; skipped otherwise)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_full_disk_stops_apply_with_one_line_and_loses_nothing(dataset, tiny_disk):
+    """ENOSPC for real: the dataset on a tmpfs filled to a few pages short of full."""
+    root = tiny_disk / "data"
+    shutil.copytree(dataset, root)
+    original = captions(root)
+    free = shutil.disk_usage(tiny_disk).free
+    (tiny_disk / "filler").write_bytes(b"\0" * max(0, free - 96 * 1024))
+    proc = capcheck("apply", root)
+    line = one_line_error(proc)
+    assert proc.returncode == 2 and ("disk is full" in line or "No space left" in line), line
+    now = captions(root)
+    fixed = CAPTION.replace("full body", "cowboy shot").encode()
+    assert all(now[n] in (original[n], fixed) for n in now)  # no caption torn
+    assert temps(root) == []
+    (tiny_disk / "filler").unlink()
+    undo = capcheck("undo", root)
+    assert undo.returncode == 0 and captions(root) == original, undo.stdout + undo.stderr

@@ -30,10 +30,10 @@ from captions.lint import ERROR, lint_dataset
 from captions.vocab import find_vocabulary
 from verifier.core.prompting import check_aspects
 from verifier.core.report import read_report, reports_dir, write_reports
-from verifier.core.store import writing
 from verifier.core.verdict import ERROR as VERDICT_ERROR
 from verifier.core.verdict import FIX, OK, REFUSED
 from verifier.core.verify import ItemResult, VerifyOptions, verify_dataset
+from verifier.core.writer import writing
 from verifier.human import gate
 from verifier.human.agreement import all_agreements
 from verifier.human.apply import CHANGED, READ_ONLY, SKIPPED, STALE, apply_report

@@ -176,8 +176,8 @@ def note(message: str) -> None:
 
 def writing(root: Path, command: str):
     """The store for a command that writes the dataset: the dataset lock held,
-    a crash's leftovers settled (`verifier.core.store.writing`), notes on stderr."""
-    from verifier.core.store import writing as store_writing
+    a crash's leftovers settled (`verifier.core.writer.writing`), notes on stderr."""
+    from verifier.core.writer import writing as store_writing
 
     return store_writing(root, command, note)
 

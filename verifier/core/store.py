@@ -11,7 +11,7 @@ The schema and the checks that refuse a file that is not a store are
 here as a `StoreError` naming the file: SQLite has rolled the statement
 back, so nothing is half-written, and the person reads one line, not a
 traceback. The journal's crash protocol is `captions/journal.py`'s; its
-recovery (`recover`) runs under the dataset lock, never beside a writer.
+recovery is `writer.py`'s, under the dataset lock, never beside a writer.
 """
 
 from __future__ import annotations
@@ -20,13 +20,9 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from captions.dataset import SKIP_DIRS
-from captions.journal import orphaned_temps, read_caption, recover_intent
-from captions.lock import DatasetLock
+from captions.journal import read_caption
 from verifier.core.migrations import MIGRATIONS as MIGRATIONS  # re-exported: the schema's home is migrations.py
 from verifier.core.migrations import aside, check_file, check_schema, migrate
 from verifier.errors import StoreError
@@ -135,44 +131,22 @@ class Store:
         """Commit the intent to write `after` (None: to remove the file); returns its row id."""
         if self.run_id is None:
             self.start_run(reason)
-        cur = self.db.execute(
-            "INSERT INTO journal(run_id, ts, path, before, after, reason, state, deletes) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
-            (self.run_id, time.time(), self.rel(path), before, after or "", reason, int(after is None)),
-        )
+        # The intent must be on disk before the rename, power cut included: WAL's NORMAL
+        # would let the commit vanish while the rename stays. FULL for this commit only
+        # (one fsync per caption; a verdict keeps NORMAL: a lost one is asked again).
+        self.db.execute("PRAGMA synchronous=FULL")
+        try:
+            cur = self.db.execute(
+                "INSERT INTO journal(run_id, ts, path, before, after, reason, state, deletes) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
+                (self.run_id, time.time(), self.rel(path), before, after or "", reason, int(after is None)),
+            )
+        finally:
+            self.db.execute("PRAGMA synchronous=NORMAL")
         return cur.lastrowid
 
     def done(self, token: object) -> None:
         self.db.execute("UPDATE journal SET state='done' WHERE id=?", (token,))
-
-    def recover(self) -> list[str]:
-        """Settle what a crash left (captions/journal.py): each pending intent is
-        marked done or dropped by what its file holds, and orphaned temp files
-        are removed. Call it only holding the dataset lock. Returns one note per
-        thing it did that a person should hear of."""
-        notes, settled, dropped = [], 0, 0
-        for row in self.db.execute("SELECT * FROM journal WHERE state='pending' ORDER BY id").fetchall():
-            after = None if row["deletes"] else row["after"]
-            found = recover_intent(self.root / row["path"], row["before"], after)
-            if found == "done":
-                self.done(row["id"])
-                settled += 1
-            elif found == "rolled back":
-                self.db.execute("DELETE FROM journal WHERE id=?", (row["id"],))
-                dropped += 1
-            else:
-                notes.append(f"{row['path']}: a write of run {row['run_id']} ({row['reason']}) was cut off, and the "
-                             "caption now holds neither its text before nor after (edited since?); left as it is")
-        if settled or dropped:
-            notes.append(f"recovered from an interrupted run: {settled} caption write(s) had happened (journal "
-                         f"marked done), {dropped} had not (journal entry dropped)")
-        temps = orphaned_temps(self.root, SKIP_DIRS)
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)
-        if temps:
-            notes.append(f"removed {len(temps)} temporary file(s) an interrupted write left "
-                         f"({', '.join(self.rel(t) for t in temps[:3])}{' …' if len(temps) > 3 else ''})")
-        return notes
 
     def last_writer(self, path: Path) -> str | None:
         """The kind of run ('apply', 'ingest', ...) whose journaled write left the
@@ -192,7 +166,7 @@ class Store:
         return [r[0] for r in rows]
 
     def journal(self, run_id: int | None = None) -> list[sqlite3.Row]:
-        """Done writes (a pending intent is recovered, or named, by `recover`)."""
+        """Done writes (a pending intent is settled, or named, by `writer.recover`)."""
         if run_id is None:
             return self.db.execute("SELECT * FROM journal WHERE state='done' ORDER BY id").fetchall()
         return self.db.execute("SELECT * FROM journal WHERE run_id=? AND state='done' ORDER BY id",
@@ -334,13 +308,3 @@ class Store:
         self.close()
 
 
-
-@contextmanager
-def writing(root: Path, command: str, on_note: Callable[[str], None]) -> Iterator[Store]:
-    """The store of a command that writes the dataset: the dataset lock held
-    (a second writer waits, then refuses: captions/lock.py), and what a crash
-    left settled first (`Store.recover`), each thing it did said on `on_note`."""
-    with DatasetLock(root, command, on_wait=on_note), Store(root) as store:
-        for note in store.recover():
-            on_note(note)
-        yield store

@@ -27,8 +27,8 @@ from captions.journal import read_caption
 from captions.policy import Policy, squash
 from verifier.core.images import sha256_file
 from verifier.core.report import read_report, refresh_latest_page, reports_dir
-from verifier.core.store import writing
 from verifier.core.verdict import ERROR, REFUSED
+from verifier.core.writer import writing
 from verifier.errors import ReportError, VerifierError
 from verifier.human.agreement import all_agreements
 from verifier.human.ingest import Ingested, ingest
