@@ -292,3 +292,20 @@ def test_a_full_disk_stops_apply_with_one_line_and_loses_nothing(dataset, tiny_d
     (tiny_disk / "filler").unlink()
     undo = capcheck("undo", root)
     assert undo.returncode == 0 and captions(root) == original, undo.stdout + undo.stderr
+
+
+def test_a_holder_killed_with_9_leaves_no_lock_behind(dataset):
+    code = ("import sys, time; from captions.lock import DatasetLock\n"
+            "with DatasetLock(sys.argv[1], 'apply'):\n    print('held', flush=True); time.sleep(600)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(dataset)], stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        busy = capcheck("undo", dataset, env={"CAPCHECK_LOCK_WAIT": "0"})
+        assert busy.returncode == 2 and f"pid {holder.pid} (capcheck apply)" in one_line_error(busy)
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    with DatasetLock(dataset, "test", wait=0), DatasetLock(dataset, "test nested", wait=0):
+        pass  # free at once, and re-entrant within one process (`capcheck run` builds, verifies, applies)
+    assert capcheck("apply", dataset, env={"CAPCHECK_LOCK_WAIT": "0"}).returncode == 0

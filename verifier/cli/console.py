@@ -8,8 +8,10 @@ only inside the commands that need them, so `capcheck --help` stays instant.
 
 from __future__ import annotations
 
+import errno
 import functools
 import shlex
+import sqlite3
 from pathlib import Path
 from typing import Annotated
 
@@ -139,8 +141,24 @@ def handled(fn):
         except CaptionsError as exc:
             err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
+        except sqlite3.Error as exc:  # a store read outside the Store's own wrapper (a lazy cursor)
+            from verifier.core.store import DB_NAME, STATE_DIR, store_error
+
+            err.print(f"error: {store_error(Path('DATASET', STATE_DIR, DB_NAME), exc)}", soft_wrap=True,
+                      markup=False, style="red")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except OSError as exc:
+            if exc.errno not in _DISK_ERRNOS:
+                raise
+            # A full disk where no typed error caught it (a thumbnail, a folder): one line, the file named.
+            err.print(f"error: {exc.filename or 'disk'}: {exc.strerror or exc}: free some disk space and run again",
+                      soft_wrap=True, markup=False, style="red")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper
+
+
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 
 def dataset_policy(policy: Path | None, root: Path | None):
