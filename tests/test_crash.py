@@ -189,10 +189,14 @@ def test_a_writer_that_cannot_get_the_lock_refuses_with_one_line_naming_the_hold
     before = captions(dataset)
     with DatasetLock(dataset, "test-holder"):
         proc = capcheck("apply", dataset, env={"CAPCHECK_LOCK_WAIT": "0.5"})
-        undo = capcheck("undo", dataset, env={"CAPCHECK_LOCK_WAIT": "0"})
+        others = [capcheck(*command, env={"CAPCHECK_LOCK_WAIT": "0"}) for command in (
+            ("undo", dataset), ("build", dataset, "--policy", POLICY), ("ingest", dataset, "--aspects", "framing"),
+            ("route", dataset, "--aspects", "framing"),
+            ("verify", dataset, "--policy", POLICY, "--model", "m", "--base-url", "http://127.0.0.1:9/v1"))]
     line = one_line_error(proc)
     assert proc.returncode == 2 and f"pid {os.getpid()} (capcheck test-holder)" in line and "busy" in line, line
-    assert undo.returncode == 2 and "busy" in one_line_error(undo)
+    for other in others:
+        assert other.returncode == 2 and "the dataset is busy" in one_line_error(other), other.args
     assert captions(dataset) == before
     assert capcheck("apply", dataset).returncode == 0  # released with the holder
 
