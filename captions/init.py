@@ -2,9 +2,9 @@
 
 For a person to edit, so every guess is a commented line they can check:
 
-- the trigger: a token in nearly every caption that is not a Danbooru tag
-  (with a tag CSV: not in it; without one: not a tag capcheck knows),
-  the earliest-written one when several qualify;
+- the trigger (`captions.trigger`): a token in nearly every caption that
+  is not a Danbooru tag (not in the tag CSV, nor in the one capcheck
+  ships), the earliest-written one when several qualify;
 - tags in nearly every caption, as `kept` (written in every caption) with
   a comment to move them to `absorbed` if the trigger should learn them;
 - the aspects: the generic policy's Danbooru vocabulary and definitions;
@@ -31,15 +31,12 @@ from captions.journal import atomic_write, read_caption
 from captions.policy import RATINGS, load_policy
 from captions.sidecar import read_sidecar
 from captions.tags import is_score_tag, prompt_tags
+from captions.trigger import guess_trigger
 from captions.vocab import Vocabulary
 
-NEARLY_EVERY = 0.9  # share of captions a trigger appears in
 COMMON = 0.8  # share of captions that makes a tag a kept/absorbed candidate
 QUALITY_WORDS = frozenset({"masterpiece", "best quality", "high quality", "good quality", "amazing quality",
                            "very aesthetic", "absurdres", "highres", "newest"})
-# Tags so common on Danbooru that, without a tag CSV, they are known not to be a trigger.
-COMMON_TAGS = frozenset({"1girl", "1boy", "solo", "looking at viewer", "simple background", "white background",
-                         "long hair", "short hair", "smile", "blush", "open mouth", "closed mouth", "standing"})
 
 
 @dataclass
@@ -52,29 +49,13 @@ class Guess:
     unreadable: list[str] = field(default_factory=list)
 
 
-def _known(tag: str, vocab: Vocabulary | None) -> bool:
-    if vocab is not None:
-        return tag in vocab or vocab.canonical(tag) is not None
-    policy = generic_policy()
-    spelled = {t for _, spec in policy.aspects.items() for v in spec.values.values() for t in (*v.tags, *v.keywords)}
-    return tag in spelled or tag in COMMON_TAGS or tag in QUALITY_WORDS or tag in policy.unchecked
-
-
 def guess(tag_lists: list[list[str]], vocab: Vocabulary | None = None) -> Guess:
     """The starter policy's guesses from each caption's tags (in caption order)."""
     out = Guess(captions=len(tag_lists))
-    positions: dict[str, list[int]] = {}
-    for tags in tag_lists:
-        for position, tag in enumerate(dict.fromkeys(tags)):
-            out.counts[tag] += 1
-            positions.setdefault(tag, []).append(position)
+    out.trigger = guess_trigger(tag_lists, vocab, out.counts)
     if not tag_lists:
         return out
     share = {t: n / len(tag_lists) for t, n in out.counts.items()}
-    candidates = [t for t, s in share.items() if s >= NEARLY_EVERY and not _known(t, vocab)
-                  and t not in RATINGS and not is_score_tag(t)]
-    if candidates:  # a trigger is written first, as a rule: the earliest on average wins
-        out.trigger = min(candidates, key=lambda t: (sum(positions[t]) / len(positions[t]), -out.counts[t], t))
     out.quality = [t for t, s in share.items() if s >= 0.5 and (t in QUALITY_WORDS or is_score_tag(t))]
     out.common = [t for t, _ in out.counts.most_common() if share[t] >= COMMON and t != out.trigger
                   and t not in out.quality and t not in RATINGS and t not in generic_policy().unchecked]

@@ -3,16 +3,23 @@
 Format, one tag per line, no header: `name,type,postCount,"alias1,alias2"`.
 Types: 0 general, 1 artist, 3 copyright, 4 character, 5 meta. Names use
 underscores on Danbooru; captions use spaces, so both are stored with spaces.
+
+Most users have no such CSV at hand, so capcheck ships the general tags
+(`data/danbooru-general.csv.gz`, see data/README.md): `builtin()`. The
+tags audit reads a user's CSV first and the shipped one for the rest
+(`with_builtin`); lint's unknown-tag rule uses a user's CSV only, as before.
 """
 
 from __future__ import annotations
 
 import csv
 import difflib
+import gzip
 import io
 import os
 import re
-from functools import cached_property, lru_cache
+from functools import cache, cached_property, lru_cache
+from importlib import resources
 from pathlib import Path
 
 from captions.errors import VocabularyError
@@ -36,11 +43,16 @@ class Vocabulary:
     def load(cls, path: str | Path) -> Vocabulary:
         path = Path(path)
         try:
-            data = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
+            data = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode("utf-8")
         except FileNotFoundError:
             raise VocabularyError(path, "no such tag CSV") from None
-        except (OSError, UnicodeDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
             raise VocabularyError(path, f"cannot read tag CSV: {exc}") from None
+        return cls.parse(data, path)
+
+    @classmethod
+    def parse(cls, data: str, path: Path | None = None) -> Vocabulary:
         tags: dict[str, tuple[int, int]] = {}
         aliases: dict[str, str] = {}
         for lineno, row in enumerate(csv.reader(io.StringIO(data)), start=1):
@@ -110,6 +122,22 @@ class Vocabulary:
                     return candidate
         close = difflib.get_close_matches(tag, self._buckets.get(tag[:1], []), n=1, cutoff=0.8)
         return close[0] if close else None
+
+
+@cache
+def builtin() -> Vocabulary:
+    """The general tags capcheck ships (read once per process)."""
+    with resources.as_file(resources.files(__package__).joinpath("data", "danbooru-general.csv.gz")) as path:
+        return Vocabulary.load(path)
+
+
+@lru_cache(maxsize=4)  # one user CSV per process, asked about per tag
+def with_builtin(user: Vocabulary | None) -> Vocabulary:
+    """A user's CSV, with the shipped tags it lacks; the shipped tags alone without one."""
+    base = builtin()
+    if user is None:
+        return base
+    return Vocabulary({**base.tags, **user.tags}, {**base.aliases, **user.aliases}, user.source)
 
 
 def find_vocabulary(explicit: str | Path | None = None, policy=None) -> Vocabulary | None:

@@ -8,10 +8,13 @@ import pytest
 from captions.caption import parse, render
 from captions.edit import nl_mentions, remove_tags
 from captions.generic import choose_policy, generic_policy
+from captions.visual import CAP, COUNT, NAME, QUALITY, RATING, TRIGGER, UNKNOWN
+from captions.vocab import builtin
 from verifier.core.observation import Observation, ObservationError, parse_observe
 from verifier.core.prompting import build_prompt
 from verifier.core.tags import (
     ABSENT,
+    MAX_ASKED,
     PRESENT,
     audit,
     caption_tags,
@@ -19,6 +22,7 @@ from verifier.core.tags import (
     choose_probes,
     find_swaps,
     questions,
+    sort_tags,
     trust_rates,
 )
 from verifier.core.verdict import FIX, OK, TagClaims, judge
@@ -35,16 +39,41 @@ CAPTION = ("masterpiece, best quality, score_7, safe, kanachan, brown hair, 1gir
 
 def test_checkable_leaves_out_what_no_image_shows(kanachan):
     caption = parse(CAPTION)
-    assert caption_tags(caption, kanachan) == ["smile", "glasses", "cowboy shot", "hatsune miku", "notatag"]
+    # No tag CSV: the vocabulary capcheck ships decides (a name and a made-up token are not asked).
+    assert caption_tags(caption, kanachan) == ["smile", "glasses", "cowboy shot"]
     # A tag a checked aspect owns is that aspect's question.
-    assert caption_tags(caption, kanachan, None, frozenset({"cowboy shot", "smile"})) == [
-        "glasses", "hatsune miku", "notatag"]
+    assert caption_tags(caption, kanachan, None, frozenset({"cowboy shot", "smile"})) == ["glasses"]
     assert not checkable("1girl", GENERIC) and checkable("long hair", GENERIC)
+
+
+def test_every_token_left_out_says_why_and_the_trigger_is_guessed_without_a_policy():
+    asked, skipped = sort_tags(parse(CAPTION), GENERIC, None, frozenset(), trigger="kanachan")
+    assert asked == ["brown hair", "smile", "glasses", "cowboy shot"]
+    assert skipped == {"masterpiece": QUALITY, "best quality": QUALITY, "score_7": QUALITY, "safe": RATING,
+                       "kanachan": TRIGGER, "1girl": COUNT, "solo": COUNT, "year 2024": QUALITY,
+                       "highres": QUALITY, "hatsune miku": UNKNOWN, "notatag": UNKNOWN}
+    # The generic policy names no trigger: questions() guesses it from the dataset, as init does.
+    captions = {f"{i}": parse(f"testchar, 1girl, solo, glasses, halo, {hair} hair\n")
+                for i, hair in enumerate(["blonde", "red", "black", "white"])}
+    asked = questions(captions, GENERIC, None, [])
+    assert all("testchar" not in q.tags and q.not_asked["testchar"] == TRIGGER for q in asked.values())
+    assert asked["0"].tags == ["glasses", "halo", "blonde hair"]
+
+
+def test_the_tags_asked_per_image_are_capped_and_the_rest_said():
+    # letters only, a few words: the line stays a tag line (a `.` or a long run of words would make it NL)
+    plain = [t for t in sorted(builtin().tags) if t.replace(" ", "").isalpha() and len(t.split()) <= 3]
+    huge = parse(", ".join(plain[:5750]) + "\n")
+    asked, skipped = sort_tags(huge, GENERIC, None)
+    assert len(asked) == MAX_ASKED
+    assert sum(1 for why in skipped.values() if why == CAP) > 5000
 
 
 def test_with_the_tag_csv_only_general_tags_are_asked(kanachan, vocab):
     # A character name and an unknown tag are lint's business, not the model's.
     assert caption_tags(parse(CAPTION), kanachan, vocab) == ["smile", "glasses", "cowboy shot"]
+    _, skipped = sort_tags(parse(CAPTION), kanachan, vocab)
+    assert skipped["hatsune miku"] == NAME and skipped["notatag"] == UNKNOWN and skipped["kanachan"] == TRIGGER
 
 
 def test_probes_ask_the_rival_outfit_first_and_never_the_captions_own():
@@ -78,7 +107,7 @@ def test_verdict_tag_items_and_mismatch_items_are_borderline(keichan):
     v = judge(obs, Facts(), [], TagClaims(("glasses", "smile", "long hair"), ("hat",)))
     assert v.status == FIX and [(f.aspect, f.caption, f.image, f.borderline) for f in v.fixes] == [
         ("tags", "glasses", "absent", False)]
-    assert v.claims == {"tags": ["glasses", "smile", "long hair"], "probes": ["hat"]}
+    assert v.claims == {"tags": ["glasses", "smile", "long hair"], "probes": ["hat"], "not_asked": {}}
     assert judge(obs, Facts(), [], TagClaims(("smile",), ("glasses",))).status == OK  # a probe is never a fix
     swapped = judge(Observation({}, None, {t: ABSENT for t in "abc"}), Facts(), [], TagClaims(tuple("abc")))
     assert all(f.borderline for f in swapped.fixes) and swapped.reason.startswith("mismatch")
@@ -160,3 +189,18 @@ def test_probes_come_from_the_whole_dataset_when_only_some_images_are_checked():
     asked = questions({"a": parse("bikini, long hair\n")}, GENERIC, None, [], 4, everyone)
     assert set(asked["a"][1]) == {"nude", "hat"}
     assert questions({"a": parse("bikini, long hair\n")}, GENERIC, None, [], 4)["a"][1] == []
+
+
+def test_the_summary_names_what_was_not_asked_and_the_cap():
+    from verifier.core.tag_report import RunTags
+    from verifier.core.tags import TagAudit
+
+    over = {f"tag{i}": CAP for i in range(5686)}
+    run = RunTags(audits={"a.png": TagAudit(["glasses"], not_asked={"keichan": TRIGGER, "1girl": COUNT}),
+                          "b.png": TagAudit(["hat"], not_asked={"keichan": TRIGGER, "score_7": QUALITY, **over})})
+    first, cap = run.not_asked_lines()
+    assert first.startswith("tags not asked (3 tokens in 2 of 2 captions;")
+    assert first.endswith(": keichan (trigger); 1girl (count); score_7 (quality)")
+    assert cap == ("tags not asked past the cap of 64 per image: 5686 tags in 1 caption(s) (the first ones in caption "
+                   "order were asked)")
+    assert run.not_asked_json()["trigger"]["tags"] == {"keichan": 2} and "tag1" in run.not_asked_json()[CAP]["tags"]

@@ -41,3 +41,27 @@ def test_missing_and_empty_csv(tmp_path):
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(VocabularyError, match="no tags"):
         Vocabulary.load(tmp_path / "empty.csv")
+
+
+def test_the_shipped_vocabulary_is_the_script_run_on_the_tag_csv(tmp_path, vocab, monkeypatch):
+    """captions/data/danbooru-general.csv.gz is what scripts/make_vocabulary.py writes
+    from the a1111 CSV (so it can be made again), small, with its licence beside it."""
+    import importlib.util
+
+    from captions.vocab import builtin
+
+    from conftest import ROOT, TAGS_CSV
+
+    spec = importlib.util.spec_from_file_location("make_vocabulary", ROOT / "scripts" / "make_vocabulary.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    shipped = ROOT / "captions" / "data" / "danbooru-general.csv.gz"
+    monkeypatch.setattr(script, "OUT", tmp_path / shipped.name)
+    assert script.main([str(TAGS_CSV)]) == 0
+    assert (tmp_path / shipped.name).read_bytes() == shipped.read_bytes()
+    assert shipped.stat().st_size < 300_000
+    assert "MIT License" in (shipped.parent / "LICENSE-danbooru-tags").read_text()
+    known = builtin()
+    assert {"glasses", "halo", "blonde hair", "cowboy shot"} <= set(known.tags)
+    assert all(kind == 0 for kind, _ in known.tags.values()) and "hatsune miku" not in known
+    assert known.canonical("bust") == vocab.canonical("bust")

@@ -37,7 +37,8 @@ from verifier.core.writer import writing
 from verifier.human import gate
 from verifier.human.agreement import all_agreements
 from verifier.human.apply import CHANGED, READ_ONLY, SKIPPED, STALE, apply_report
-from verifier.human.route import UNSURE, route
+from verifier.human.folders import UNSURE
+from verifier.human.route import route
 
 DONE, FILES_TO_FIX, REVIEW, CANNOT_TRAIN = 0, 1, 3, 5
 

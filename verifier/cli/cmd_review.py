@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
+from captions.dataset import caption_path
 from captions.errors import CaptionsError
 from verifier.cli.console import (
     EXIT_FINDINGS,
@@ -96,7 +98,7 @@ def apply(
         if item.status == CHANGED:
             _diff(item.diff)
         for note in item.notes:
-            err.print(f"[yellow]note:[/yellow] {item.image}: {note}", soft_wrap=True)
+            err.print(f"[yellow]note:[/yellow] {escape(item.image)}: {escape(note)}", soft_wrap=True)
     for item in done:
         if item.status in (STALE, MISSING, READ_ONLY):
             out.print(f"{item.status}: {item.image}: {item.reason}", soft_wrap=True)
@@ -195,9 +197,14 @@ def route(
         return
     folders = sorted({str(done.folder.parent) for done in routed})
     if "tags" in waiting:  # the tags audit's tree: mismatch/ and <tag>/kept|removed/, not value folders
-        out.print("tags: fix the captions in tags/mismatch/ by hand (they may belong to another image); move an "
-                  "image from tags/<tag>/removed/ to tags/<tag>/kept/ when the tag is right", soft_wrap=True,
-                  markup=False)
+        done = routed[names.index("tags")]
+        mismatched = sorted({image for image, label, _ in done.placed if label == "mismatch"})
+        if mismatched:  # only images are in mismatch/: name the caption files to edit
+            files = [caption_path(root / image).relative_to(root).as_posix() for image in mismatched]
+            out.print("tags: the images in tags/mismatch/ carry a caption that may belong to another image; edit "
+                      f"these captions in the dataset by hand: {', '.join(files)}", soft_wrap=True, markup=False)
+        out.print("tags: move an image from tags/<tag>/removed/ to tags/<tag>/kept/ when the tag is right",
+                  soft_wrap=True, markup=False)
     folders = sorted({str(done.folder.parent) for done in routed})
     out.print(f"next: open {', '.join(folders)} and move each image into the folder of what it shows "
               f"(_unsure/ holds what the model refused or failed on); then run:", soft_wrap=True)
@@ -332,15 +339,14 @@ def review(
     from verifier.core.store import Store
     from verifier.human.apply import policy_for
     from verifier.human.review import ReviewTree
-    from verifier.human.review_page import ReviewServer
+    from verifier.human.review_page import ReviewServer, waiting
 
     root = dataset_path(dataset)
     with Store(root) as store:
         pol = policy_for(store, policy)
     tree = ReviewTree(root, pol, into)
-    waiting = sum(len(cards) for cards in tree.cards().values())
     server = ReviewServer(tree, port)
-    out.print(f"capcheck review: {waiting} image(s) waiting in {tree.review}\n"
+    out.print(f"capcheck review: {waiting(tree.cards())} image(s) waiting in {tree.review}\n"
               f"  open {server.url}   (Ctrl-C to stop)", soft_wrap=True)
     out.file.flush()  # the address must reach a pipe (a script waiting for it) before we block
     if open_browser:

@@ -84,8 +84,8 @@ def write_reports(root: Path, run: RunResult, policy: Policy | None = None,
         # The run's trust rates: how readily this model says yes, how often it disagrees.
         summary = folder / f"{stem}.tags.json"
         atomic_write(summary, json.dumps({**tags.rates.as_dict(), "mismatched": tags.mismatched,
-                                          "likely_swaps": sorted({tuple(sorted(p)) for p in tags.swaps.items()})},
-                                         indent=1) + "\n")
+                                          "likely_swaps": sorted({tuple(sorted(p)) for p in tags.swaps.items()}),
+                                          "not_asked": tags.not_asked_json()}, indent=1, ensure_ascii=False) + "\n")
         copies.append((summary, "latest.tags.json"))
     for src, name in copies:  # whole or not at all, like the reports themselves (a full disk)
         with open(src, encoding="utf-8", newline="") as fh:

@@ -7,10 +7,14 @@ from the store says the same as the run that asked.
 from __future__ import annotations
 
 import html
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from verifier.core.tags import TAGS, TagAudit, TrustRates, result_audit, run_swaps, trust_rates
+from captions.visual import CAP, WHY
+from verifier.core.tags import MAX_ASKED, TAGS, TagAudit, TrustRates, result_audit, run_swaps, trust_rates
 from verifier.core.verdict import MISMATCH
+
+SHOWN = 8  # tokens named per reason in the summary line (all of them in tags.json)
 
 
 @dataclass
@@ -29,10 +33,45 @@ class RunTags:
         if a is None:
             return None
         return {"checked": a.claimed, "refuted": a.refuted, "suggested": a.suggested, "undetermined": a.undetermined,
-                "mismatch": image in self.mismatched, "likely_swap": self.swaps.get(image)}
+                "not_asked": a.not_asked, "mismatch": image in self.mismatched, "likely_swap": self.swaps.get(image)}
+
+    def not_asked(self) -> dict[str, Counter]:
+        """why -> tag -> the captions that have it, over the run (a key of captions.visual.WHY)."""
+        out: dict[str, Counter] = defaultdict(Counter)
+        for a in self.audits.values():
+            for tag, why in a.not_asked.items():
+                out[why][tag] += 1
+        return dict(out)
+
+    def not_asked_json(self) -> dict:
+        return {why: {"why": WHY.get(why, why), "tags": dict(tags.most_common())}
+                for why, tags in self.not_asked().items()}
+
+    def not_asked_lines(self) -> list[str]:
+        """Which tokens were never asked about, and why: `kanachan (trigger), 1girl, solo (count)`."""
+        groups = self.not_asked()
+        out = []
+        parts = []
+        for why, tags in sorted(groups.items(), key=lambda kv: -sum(kv[1].values())):
+            if why == CAP:
+                continue
+            names = [t for t, _ in tags.most_common(SHOWN)]
+            more = f" +{len(tags) - SHOWN} more" if len(tags) > SHOWN else ""
+            parts.append(f"{', '.join(names)}{more} ({why})")
+        if parts:
+            captions = sum(1 for a in self.audits.values() if any(w != CAP for w in a.not_asked.values()))
+            tokens = sum(len(tags) for why, tags in groups.items() if why != CAP)
+            out.append(f"tags not asked ({tokens} tokens in {captions} of {len(self.audits)} captions; no model "
+                       f"can see them as a fact of the image, and apply never removes them): {'; '.join(parts)}")
+        if CAP in groups:
+            over = [a for a in self.audits.values() if CAP in a.not_asked.values()]
+            n = sum(1 for a in over for w in a.not_asked.values() if w == CAP)
+            out.append(f"tags not asked past the cap of {MAX_ASKED} per image: {n} tags in {len(over)} caption(s) "
+                       "(the first ones in caption order were asked)")
+        return out
 
     def summary_lines(self) -> list[str]:
-        out = [self.rates.line()]
+        out = [self.rates.line(), *self.not_asked_lines()]
         pairs = sorted({tuple(sorted(p)) for p in self.swaps.items()})
         out += [f"likely swap: {a} <-> {b} (each image fits the other's caption)" for a, b in pairs]
         out += [f"mismatch: {i}: the caption may belong to another image (routed to a person)"

@@ -19,53 +19,51 @@ the caption's, so:
 from __future__ import annotations
 
 import random
-import re
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from captions.caption import Caption
-from captions.policy import RATINGS, Policy
-from captions.tags import is_score_tag
-from captions.vocab import GENERAL, Vocabulary
+from captions.policy import Policy
+from captions.trigger import guess_trigger
+from captions.visual import CAP, not_asked
+from captions.vocab import Vocabulary, with_builtin
 from verifier.core.observation import ABSENT, CANNOT, PRESENT
 
 TAGS = "tags"  # the aspect name the audit goes by (--aspects framing,tags)
+NOT_ASKED = "not_asked"  # a verdict's claims: the caption's tokens not asked, and why
 ANSWERS = (PRESENT, ABSENT, CANNOT)
 PROBES = 4  # probe tags per image
 MISMATCH_SHARE = 0.5  # this share of a caption's answered tags refuted: it may be another image's caption
 MISMATCH_MIN = 3  # ...counted only when at least this many of its tags were answered
 
-# Tags about the file or its quality, not about what the image shows.
-_NOT_VISUAL = frozenset({
-    "masterpiece", "best quality", "high quality", "good quality", "normal quality", "low quality", "worst quality",
-    "amazing quality", "very aesthetic", "aesthetic", "absurdres", "highres", "lowres", "newest", "recent", "old",
-    "oldest", "early", "mid", "late", "official art", "commentary", "commentary request", "translated",
-    "artist name", "signature", "watermark", "dated", "general", "questionable", "nsfw", "sfw",
-})
-_YEAR = re.compile(r"^(?:year )?\d{4}s?$")
+MAX_ASKED = 64  # caption tags asked per image: a 5,750-tag caption must not become one 1.2 MB request
 
 
-def checkable(tag: str, policy: Policy, vocab: Vocabulary | None = None, aspect_tags: frozenset[str] = frozenset()
-              ) -> bool:
-    """Can a model check this tag against the image? Not the trigger, quality,
-    score, rating, year or meta tags, not the policy's fixed subject tags
-    (`1girl, solo`), not what the policy absorbs or exempts (`unchecked`),
-    not a tag a checked aspect owns (that aspect checks it); with a tag CSV,
-    only Danbooru general tags (character names and unknown tags are lint's)."""
-    if not tag or tag == policy.trigger or tag in policy.quality or tag in RATINGS or is_score_tag(tag):
-        return False
-    if tag in _NOT_VISUAL or _YEAR.match(tag) or tag in policy.subject or tag in policy.absorbed \
-            or tag in policy.unchecked:
-        return False
-    if tag in aspect_tags or policy.is_dropped(tag):
-        return False
-    if vocab is not None:
-        kind = vocab.kind(tag)
-        if kind is None and (canonical := vocab.canonical(tag)):
-            kind = vocab.kind(canonical)
-        return kind == GENERAL  # character features (hair, eyes) are general tags; names are not
-    return True
+def checkable(tag: str, policy: Policy, vocab: Vocabulary | None = None, aspect_tags: frozenset[str] = frozenset(),
+              trigger: str | None = None) -> bool:
+    """Can a model check this tag against the image? Only a visual Danbooru
+    general tag (`captions.visual.not_asked` says why any other is not: the
+    trigger, quality, rating, count, the policy's, names, unknown tokens),
+    and not a tag a checked aspect owns (that aspect checks it). Without a
+    tag CSV the vocabulary capcheck ships decides."""
+    return tag not in aspect_tags and not_asked(tag, policy, with_builtin(vocab), trigger) is None
+
+
+def unasked(refuted: list[str], claims: dict, policy: Policy, vocab: Vocabulary | None, trigger: str | None
+            ) -> dict[str, str]:
+    """The refuted tags of a verdict that must not be removed, and why: a tag its
+    question did not hold (`claims`), or one today's rules would not ask (a report
+    from an older run that asked about the trigger, say). What was never asked as
+    a visual tag is never taken out of a caption."""
+    asked = set(claims.get(TAGS) or [])
+    out: dict[str, str] = {}
+    for tag in refuted:
+        why = not_asked(tag, policy, with_builtin(vocab), trigger or policy.trigger)
+        if why is not None or tag not in asked:
+            out[tag] = why or "not among the tags asked"
+    return out
 
 
 def aspect_owned(policy: Policy, aspects: Iterable[str]) -> frozenset[str]:
@@ -78,10 +76,31 @@ def aspect_owned(policy: Policy, aspects: Iterable[str]) -> frozenset[str]:
     return frozenset(out)
 
 
+def sort_tags(caption: Caption, policy: Policy, vocab: Vocabulary | None = None,
+              aspect_tags: frozenset[str] = frozenset(), trigger: str | None = None, cap: int = MAX_ASKED
+              ) -> tuple[list[str], dict[str, str]]:
+    """The caption's checkable tags, each once, in caption order (the first `cap`),
+    and every other token with why it is not asked (an aspect's tags are asked as the aspect)."""
+    known = with_builtin(vocab)
+    asked: list[str] = []
+    skipped: dict[str, str] = {}
+    for tag in dict.fromkeys(caption.tags):
+        if tag in aspect_tags:
+            continue
+        why = not_asked(tag, policy, known, trigger)
+        if why is None and len(asked) >= cap:
+            why = CAP
+        if why is None:
+            asked.append(tag)
+        else:
+            skipped[tag] = why
+    return asked, skipped
+
+
 def caption_tags(caption: Caption, policy: Policy, vocab: Vocabulary | None = None,
-                 aspect_tags: frozenset[str] = frozenset()) -> list[str]:
+                 aspect_tags: frozenset[str] = frozenset(), trigger: str | None = None) -> list[str]:
     """The caption's checkable tags, each once, in caption order."""
-    return list(dict.fromkeys(t for t in caption.tags if checkable(t, policy, vocab, aspect_tags)))
+    return sort_tags(caption, policy, vocab, aspect_tags, trigger)[0]
 
 
 def rivals(policy: Policy, tag: str) -> list[str]:
@@ -133,6 +152,7 @@ class TagAudit:
     probes_answered: int = 0  # probes called present or absent
     undetermined: list[str] = field(default_factory=list)
     share: float = MISMATCH_SHARE
+    not_asked: dict[str, str] = field(default_factory=dict)  # the caption's other tokens -> why not
 
     @property
     def answered(self) -> int:
@@ -225,17 +245,29 @@ def trust_rates(audits: Iterable[TagAudit]) -> TrustRates:
     return TrustRates(probes, present, tags, absent)
 
 
+class Question(NamedTuple):
+    tags: list[str]  # the caption's checkable tags
+    probes: list[str]
+    not_asked: dict[str, str]  # the caption's other tokens -> why not (captions.visual.WHY)
+
+
 def questions(captions: dict[str, Caption], policy: Policy, vocab: Vocabulary | None, aspects: Iterable[str],
-              n_probes: int = PROBES, dataset: Iterable[Caption] | None = None
-              ) -> dict[str, tuple[list[str], list[str]]]:
-    """Per image (key: any id, also the probe seed): its checkable tags and its probes.
-    The probe pool is every checkable tag the dataset's captions use (`dataset`:
-    all of them, when `captions` are only the images being checked)."""
+              n_probes: int = PROBES, dataset: Iterable[Caption] | None = None, cap: int = MAX_ASKED
+              ) -> dict[str, Question]:
+    """Per image (key: any id, also the probe seed): its checkable tags, its probes,
+    and what it does not ask. The probe pool is every checkable tag the dataset's
+    captions use (`dataset`: all of them, when `captions` are only the images
+    being checked). With no trigger in the policy, the dataset's is guessed
+    (`captions.trigger`), as `capcheck init` would: it is never asked about."""
     owned = aspect_owned(policy, aspects)
-    own = {key: caption_tags(c, policy, vocab, owned) for key, c in captions.items()}
-    pool = own.values() if dataset is None else [caption_tags(c, policy, vocab, owned) for c in dataset]
+    everyone = list(captions.values()) if dataset is None else list(dataset)
+    trigger = policy.trigger or guess_trigger([c.tags for c in everyone], vocab)
+    own = {key: sort_tags(c, policy, vocab, owned, trigger, cap) for key, c in captions.items()}
+    pool = [tags for tags, _ in own.values()] if dataset is None else \
+        [sort_tags(c, policy, vocab, owned, trigger, cap)[0] for c in everyone]
     used: Counter[str] = Counter(t for tags in pool for t in tags)
-    return {key: (tags, choose_probes(tags, used, policy, key, n_probes)) for key, tags in own.items()}
+    return {key: Question(tags, choose_probes(tags, used, policy, key, n_probes), skipped)
+            for key, (tags, skipped) in own.items()}
 
 
 def result_audit(claims: dict, observation_tags: dict[str, str] | None, share: float = MISMATCH_SHARE
@@ -243,7 +275,8 @@ def result_audit(claims: dict, observation_tags: dict[str, str] | None, share: f
     """The tags audit of one stored verdict (its claims and observation), or None without one."""
     if TAGS not in claims or observation_tags is None:
         return None
-    return audit(observation_tags, list(claims[TAGS]), list(claims.get("probes", [])), share)
+    done = audit(observation_tags, list(claims[TAGS]), list(claims.get("probes", [])), share)
+    return replace(done, not_asked=dict(claims.get(NOT_ASKED) or {}))
 
 
 def run_swaps(audited: dict[str, tuple[TagAudit, dict[str, str]]], mismatched: set[str]) -> dict[str, str]:

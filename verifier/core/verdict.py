@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 from captions.facts import Facts
 from verifier.core.observation import Observation
-from verifier.core.tags import ABSENT, MISMATCH_SHARE, TAGS, audit
+from verifier.core.tags import ABSENT, MISMATCH_SHARE, NOT_ASKED, TAGS, audit
 
 OK, FIX, REFUSED, ERROR = "ok", "fix", "refused", "error"
 MISMATCH = "mismatch"  # the verdict reason of a caption that may be another image's
@@ -64,6 +64,7 @@ class TagClaims:
     tags: tuple[str, ...] = ()
     probes: tuple[str, ...] = ()
     share: float = MISMATCH_SHARE
+    not_asked: tuple[tuple[str, str], ...] = ()  # the caption's other tokens, (tag, why not)
 
 
 def checked_claims(claims: Facts, aspects, tags: TagClaims | None = None) -> dict:
@@ -73,6 +74,7 @@ def checked_claims(claims: Facts, aspects, tags: TagClaims | None = None) -> dic
     if tags is not None:
         out[TAGS] = list(tags.tags)
         out["probes"] = list(tags.probes)
+        out[NOT_ASKED] = dict(tags.not_asked)
     return out
 
 

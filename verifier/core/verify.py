@@ -157,8 +157,8 @@ def _tag_questions(root: Path, works: list[Work], policy: Policy, options: Verif
     asked = questions({w.image: parse(w.caption) for w in works}, policy, vocab, options.aspects, options.probes,
                       dataset)
     for w in works:
-        own, probes = asked[w.image]
-        w.tags = TagClaims(tuple(own), tuple(probes), options.mismatch_share)
+        q = asked[w.image]
+        w.tags = TagClaims(tuple(q.tags), tuple(q.probes), options.mismatch_share, tuple(q.not_asked.items()))
 
 
 def _caption(path: Path) -> tuple[str | None, str]:

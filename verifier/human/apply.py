@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from captions.dataset import caption_path
@@ -25,10 +26,12 @@ from captions.edit import nl_mentions, remove_tags, set_facts
 from captions.generic import choose_policy
 from captions.journal import read_caption, read_only, remove_caption, write_caption
 from captions.policy import Policy, load_policy
+from captions.trigger import dataset_trigger
+from captions.vocab import find_vocabulary
 from verifier.core.images import sha256_file, text_sha
 from verifier.core.report import read_report, reports_dir
 from verifier.core.store import Store
-from verifier.core.tags import TAGS
+from verifier.core.tags import TAGS, unasked
 from verifier.core.verdict import FIX
 from verifier.errors import VerifierError
 
@@ -76,6 +79,12 @@ def apply_report(root: Path, policy: Policy, report: Path, store: Store, *, aspe
     aspect a person answered (ingest) is theirs, and is left alone."""
     root = Path(root)
     out: list[Applied] = []
+
+    @cache
+    def tag_rules() -> tuple:  # the tag CSV and the dataset's trigger: read once, when a tag is to be removed
+        vocab = find_vocabulary(None, policy)
+        return vocab, dataset_trigger(root, vocab)
+
     for line in read_report(report):
         if line.get("status") != FIX:
             continue
@@ -84,17 +93,22 @@ def apply_report(root: Path, policy: Policy, report: Path, store: Store, *, aspe
         # A person's folder sort is ground truth: the model never overrules it.
         fixes = [f for f in line.get("fixes", []) if (aspects is None or f["aspect"] in aspects)
                  and answered_by(f) not in people]
-        wanted = [f for f in fixes if (include_borderline or not f.get("borderline"))
-                  and not (f["aspect"] == TAGS and (line.get("tags") or {}).get("mismatch"))]
+        # A caption that may be another image's is a person's to fix: none of its items is applied.
+        mismatch = bool((line.get("tags") or {}).get("mismatch"))
+        wanted = [] if mismatch else [f for f in fixes if include_borderline or not f.get("borderline")]
         if not wanted:
             if fixes:
                 why = ("mismatch: the caption may belong to another image; route --aspects tags, a person fixes it"
-                       if (line.get("tags") or {}).get("mismatch") else
+                       if mismatch else
                        "borderline: route it to a person, or --include-borderline")
                 out.append(Applied(image, SKIPPED, reason=why))
             continue
         changes = {f["aspect"]: f["image"] for f in wanted if f["aspect"] != TAGS}
         refuted = [f["caption"] for f in wanted if f["aspect"] == TAGS]
+        # Only a tag asked as a visual tag is ever removed (never the trigger, whatever an old report says).
+        kept = unasked(refuted, line.get("claims") or {}, policy, *tag_rules()) if refuted else {}
+        notes = [f"tags: {tag} kept: never asked as a visual tag ({why})" for tag, why in kept.items()]
+        refuted = [t for t in refuted if t not in kept]
         caption = caption_path(root / image)
         text = read_caption(caption)
         if text is None or not (root / image).exists():
@@ -110,7 +124,7 @@ def apply_report(root: Path, policy: Policy, report: Path, store: Store, *, aspe
             out.append(Applied(image, STALE, changes, reason="image changed on disk since it was verified"))
             continue
         edit = set_facts(text, policy, changes)
-        new, notes = edit.text, list(edit.notes)
+        new, notes = edit.text, [*notes, *edit.notes]
         if refuted:
             # Refuted tags leave the tag lines only; one the NL also says waits
             # for a person (the caption would contradict itself), as do the rest.

@@ -20,8 +20,8 @@ the human answer is recorded, and a second ingest changes nothing.
 from __future__ import annotations
 
 import shutil
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from captions.dataset import caption_path, iter_images
@@ -33,11 +33,8 @@ from verifier.core.store import STATE_DIR, Store
 from verifier.core.tags import TAGS
 from verifier.errors import VerifierError
 from verifier.human.apply import unified
-from verifier.human.route import UNSURE
-
-
-class IngestConflict(VerifierError):
-    """The same image was sorted into two different values; nothing was written."""
+from verifier.human.folders import UNSURE, IngestConflict, Ingested, dataset_index, inside
+from verifier.human.tag_review import ingest_tags
 
 
 @dataclass
@@ -45,34 +42,6 @@ class Sorted:
     path: Path  # the sorted file
     value: str
     sha: str
-
-
-@dataclass
-class Ingested:
-    changed: Counter = field(default_factory=Counter)  # (caption said, person said) -> n
-    unchanged: int = 0
-    unknown_folders: dict[str, int] = field(default_factory=dict)  # folder -> images in it
-    unsure: int = 0
-    not_found: list[str] = field(default_factory=list)  # sorted files matching no dataset image
-    no_caption: list[str] = field(default_factory=list)
-    diffs: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def changed_count(self) -> int:
-        return sum(self.changed.values())
-
-    def summary(self, aspect: str) -> list[str]:
-        """What was done, in the words `capcheck ingest` prints (the review page shows these)."""
-        lines = [f"{aspect}: changed {self.changed_count}, unchanged {self.unchanged}"]
-        lines += [f"  {said} -> {now} × {n}" for (said, now), n in self.changed.most_common()]
-        lines += [f"not a value of {aspect}: {folder}/ ({n} image(s) left alone)"
-                  for folder, n in sorted(self.unknown_folders.items())]
-        lines += [f"no caption next to {image} (move its .txt with it)" for image in self.no_caption]
-        lines += [f"not in the dataset: {image}" for image in self.not_found]
-        if self.unsure:
-            lines.append(f"still in _unsure/: {self.unsure} (move them to a value folder to decide)")
-        return lines + [f"note: {note}" for note in self.notes]
 
 
 def find_dataset(path: Path) -> Path:
@@ -106,8 +75,6 @@ def scan(path: Path, policy: Policy, aspect: str, result: Ingested) -> list[Sort
 
 def ingest(path: Path, root: Path, policy: Policy, aspect: str, store: Store, *, dry_run: bool = False) -> Ingested:
     if aspect == TAGS:
-        from verifier.human.tag_review import ingest_tags
-
         return ingest_tags(path, root, store, dry_run=dry_run)
     result = Ingested()
     path, root = Path(path), Path(root)
@@ -126,35 +93,20 @@ def ingest(path: Path, root: Path, policy: Policy, aspect: str, store: Store, *,
             targets[s.path] = s  # sorted in place: the caption is beside it
             continue
         if dataset is None:
-            dataset = _dataset_index(root, store)
+            dataset = dataset_index(root, store)
         # A link or copy (a review tree): the dataset image with the same bytes.
         matches = [p for p in dataset.get(s.sha, []) if p.resolve() != s.path.resolve()]
         matches = matches or _moved_back(s, root, store, dry_run)
         if matches:
             for image in matches:
                 targets[image] = s
-        elif _inside(s.path, root):
+        elif inside(s.path, root):
             result.no_caption.append(store.rel(s.path))  # moved without its .txt
         else:
             result.not_found.append(str(s.path))
     for image, s in sorted(targets.items()):
         _fix_one(image, s, root, policy, aspect, store, dry_run, result)
     return result
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
-
-
-def _dataset_index(root: Path, store: Store) -> dict[str, list[Path]]:
-    index: dict[str, list[Path]] = defaultdict(list)
-    for item in iter_images(root):
-        index[store.file_sha(item.image, sha256_file)].append(item.image)
-    return index
 
 
 def _moved_back(s: Sorted, root: Path, store: Store, dry_run: bool) -> list[Path]:
@@ -173,7 +125,7 @@ def _fix_one(image: Path, s: Sorted, root: Path, policy: Policy, aspect: str, st
              result: Ingested) -> None:
     caption = caption_path(image)
     text = read_caption(caption)
-    rel = store.rel(image) if _inside(image, root) else str(image)
+    rel = store.rel(image) if inside(image, root) else str(image)
     if text is None:
         result.no_caption.append(rel)
         return

@@ -9,6 +9,13 @@ person would: the file is renamed on disk, with whatever sits beside it
 under the same name (`.txt`, `.json`). Answers still come in one way only:
 `ingest`, run on the same folders (`ingest_all`).
 
+The tags audit's tree (`tags/mismatch/`, `tags/<tag>/kept|removed/`) is
+served too: a tag card moves between its tag's `kept/` and `removed/`; a
+mismatch card only says which caption to edit by hand. A card a person has
+already answered (ingested, the answer the folder it sits in) is settled,
+not waiting. Two dataset images with the same bytes are two cards, each
+with its own name and caption (the route that placed the file says which).
+
 The page in the browser (`review_page.py`) is a faster pair of hands over
 this; every path it sends is checked here, inside the review folder.
 """
@@ -17,22 +24,26 @@ from __future__ import annotations
 
 import json
 import os
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from captions.caption import parse
-from captions.dataset import IMAGE_EXTS
+from captions.dataset import IMAGE_EXTS, caption_path
 from captions.facts import facts_from_caption
 from captions.journal import read_caption
 from captions.policy import Policy, squash
 from verifier.core.images import sha256_file
 from verifier.core.report import read_report, refresh_latest_page, reports_dir
+from verifier.core.store import Store
+from verifier.core.tags import ABSENT, PRESENT, TAGS
 from verifier.core.verdict import ERROR, REFUSED
 from verifier.core.writer import writing
 from verifier.errors import ReportError, VerifierError
 from verifier.human.agreement import all_agreements
-from verifier.human.ingest import Ingested, ingest
-from verifier.human.route import UNSURE, folder_name
+from verifier.human.folders import UNSURE, Ingested, folder_name
+from verifier.human.ingest import ingest
+from verifier.human.tag_review import KEPT, MISMATCH_DIR, REMOVED, folder_tag, person_key
 
 REVIEW_DIR = "_review"
 
@@ -47,6 +58,12 @@ class Card:
     caption: str | None
     says: str | None  # the caption's value for the aspect
     model: str  # what the model called it, in words
+    tag: str | None = None  # a tag card: the tag in question (None: an aspect card, or tags/mismatch/)
+    settled: bool = False  # a person's ingested answer is the folder it sits in: nothing waits
+
+    @property
+    def mismatch(self) -> bool:
+        return self.aspect == TAGS and self.folder == MISMATCH_DIR and self.tag is None
 
 
 class ReviewTree:
@@ -60,33 +77,52 @@ class ReviewTree:
         self._shas: dict[tuple[int, int, int, int], str] = {}  # (dev, inode, size, mtime) -> sha: a move costs no hash
 
     def aspects(self) -> list[str]:
-        """The policy's aspects that have a folder in the review tree."""
-        return [name for name, _ in self.policy.aspects.items() if (self.review / name).is_dir()]
+        """The policy's aspects that have a folder in the review tree (and `tags`, the audit's)."""
+        names = [name for name, _ in self.policy.aspects.items() if (self.review / name).is_dir()]
+        return names + ([TAGS] if (self.review / TAGS).is_dir() else [])
 
     def values(self, aspect: str) -> list[str]:
-        return list(self.policy.aspect(aspect).values)
+        return [KEPT, REMOVED] if aspect == TAGS else list(self.policy.aspect(aspect).values)
 
     def cards(self) -> dict[str, list[Card]]:
         """aspect -> the images in its folders, as they are on disk now."""
         lines = self._report()
-        out: dict[str, list[Card]] = {}
-        for aspect in self.aspects():
-            names = {squash(v): v for v in self.values(aspect)}
-            cards = []
-            for folder in sorted(p for p in (self.review / aspect).iterdir() if p.is_dir()):
-                for file in sorted(folder.iterdir()):
-                    if file.suffix.lower() in IMAGE_EXTS and file.is_file() and not file.name.startswith("."):
-                        line = lines.get(self._sha(file))
-                        cards.append(self._card(aspect, file, names.get(squash(folder.name)), line))
-            out[aspect] = cards
-        return out
+        with Store(self.root) as store:  # the person's answers and the routes (one per call: pages load in threads)
+            return {aspect: self._tag_cards(lines, store) if aspect == TAGS else
+                    self._aspect_cards(aspect, lines, store) for aspect in self.aspects()}
 
-    def _card(self, aspect: str, file: Path, value: str | None, line: dict | None) -> Card:
+    def _aspect_cards(self, aspect: str, lines: dict[str, list[dict]], store: Store) -> list[Card]:
+        names = {squash(v): v for v in self.values(aspect)}
+        return [self._card(store, aspect, file, names.get(squash(file.parent.name)), lines)
+                for folder in _folders(self.review / aspect) for file in _images(folder)]
+
+    def _tag_cards(self, lines: dict[str, list[dict]], store: Store) -> list[Card]:
+        """tags/mismatch/IMAGE, and tags/<tag>/kept|removed/IMAGE."""
+        cards = [self._card(store, TAGS, file, None, lines) for file in _images(self.review / TAGS / MISMATCH_DIR)]
+        for tag_dir in _folders(self.review / TAGS):
+            if tag_dir.name != MISMATCH_DIR:
+                cards += [self._card(store, TAGS, file, side.name if side.name in (KEPT, REMOVED) else None, lines,
+                                     folder_tag(tag_dir.name)) for side in _folders(tag_dir) for file in _images(side)]
+        return cards
+
+    def _card(self, store: Store, aspect: str, file: Path, value: str | None, lines: dict[str, list[dict]],
+              tag: str | None = None) -> Card:
+        sha = self._sha(file)
+        line = _which(store, file, sha, lines.get(sha, []))
         image = line["image"] if line else None
-        caption = read_caption((self.root / image).with_suffix(".txt")) if image else None
-        says = facts_from_caption(parse(caption), self.policy).get(aspect) if caption else None
+        caption = read_caption(caption_path(self.root / image)) if image else None
+        people = store.human_answers(sha)
+        if aspect != TAGS:
+            says = facts_from_caption(parse(caption), self.policy).get(aspect) if caption else None
+            settled = value is not None and people.get(aspect) == value
+            model = model_call(line, aspect)
+        else:
+            said = {KEPT: PRESENT, REMOVED: ABSENT}.get(value or "")
+            settled = tag is not None and said is not None and people.get(person_key(tag)) == said
+            says = tag_says(caption, tag)
+            model = tag_call(line, tag)
         return Card(file.relative_to(self.review).as_posix(), aspect, file.parent.name, value, image, caption, says,
-                    model_call(line, aspect))
+                    model, tag, settled)
 
     def _sha(self, file: Path) -> str:
         st = file.stat()
@@ -95,12 +131,15 @@ class ReviewTree:
             self._shas[key] = sha256_file(file)
         return self._shas[key]
 
-    def _report(self) -> dict[str, dict]:
-        """image sha -> its line in the latest report (the model's call)."""
+    def _report(self) -> dict[str, list[dict]]:
+        """image sha -> its lines in the latest report (the model's call; several for duplicates)."""
+        out: dict[str, list[dict]] = defaultdict(list)
         try:
-            return {line["image_sha"]: line for line in read_report(reports_dir(self.root) / "latest.jsonl")}
+            for line in read_report(reports_dir(self.root) / "latest.jsonl"):
+                out[line["image_sha"]].append(line)
         except ReportError:
-            return {}  # sorted by hand without a verify: the page still moves files
+            pass  # sorted by hand without a verify: the page still moves files
+        return out
 
     def inside(self, path: str) -> Path:
         """`path` (as the page sends it) as an image file in an aspect's folder,
@@ -109,8 +148,10 @@ class ReviewTree:
         if not target.is_relative_to(self.review):
             raise VerifierError(path, "not inside the review folder")
         parts = target.relative_to(self.review).parts
-        if len(parts) != 3 or parts[0] not in self.aspects() or target.suffix.lower() not in IMAGE_EXTS:
-            raise VerifierError(path, "not an image in the review folder (ASPECT/VALUE/IMAGE)")
+        deep = 4 if parts[:1] == (TAGS,) and parts[1:2] != (MISMATCH_DIR,) else 3  # tags/<tag>/kept/IMAGE
+        if len(parts) != deep or parts[0] not in self.aspects() or target.suffix.lower() not in IMAGE_EXTS:
+            shape = "tags/TAG/kept/IMAGE" if parts[:1] == (TAGS,) else "ASPECT/VALUE/IMAGE"
+            raise VerifierError(path, f"not an image in the review folder ({shape})")
         if not target.is_file():
             raise VerifierError(path, "no such image (moved or renamed since the page was loaded: reload)")
         return target
@@ -119,8 +160,13 @@ class ReviewTree:
         """Move the image at `path` into the folder of value `to` (or `_unsure`),
         with the files beside it of the same name; returns its new path."""
         source = self.inside(path)
-        aspect = source.parent.parent.name
-        dest_dir = self._folder_for(aspect, to)
+        if source.parts[-3:-2] == (TAGS,) and source.parent.name == MISMATCH_DIR:
+            raise VerifierError(path, "a caption that may belong to another image is fixed by hand, in the dataset: "
+                                      "there is nowhere to move it")
+        in_tags = source.parent.parent.parent == self.review / TAGS
+        if in_tags and to not in (KEPT, REMOVED):
+            raise VerifierError(to, f"a tag's image goes to {KEPT} (the tag is right) or {REMOVED}")
+        dest_dir = source.parent.parent / to if in_tags else self._folder_for(source.parent.parent.name, to)
         if dest_dir == source.parent:
             return path
         companions = sorted(p for p in source.parent.iterdir() if p.stem == source.stem and p != source)
@@ -159,10 +205,52 @@ class ReviewTree:
         # left is settled first, silently: the page shows the folders as they are).
         with writing(self.root, "review", lambda note: None) as store:
             store.start_run("ingest", json.dumps({"path": str(self.review), "aspects": names, "from": "review page"}))
-            for aspect in names:
+            for aspect in names:  # tags: ingest reads tags/<tag>/kept|removed/ (mismatch/ is fixed by hand)
                 done.append((aspect, ingest(self.review / aspect, self.root, self.policy, aspect, store)))
             refresh_latest_page(self.root, self.policy, all_agreements(store, self.policy))
         return done
+
+
+def _which(store: Store, file: Path, sha: str, lines: list[dict]) -> dict | None:
+    """The report line a file in the review tree stands for: the image route placed
+    there (duplicates share a sha, not a name), else the one of the same name."""
+    if len(lines) < 2:
+        return lines[0] if lines else None
+    by_image = {line["image"]: line for line in lines}
+    for row in store.routes_for(sha):
+        if Path(row["dest"]) == file.resolve() and row["image"] in by_image:
+            return by_image[row["image"]]
+    stem = file.stem.split("__")[0]
+    named = [line for line in lines if Path(line["image"]).stem == stem]
+    return (named or lines)[0]
+
+
+def _folders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+
+def _images(folder: Path) -> list[Path]:
+    return [f for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_EXTS and f.is_file()
+            and not f.name.startswith(".")] if folder.is_dir() else []
+
+
+def tag_says(caption: str | None, tag: str | None) -> str | None:
+    if caption is None:
+        return None
+    if tag is None:
+        return "a caption that may belong to another image: edit it by hand in the dataset"
+    return tag if tag in parse(caption).tags else f"{tag} (no longer in the caption)"
+
+
+def tag_call(line: dict | None, tag: str | None) -> str:
+    """What the model said: the tag absent, or the caption another image's."""
+    if line is None:
+        return "not in the last report"
+    entry = line.get("tags") or {}
+    if tag is None:
+        swap = entry.get("likely_swap")
+        return f"likely swap with {swap}" if swap else "mismatch: most of its tags called absent"
+    return "absent" if tag in entry.get("refuted", []) else "not refuted"
 
 
 def model_call(line: dict | None, aspect: str) -> str:

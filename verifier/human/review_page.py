@@ -29,11 +29,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
+from captions.dataset import caption_path
 from captions.errors import CaptionsError
 from verifier.core.report_page import highlight, value_words
+from verifier.core.tags import TAGS
 from verifier.errors import VerifierError
+from verifier.human.folders import UNSURE, folder_name
 from verifier.human.review import Card, ReviewTree
-from verifier.human.route import UNSURE, folder_name
 
 HOST = "127.0.0.1"
 ASSETS = Path(__file__).with_name("review_assets")
@@ -146,18 +148,25 @@ def image_url(path: str) -> str:
     return "/image/" + quote(path)
 
 
+def waiting(groups: dict[str, list[Card]]) -> int:
+    """Cards a person has still to answer (an ingested answer where the file sits is not waiting)."""
+    return sum(1 for cards in groups.values() for c in cards if not c.settled)
+
+
 def render(tree: ReviewTree) -> str:
     groups = tree.cards()
-    total = sum(len(c) for c in groups.values())
+    total = waiting(groups)
+    settled = sum(len(c) for c in groups.values()) - total
+    done = f" ({settled} more already ingested: marked done)" if settled else ""
     sections = "".join(_section(tree, aspect, cards) for aspect, cards in groups.items() if cards)
     return (f"<!doctype html><html lang=en><meta charset=utf-8><title>capcheck review</title>"
             f"<link rel=stylesheet href=/review.css><script src=/review.js defer></script>"
             f"<header><h1>capcheck review <small>{html.escape(str(tree.root))}</small></h1>"
-            f"<p>{total} image(s) waiting for a person. Click a value or press its number to move the selected "
+            f"<p>{total} image(s) waiting for a person{done}. Click a value or press its number to move the selected "
             f"image into that folder (<kbd>0</kbd>: {UNSURE}); <kbd>←</kbd> <kbd>→</kbd> choose the image. Each move "
             f"is a move on disk, in <code>{html.escape(str(tree.review))}</code>; a reload shows moves made "
             f"elsewhere. Nothing changes in a caption until you ingest.</p></header><p id=status role=status></p>"
-            f"{sections or '<p>Nothing waits for a person.</p>'}"
+            f"{sections if total else '<p>Nothing waits for a person.</p>' + sections}"
             f"<footer><button id=ingest>Ingest the sort: rewrite the captions</button>"
             f"<pre id=result role=status></pre></footer></html>\n")
 
@@ -171,9 +180,10 @@ def _section(tree: ReviewTree, aspect: str, cards: list[Card]) -> str:
 
 
 def _choices(tree: ReviewTree, aspect: str) -> list[tuple[str, str, str]]:
-    """(folder, label, key): the values in vocabulary order on 1-9 (past nine: a click), _unsure on 0."""
+    """(folder, label, key): the values in vocabulary order on 1-9 (past nine: a click), _unsure on 0;
+    for a tag, kept (the tag is right) on 1 and removed on 2."""
     values = [(folder_name(v), v, str(n) if n <= 9 else "") for n, v in enumerate(tree.values(aspect), start=1)]
-    return [*values, (UNSURE, UNSURE, "0")]
+    return values if aspect == TAGS else [*values, (UNSURE, UNSURE, "0")]
 
 
 def _key(key: str) -> str:
@@ -181,17 +191,27 @@ def _key(key: str) -> str:
 
 
 def _card(tree: ReviewTree, card: Card, choices: list[tuple[str, str, str]]) -> str:
+    if card.mismatch:
+        choices = []  # nothing to sort: the caption is edited by hand
     here = folder_name(card.value) if card.value else card.folder
     buttons = "".join(
         f'<button data-to="{html.escape(folder)}" data-key="{key}" aria-pressed="{str(folder == here).lower()}">'
         f"{_key(key)} {html.escape(label)}</button>" for folder, label, key in choices)
-    caption = highlight(card.caption, value_words(tree.policy, card.aspect, card.says)) if card.caption else \
+    words = [card.tag] if card.tag else value_words(tree.policy, card.aspect, card.says)
+    caption = highlight(card.caption, words) if card.caption else \
         "(no caption found: this file is not in the last report)"
-    where = "" if card.value or card.folder == UNSURE else \
+    where = "" if card.value or card.folder == UNSURE or card.mismatch else \
         f'<p class=warn>in {html.escape(card.folder)}/, which is not a value of {html.escape(card.aspect)}</p>'
+    if card.mismatch and card.image:
+        file = caption_path(tree.root / card.image).relative_to(tree.root).as_posix()
+        where = f"<p class=warn>edit its caption by hand, in the dataset: {html.escape(file)}</p>"
+    if card.settled:
+        where += "<p class=done>ingested: the caption says what this folder says</p>"
     name = html.escape(card.image or card.path)
-    return (f'<article class=card tabindex=0 data-path="{html.escape(card.path)}">'
-            f'<img loading=lazy src="{image_url(card.path)}" alt="{name}"><div class=name>{name}</div>'
+    topic = f" · {html.escape(card.tag)}" if card.tag else ""
+    kind = "card settled" if card.settled else "card"
+    return (f'<article class="{kind}" tabindex=0 data-path="{html.escape(card.path)}">'
+            f'<img loading=lazy src="{image_url(card.path)}" alt="{name}"><div class=name>{name}{topic}</div>'
             f"<dl><dt>caption says</dt><dd>{html.escape(card.says or '(nothing)')}</dd>"
             f"<dt>model</dt><dd>{html.escape(card.model)}</dd></dl>{where}"
             f"<div class=choices>{buttons}</div><pre>{caption}</pre></article>")

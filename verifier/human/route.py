@@ -10,9 +10,6 @@ never touches the dataset.
 
 from __future__ import annotations
 
-import os
-import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from captions.policy import Policy
@@ -21,21 +18,8 @@ from verifier.core.store import Store
 from verifier.core.tags import TAGS
 from verifier.core.verdict import ERROR, REFUSED
 from verifier.errors import VerifierError
-
-UNSURE = "_unsure"
-MODES = ("link", "copy", "move")
-
-
-def folder_name(value: str) -> str:
-    return value.replace(" ", "_")
-
-
-@dataclass
-class Routed:
-    folder: Path  # DIR/<aspect>
-    placed: list[tuple[str, str, Path]] = field(default_factory=list)  # (image, folder value, destination)
-    already: list[str] = field(default_factory=list)  # images already there from an earlier route
-    copied_instead: int = 0  # hard links that failed (another file system)
+from verifier.human.folders import MODES, UNSURE, Routed, folder_name, free_name, place
+from verifier.human.tag_review import route_tags
 
 
 def needs_person(line: dict, aspect: str) -> bool:
@@ -55,9 +39,8 @@ def model_value(line: dict, aspect: str) -> str | None:
 def route(root: Path, policy: Policy, report: Path, aspect: str, store: Store, *, into: Path | None = None,
           everything: bool = False, mode: str = "link", only: set[str] | None = None) -> Routed:
     if aspect == TAGS:
-        from verifier.human.tag_review import route_tags
-
-        return route_tags(root, report, store, into=into, everything=everything, mode=mode, only=only)
+        return route_tags(root, report, store, into=into, everything=everything, mode=mode, only=only,
+                          policy=policy)
     spec = policy.aspect(aspect)
     if spec is None:
         raise VerifierError(policy.source, f"no aspect '{aspect}' in the policy")
@@ -78,42 +61,11 @@ def route(root: Path, policy: Policy, report: Path, aspect: str, store: Store, *
             continue
         value = model_value(line, aspect)
         dest_dir = folder / (folder_name(value) if value in spec.values else UNSURE)
-        dest = _free_name(dest_dir, source)
+        dest = free_name(dest_dir, source)
         if dest is None:
             out.already.append(line["image"])
             continue
-        out.copied_instead += _place(source, dest, mode)
+        out.copied_instead += place(source, dest, mode)
         store.add_route(line["image"], line["image_sha"], str(dest.resolve()), mode)
         out.placed.append((line["image"], dest_dir.name, dest))
     return out
-
-
-def _free_name(folder: Path, source: Path) -> Path | None:
-    """`folder/name`, or `name__2` … when another file holds it; None when
-    this very image is already there (route run twice)."""
-    candidate, n = folder / source.name, 1
-    while candidate.exists():
-        if os.path.samefile(candidate, source) or _same_bytes(candidate, source):
-            return None
-        n += 1
-        candidate = folder / f"{source.stem}__{n}{source.suffix}"
-    return candidate
-
-
-def _same_bytes(a: Path, b: Path) -> bool:
-    return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
-
-
-def _place(source: Path, dest: Path, mode: str) -> int:
-    """Returns 1 when a hard link had to become a copy."""
-    if mode == "move":
-        shutil.move(source, dest)
-        return 0
-    if mode == "link":
-        try:
-            os.link(source, dest)
-            return 0
-        except OSError:
-            pass
-    shutil.copy2(source, dest)
-    return 1 if mode == "link" else 0

@@ -23,15 +23,18 @@ from pathlib import Path
 
 from captions.dataset import caption_path, iter_images
 from captions.edit import nl_mentions, remove_tags
+from captions.generic import choose_policy
 from captions.journal import read_caption, write_caption
+from captions.policy import Policy
 from captions.tags import normalize_tag
+from captions.trigger import dataset_trigger
+from captions.vocab import find_vocabulary
 from verifier.core.images import sha256_file, text_sha
 from verifier.core.report import read_report
 from verifier.core.store import Store
-from verifier.core.tags import ABSENT, PRESENT, TAGS
+from verifier.core.tags import ABSENT, PRESENT, TAGS, unasked
 from verifier.human.apply import TAG_PREFIX, unified
-from verifier.human.ingest import IngestConflict, Ingested, _dataset_index, _inside
-from verifier.human.route import Routed, _free_name, _place
+from verifier.human.folders import IngestConflict, Ingested, Routed, dataset_index, free_name, inside, place
 
 MISMATCH_DIR, KEPT, REMOVED = "mismatch", "kept", "removed"
 
@@ -48,20 +51,25 @@ def person_key(tag: str) -> str:
     return TAG_PREFIX + tag
 
 
-def held_tags(line: dict, text: str | None, people: dict[str, str], everything: bool = False) -> list[str]:
+def held_tags(line: dict, text: str | None, people: dict[str, str], everything: bool = False,
+              never: dict[str, str] | None = None) -> list[str]:
     """Refuted tags of a report line that wait for a person: those the NL block
     mentions (removing the tag alone would leave the caption contradicting
-    itself), or every one with `everything`; never one a person answered."""
+    itself), or every one with `everything`; never one a person answered, nor
+    one that was not asked as a visual tag (`never`: a folder named `removed/`
+    would have ingest take the trigger out)."""
     entry = line.get("tags") or {}
-    refuted = [t for t in entry.get("refuted", []) if person_key(t) not in people]
+    refuted = [t for t in entry.get("refuted", []) if person_key(t) not in people and t not in (never or {})]
     if everything:
         return refuted
     return [t for t in refuted if text is not None and nl_mentions(text, t)]
 
 
 def route_tags(root: Path, report: Path, store: Store, *, into: Path | None = None, everything: bool = False,
-               mode: str = "link", only: set[str] | None = None) -> Routed:
+               mode: str = "link", only: set[str] | None = None, policy: Policy | None = None) -> Routed:
     root = Path(root)
+    policy = policy or choose_policy(None, root).policy
+    vocab, trigger = find_vocabulary(None, policy), None
     folder = (into or root / "_review") / TAGS
     (folder / MISMATCH_DIR).mkdir(parents=True, exist_ok=True)
     out = Routed(folder)
@@ -78,17 +86,20 @@ def route_tags(root: Path, report: Path, store: Store, *, into: Path | None = No
             targets = [folder / MISMATCH_DIR]
         else:
             targets = []
-            for tag in held_tags(line, text, people, everything):
+            if trigger is None and entry.get("refuted"):
+                trigger = dataset_trigger(root, vocab) or ""
+            never = unasked(entry.get("refuted", []), line.get("claims") or {}, policy, vocab, trigger or None)
+            for tag in held_tags(line, text, people, everything, never):
                 for side in (KEPT, REMOVED):
                     (folder / tag_folder(tag) / side).mkdir(parents=True, exist_ok=True)
                 targets.append(folder / tag_folder(tag) / REMOVED)
         for dest_dir in targets:
-            dest = _free_name(dest_dir, source)
+            dest = free_name(dest_dir, source)
             if dest is None:
                 out.already.append(line["image"])
                 continue
             # One image may wait in several tag folders: never moved out of the dataset.
-            out.copied_instead += _place(source, dest, "copy" if mode == "copy" else "link")
+            out.copied_instead += place(source, dest, "copy" if mode == "copy" else "link")
             store.add_route(line["image"], line["image_sha"], str(dest.resolve()), mode)
             label = dest_dir.name if dest_dir.name == MISMATCH_DIR else f"{dest_dir.parent.name}/{dest_dir.name}"
             out.placed.append((line["image"], label, dest))
@@ -117,11 +128,11 @@ def ingest_tags(path: Path, root: Path, store: Store, *, dry_run: bool = False) 
                                        "nothing written")
         answers[sha][tag] = said
         files[sha] = item.image
-    dataset = _dataset_index(root, store) if answers else {}
+    dataset = dataset_index(root, store) if answers else {}
     for sha, tags in sorted(answers.items(), key=lambda kv: str(files[kv[0]])):
         images = [p for p in dataset.get(sha, []) if p.resolve() != files[sha].resolve()]
         if not images:
-            (result.no_caption if _inside(files[sha], root) else result.not_found).append(str(files[sha]))
+            (result.no_caption if inside(files[sha], root) else result.not_found).append(str(files[sha]))
             continue
         for image in images:
             _answer_one(image, sha, tags, root, store, dry_run, result)
