@@ -34,3 +34,7 @@ class VocabularyError(CaptionsError):
 
 class CaptionWriteError(CaptionsError):
     """A caption could not be written safely."""
+
+
+class LockError(CaptionsError):
+    """Another capcheck process is writing this dataset (it holds the dataset lock)."""

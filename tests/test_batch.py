@@ -206,3 +206,26 @@ def test_a_cancelled_batch_is_collected_and_its_rest_asked_by_the_next_run(many,
     assert len(server.desk.batches) == 1 and server.stats.requests == 0  # not retried: the user stopped it
     third = run(many, keichan, backend="batch", base_url=server.url, only=["*002?.png"])
     assert len(server.desk.batches) == 2 and len(third.results) == 10 and third.count(FIX) == 2
+
+
+def test_a_batches_only_server_keeps_the_completed_lines_and_counts_the_failed_as_errors(many, keichan, server):
+    """`/v1/batches` only: the live retry of the failed lines gets 404; the completed lines stand."""
+    failing = [f"images/{i:04d}.png" for i in (3, 17, 29, 41, 55, 62, 70, 81, 88)]
+    server.faults.scripted = {image: ["500"] for image in failing}
+    server.faults.batches_only = True
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "verifier.cli.main", "verify", str(many), "--policy", str(POLICY),
+                           "--model", "demo-vision", "--aspects", "framing", "--backend", "batch", "--base-url",
+                           server.url, "--poll", "0.01", "--only", "images/00[0-8]?.png", "--only", "images/0090.png"],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # the run completed: exit 0, whatever the verdicts
+    assert "Traceback" not in proc.stderr and "9 requests stored as errors" in proc.stderr, proc.stderr
+    assert "91 images · 91 asked" in proc.stdout and "error 9" in proc.stdout, proc.stdout
+    lines = [json.loads(x) for x in (many / ".capcheck" / "reports" / "latest.jsonl").read_text().splitlines()]
+    errors = {x["image"]: x["reason"] for x in lines if x["status"] == ERROR}
+    assert len(lines) == 91 and sorted(errors) == failing
+    assert all("demo fault 500" in why and "live retry" in why and "404" in why for why in errors.values()), errors
+    assert sum(x["status"] in (OK, FIX) for x in lines) == 82
+    server.faults.batches_only, server.faults.scripted = False, {}
+    again = run(many, keichan, backend="batch", base_url=server.url, only=["images/00[0-8]?.png", "images/0090.png"])
+    assert sorted(r.image for r in again.results if r.source == ASKED) == failing  # errors are asked again

@@ -17,7 +17,7 @@ def test_journal_rows_are_relative_and_survive_reopen(tmp_path):
     caption.parent.mkdir()
     with Store(tmp_path) as store:
         run = store.start_run("build")
-        store.record(caption, None, "after\n", "build")
+        store.done(store.record(caption, None, "after\n", "build"))
     with Store(tmp_path) as store:
         rows = store.journal(run)
     assert [(r["path"], r["before"], r["after"], r["reason"]) for r in rows] == [

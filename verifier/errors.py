@@ -24,3 +24,8 @@ class ReportError(CaptionsError):
 
 class SampleError(VerifierError):
     """An eval sample whose metadata cannot be read, or whose epoch cannot be determined."""
+
+
+class StoreError(VerifierError):
+    """The store (`.capcheck/capcheck.db`) cannot be used: not a capcheck
+    store, a newer schema, damaged, or the disk under it is full."""

@@ -33,10 +33,10 @@ from captions.vocab import find_vocabulary
 from verifier.core.policy_rule import choose
 from verifier.core.prompting import check_aspects
 from verifier.core.report import read_report, reports_dir, write_reports
-from verifier.core.store import Store
 from verifier.core.verdict import ERROR as VERDICT_ERROR
 from verifier.core.verdict import FIX, OK, REFUSED
 from verifier.core.verify import ItemResult, VerifyOptions, other_note, verify_dataset
+from verifier.core.writer import writing
 from verifier.human import gate
 from verifier.human.agreement import all_agreements
 from verifier.human.apply import CHANGED, READ_ONLY, SKIPPED, STALE, apply_report
@@ -104,7 +104,7 @@ class Pipeline:
         check_aspects(policy, self.verify_options.aspects)  # a typo fails before any work
         if self.apply_aspects:
             self.apply_aspects = check_aspects(policy, self.apply_aspects)
-        with Store(self.root) as store:
+        with writing(self.root, "run", self.hooks.event) as store:
             if not self._build(policy, store) or not self._lint(policy):
                 return self.outcome
             self._verify(policy, store)

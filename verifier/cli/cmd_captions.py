@@ -23,6 +23,7 @@ from verifier.cli.console import (
     handled,
     labelled,
     out,
+    writing,
 )
 
 if TYPE_CHECKING:
@@ -41,14 +42,13 @@ def build(
 ) -> None:
     """Write <stem>.txt captions from each image's JSON sidecar, by the policy."""
     from captions.build import INVALID, build_dataset
-    from verifier.core.store import Store
 
     root = dataset_path(dataset)
     pol = dataset_policy(policy, root)
     if dry_run:
         report = build_dataset(root, pol, dry_run=True, force=force)
     else:
-        with Store(root) as store:
+        with writing(root, "build") as store:
             store.start_run("build", json.dumps({"policy": str(pol.source) if pol.source else None, "force": force}))
             report = build_dataset(root, pol, force=force, journal=store)
     _print_build(report)

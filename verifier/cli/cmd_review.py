@@ -31,6 +31,7 @@ from verifier.cli.console import (
     labelled,
     out,
     quoted,
+    writing,
 )
 from verifier.errors import ReportError
 
@@ -67,8 +68,8 @@ def apply(
     policy: PolicyOpt = None,
 ) -> None:
     """Write the non-borderline fixes of the last verify as diffs (journaled; `undo` takes them back)."""
-    from verifier.core.store import Store
     from verifier.human.apply import (
+        APPLIED,
         CHANGED,
         MISSING,
         READ_ONLY,
@@ -84,7 +85,7 @@ def apply(
     if not source.exists():  # say this before asking for anything else (a policy)
         raise ReportError(source, f"no verify report: run `capcheck verify {quoted(dataset)} --policy POLICY.yaml "
                                   "--model NAME` (or `capcheck run`) first, or pass --report")
-    with Store(root) as store:
+    with writing(root, "apply") as store:
         pol = dataset_policy(policy, root, store)
         names = _aspects(aspects, aspect, pol)
         if not dry_run:
@@ -101,11 +102,12 @@ def apply(
         if item.status in (STALE, MISSING, READ_ONLY):
             out.print(f"{item.status}: {item.image}: {item.reason}", soft_wrap=True)
     count = {s: sum(1 for i in done if i.status == s) for s in (CHANGED, UNCHANGED, STALE, SKIPPED, MISSING,
-                                                                 READ_ONLY)}
+                                                                 READ_ONLY, APPLIED)}
     verb = "would change" if dry_run else "changed"
     out.print(f"capcheck apply: {verb} {count[CHANGED]}, unchanged {count[UNCHANGED]}, stale {count[STALE]}, "
               f"borderline left for a person {count[SKIPPED]}, missing {count[MISSING]}"
-              + (f", read-only (left alone) {count[READ_ONLY]}" if count[READ_ONLY] else ""))
+              + (f", read-only (left alone) {count[READ_ONLY]}" if count[READ_ONLY] else "")
+              + (f", applied already (by an earlier apply) {count[APPLIED]}" if count[APPLIED] else ""))
     if count[SKIPPED]:
         out.print(f"next: capcheck route {quoted(dataset)} --aspects ASPECT   (the borderline ones, sorted by eye)",
                   soft_wrap=True)
@@ -126,13 +128,12 @@ def undo(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be restored or deleted.")] = False,
 ) -> None:
     """Restore the captions a run wrote, byte for byte (refused if any changed since; never deletes unasked)."""
-    from verifier.core.store import Store
     from verifier.human.apply import undo_run
 
     if last and run is not None:
         raise CaptionsError(None, "give --last or --run ID, not both")
     root = dataset_path(dataset)
-    with Store(root) as store:
+    with writing(root, "undo") as store:
         done = undo_run(root, store, run, dry_run=dry_run, delete_created=delete_created)
     restored, deleted = ("would restore", "would delete") if dry_run else ("restored", "deleted")
     out.print(f"capcheck undo: run {done.run_id} ({done.kind}): {restored} {len(done.restored)} caption(s), "
@@ -166,7 +167,6 @@ def route(
                                                           "into DIR/loss/, with their captions listed.")] = False,
 ) -> None:
     """Put the images that need a person into DIR/<aspect>/<value>/, pre-sorted by the model's answer."""
-    from verifier.core.store import Store
     from verifier.human.apply import report_path
     from verifier.human.route import route as route_images
 
@@ -174,7 +174,7 @@ def route(
     if losses:
         _route_losses(root, into, mode.value)
         return
-    with Store(root) as store:
+    with writing(root, "route") as store:
         pol = dataset_policy(policy, root, store)
         names = _aspects(aspects, aspect, pol)
         if not names:
@@ -250,14 +250,13 @@ def ingest(
 ) -> None:
     """Read a folder sort as ground truth: rewrite that one fact in each caption, record the answer."""
     from verifier.core.report import refresh_latest_page
-    from verifier.core.store import Store
     from verifier.human.agreement import all_agreements
     from verifier.human.ingest import find_dataset
     from verifier.human.ingest import ingest as ingest_sorted
 
     dataset_path(path)
     root = dataset_path(dataset) if dataset else find_dataset(path)
-    with Store(root) as store:
+    with writing(root, "ingest") as store:
         pol = dataset_policy(policy, root, store)
         names = _aspects(aspects, aspect, pol)
         if not names:

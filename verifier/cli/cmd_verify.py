@@ -33,6 +33,7 @@ from verifier.cli.console import (
     handled,
     labelled,
     out,
+    writing,
 )
 from verifier.cli.verify_options import with_verify_options
 
@@ -81,7 +82,6 @@ def verify(
 ) -> None:
     """Ask a vision model what each image shows and compare it with the caption (`--aspects …,tags`: every tag)."""
     from verifier.core.report import write_reports
-    from verifier.core.store import Store
     from verifier.core.verify import verify_dataset
     from verifier.human.agreement import all_agreements
 
@@ -96,7 +96,7 @@ def verify(
         options.only, options.fresh = suspects, True
     pol = dataset_policy(policy, root)
     live = Live()
-    with Store(root) as store:
+    with writing(root, "verify") as store:
         try:
             with live.progress:
                 run = asyncio.run(verify_dataset(root, pol, options, store, on_result=live, on_plan=live.plan,

@@ -8,8 +8,10 @@ only inside the commands that need them, so `capcheck --help` stays instant.
 
 from __future__ import annotations
 
+import errno
 import functools
 import shlex
+import sqlite3
 from pathlib import Path
 from typing import Annotated
 
@@ -158,8 +160,24 @@ def handled(fn):
         except CaptionsError as exc:
             err.print(labelled("error:", "red", exc), soft_wrap=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
+        except sqlite3.Error as exc:  # a store read outside the Store's own wrapper (a lazy cursor)
+            from verifier.core.store import DB_NAME, STATE_DIR, store_error
+
+            err.print(f"error: {store_error(Path('DATASET', STATE_DIR, DB_NAME), exc)}", soft_wrap=True,
+                      markup=False, style="red")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except OSError as exc:
+            if exc.errno not in _DISK_ERRNOS:
+                raise
+            # A full disk where no typed error caught it (a thumbnail, a folder): one line, the file named.
+            err.print(f"error: {exc.filename or 'disk'}: {exc.strerror or exc}: free some disk space and run again",
+                      soft_wrap=True, markup=False, style="red")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper
+
+
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 
 def dataset_policy(policy: Path | None, root: Path | None, store=None):
@@ -185,6 +203,19 @@ def comma_list(value: str | None, old: str | None = None, old_name: str = "") ->
     if chosen is None:
         return None
     return [a.strip() for a in chosen.split(",") if a.strip()]
+
+
+def note(message: str) -> None:
+    """A line on stderr a person should read, printed literally (it names files)."""
+    err.print(f"note: {message}", soft_wrap=True, markup=False, style="yellow")
+
+
+def writing(root: Path, command: str):
+    """The store for a command that writes the dataset: the dataset lock held,
+    a crash's leftovers settled (`verifier.core.writer.writing`), notes on stderr."""
+    from verifier.core.writer import writing as store_writing
+
+    return store_writing(root, command, note)
 
 
 def dataset_path(path: Path, file_ok: bool = False) -> Path:

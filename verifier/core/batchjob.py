@@ -9,7 +9,10 @@
   the live path (`interpret`, the same refusal rules), stored under the
   live key (backend `openai`, the model), so a later live run asks nothing.
 - Lines that failed or expired are retried live, in a new batch, or stored
-  as errors (asked again next run), as the user chose. A line's answer is
+  as errors (asked again next run), as the user chose. When the live retry
+  cannot use the model at all (a `/v1/batches`-only server answers 404 for
+  chat completions), the lines it did not answer are stored as errors
+  naming both failures: the batches' answers stand and the run ends normally. A line's answer is
   stored once: a batch is marked collected only after its answers are in.
 - `--batch-file OUT.jsonl` writes the lines and stops (for `vllm run-batch`);
   `--batch-results RESULTS.jsonl` reads such a results file back.
@@ -236,11 +239,21 @@ class BatchJob:
             return []
         from verifier.core.options import open_backend
 
-        backend = open_backend(self.options, self.v.on_notice)
         try:
-            await self.v._ask(backend, [w for line in failed for w in line.works], self.asked)
-        finally:
-            await backend.aclose()
+            backend = open_backend(self.options, self.v.on_notice)
+            try:
+                await self.v._ask(backend, [w for line in failed for w in line.works], self.asked)
+            finally:
+                await backend.aclose()
+        except BackendUnavailable as exc:
+            # A `/v1/batches`-only server has no live endpoint: what the batches answered
+            # stands, and the lines still without an answer are errors that say why.
+            answered = {r.image for r in self.asked}
+            left = [line for line in failed if not all(w.image in answered for w in line.works)]
+            self.v.on_notice(f"the live retry could not use the model ({exc}): {len(left)} requests stored as "
+                             "errors (asked again next run; --batch-retry batch resubmits them instead)")
+            for line in left:
+                self._record(line, Outcome(None, f"batch request failed: {line.failure}; live retry: {exc}", 1, 0.0))
         return []
 
 

@@ -10,7 +10,6 @@ The HTML itself is `report_page.py`.
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -51,11 +50,24 @@ def line(r: ItemResult, run: RunResult, tags: RunTags | None = None) -> dict:
     }
 
 
+def free_stem(folder: Path, run_id: int) -> str:
+    """`run-NNNN` for the run, or the next number no report holds yet: a report
+    that exists is never overwritten (a store started over numbers its runs
+    from 1 again, and those old reports are a person's record)."""
+    number = run_id
+    while any(folder.glob(f"run-{number:04d}.*")):
+        number += 1
+    return f"run-{number:04d}"
+
+
 def write_reports(root: Path, run: RunResult, policy: Policy | None = None,
                   agreements: list | None = None) -> tuple[Path, Path]:
     folder = reports_dir(root)
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = f"run-{run.run_id:04d}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(folder, f"cannot make the reports folder: {exc.strerror or exc}") from None
+    stem = free_stem(folder, run.run_id)
     jsonl = folder / f"{stem}.jsonl"
     page = folder / f"{stem}.html"
     tags = run_tags(run.results)
@@ -69,8 +81,9 @@ def write_reports(root: Path, run: RunResult, policy: Policy | None = None,
                                           "likely_swaps": sorted({tuple(sorted(p)) for p in tags.swaps.items()}),
                                           "not_asked": tags.not_asked_json()}, indent=1, ensure_ascii=False) + "\n")
         copies.append((summary, "latest.tags.json"))
-    for src, name in copies:
-        shutil.copyfile(src, folder / name)
+    for src, name in copies:  # whole or not at all, like the reports themselves (a full disk)
+        with open(src, encoding="utf-8", newline="") as fh:
+            atomic_write(folder / name, fh.read())
     return jsonl, page
 
 

@@ -5,6 +5,13 @@ caption journal (before/after text of every caption write, so any write can
 be undone), the file-hash cache, and the verdicts: one row per (image
 sha256, caption sha256, prompt sha256, backend, model), written the moment
 an answer arrives, so a killed run loses only the requests in flight.
+
+The schema and the checks that refuse a file that is not a store are
+`migrations.py`. Every SQLite failure (a full disk, a damaged file) leaves
+here as a `StoreError` naming the file: SQLite has rolled the statement
+back, so nothing is half-written, and the person reads one line, not a
+traceback. The journal's crash protocol is `captions/journal.py`'s; its
+recovery is `writer.py`'s, under the dataset lock, never beside a writer.
 """
 
 from __future__ import annotations
@@ -15,155 +22,100 @@ import sqlite3
 import time
 from pathlib import Path
 
+from captions.journal import read_caption
+from verifier.core.migrations import MIGRATIONS as MIGRATIONS  # re-exported: the schema's home is migrations.py
+from verifier.core.migrations import aside, check_file, check_schema, migrate
+from verifier.errors import StoreError
+
 STATE_DIR = ".capcheck"
 DB_NAME = "capcheck.db"
-
-# Append only: a migration, once released, is never edited.
-MIGRATIONS: list[str] = [
-    # 1: runs and the caption journal
-    """
-    CREATE TABLE runs (
-        id INTEGER PRIMARY KEY,
-        kind TEXT NOT NULL,
-        started REAL NOT NULL,
-        args TEXT NOT NULL DEFAULT ''
-    );
-    CREATE TABLE journal (
-        id INTEGER PRIMARY KEY,
-        run_id INTEGER NOT NULL REFERENCES runs(id),
-        ts REAL NOT NULL,
-        path TEXT NOT NULL,            -- relative to the dataset root
-        before TEXT,                   -- NULL: the file did not exist
-        after TEXT NOT NULL,
-        reason TEXT NOT NULL
-    );
-    CREATE INDEX journal_run ON journal(run_id);
-    """,
-    # 2: file hashes (so a re-run does not re-read every image) and verdicts
-    """
-    CREATE TABLE files (
-        path TEXT PRIMARY KEY,         -- relative to the dataset root
-        size INTEGER NOT NULL,
-        mtime_ns INTEGER NOT NULL,
-        sha256 TEXT NOT NULL
-    );
-    CREATE TABLE verdicts (
-        id INTEGER PRIMARY KEY,
-        run_id INTEGER REFERENCES runs(id),
-        ts REAL NOT NULL,
-        image TEXT NOT NULL,           -- path relative to the dataset when answered
-        image_sha TEXT NOT NULL,
-        caption_sha TEXT NOT NULL,
-        prompt_sha TEXT NOT NULL,
-        backend TEXT NOT NULL,
-        model TEXT NOT NULL,
-        protocol TEXT NOT NULL,
-        status TEXT NOT NULL,          -- ok | fix | refused | error
-        fixes TEXT NOT NULL DEFAULT '[]',
-        observation TEXT,              -- JSON, what the model said the image shows
-        claims TEXT,                   -- JSON, what the caption claimed for the checked aspects
-        reason TEXT,                   -- why refused or error
-        attempts INTEGER NOT NULL DEFAULT 0,
-        latency_s REAL,
-        raw TEXT,                      -- the provider's response as received
-        prompt_tokens INTEGER,
-        completion_tokens INTEGER,
-        derived_from INTEGER           -- reused the observation of this verdict (no request)
-    );
-    CREATE UNIQUE INDEX verdict_key ON verdicts(image_sha, caption_sha, prompt_sha, backend, model);
-    CREATE INDEX verdict_observation ON verdicts(image_sha, prompt_sha, backend, model);
-    CREATE INDEX verdict_run ON verdicts(run_id);
-    """,
-    # 3: the human loop: undo marks, what people said, captions made right, routed files
-    """
-    ALTER TABLE runs ADD COLUMN undone_by INTEGER;
-    CREATE TABLE human (
-        id INTEGER PRIMARY KEY,
-        run_id INTEGER REFERENCES runs(id),
-        ts REAL NOT NULL,
-        image TEXT NOT NULL,           -- relative path when ingested
-        image_sha TEXT NOT NULL,
-        aspect TEXT NOT NULL,
-        value TEXT NOT NULL,
-        source TEXT NOT NULL           -- the sorted file it was read from
-    );
-    CREATE UNIQUE INDEX human_key ON human(image_sha, aspect);
-    CREATE TABLE resolutions (         -- a caption text made right by apply or ingest
-        id INTEGER PRIMARY KEY,
-        run_id INTEGER REFERENCES runs(id),
-        ts REAL NOT NULL,
-        image TEXT NOT NULL,
-        image_sha TEXT NOT NULL,
-        caption_sha TEXT NOT NULL,
-        how TEXT NOT NULL              -- apply | ingest
-    );
-    CREATE INDEX resolution_key ON resolutions(image_sha, caption_sha);
-    CREATE TABLE routes (
-        id INTEGER PRIMARY KEY,
-        run_id INTEGER REFERENCES runs(id),
-        ts REAL NOT NULL,
-        image TEXT NOT NULL,           -- where the image lives in the dataset
-        image_sha TEXT NOT NULL,
-        dest TEXT NOT NULL,            -- absolute path in the review tree
-        mode TEXT NOT NULL
-    );
-    CREATE INDEX route_sha ON routes(image_sha);
-    """,
-    # 4: batch jobs (stored the moment they are created, so a re-run polls instead of resubmitting),
-    #    and token usage reported only as a total (codex)
-    """
-    CREATE TABLE batches (
-        id TEXT PRIMARY KEY,           -- the provider's batch id
-        run_id INTEGER REFERENCES runs(id),
-        ts REAL NOT NULL,
-        base_url TEXT,                 -- NULL: OpenAI
-        backend TEXT NOT NULL,         -- the verdict key its answers are stored under
-        model TEXT NOT NULL,
-        prompt_sha TEXT NOT NULL,
-        input_file TEXT NOT NULL,
-        status TEXT NOT NULL,          -- the provider's last word: validating, in_progress, completed, ...
-        collected REAL                 -- when its answers were stored (NULL: still to collect)
-    );
-    CREATE TABLE batch_lines (
-        batch_id TEXT NOT NULL REFERENCES batches(id),
-        custom_id TEXT NOT NULL
-    );
-    CREATE INDEX batch_line_batch ON batch_lines(batch_id);
-    ALTER TABLE verdicts ADD COLUMN total_tokens INTEGER;
-    """,
-]
 
 VERDICT_COLUMNS = ("run_id", "ts", "image", "image_sha", "caption_sha", "prompt_sha", "backend", "model", "protocol",
                    "status", "fixes", "observation", "claims", "reason", "attempts", "latency_s", "raw",
                    "prompt_tokens", "completion_tokens", "derived_from", "total_tokens")
 
 
+def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    """One line for a SQLite failure, saying what to do about its kind."""
+    text = str(exc)
+    if "full" in text or "disk I/O" in text:
+        return StoreError(path, f"cannot write the store ({text}): free some disk space and run again "
+                                "(the last change was rolled back; nothing is half-written)")
+    if "readonly" in text:
+        return StoreError(path, f"cannot write the store ({text}): make the file and its folder writable")
+    if "locked" in text or "busy" in text:
+        return StoreError(path, f"the store is busy ({text}): another program holds it; run again when it is done")
+    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError | sqlite3.IntegrityError
+                                                                 | sqlite3.ProgrammingError):
+        return StoreError(path, f"the store is damaged ({text}): {aside(path)}")
+    return StoreError(path, f"store: {text}")
+
+
+class _Connection:
+    """sqlite3.Connection, with every failure a StoreError naming the file."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path):
+        self._db, self._path = db, path
+
+    def execute(self, sql: str, params=()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise store_error(self._path, exc) from None
+
+    def executemany(self, sql: str, rows) -> sqlite3.Cursor:
+        try:
+            return self._db.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise store_error(self._path, exc) from None
+
+    def __enter__(self) -> _Connection:
+        self._db.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._db.__exit__(*exc)
+        except sqlite3.Error as error:
+            raise store_error(self._path, error) from None
+
+    def __getattr__(self, name: str):
+        return getattr(self._db, name)
+
+
 class Store:
     def __init__(self, dataset: Path):
         self.root = Path(dataset).resolve()
         state = self.root / STATE_DIR
-        state.mkdir(parents=True, exist_ok=True)
         self.path = state / DB_NAME
-        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
-        self.run_id: int | None = None
-
-    def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
-            self.db.execute("BEGIN IMMEDIATE")
+        try:
+            state.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(state, f"cannot make the state folder: {exc.strerror or exc}") from None
+        check_file(self.path)
+        self.backup: Path | None = None  # the copy made before a migration, when one ran
+        try:
+            raw = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc) from None
+        self.db = _Connection(raw, self.path)
+        try:
+            raw.row_factory = sqlite3.Row
+            try:  # before anything writes to it: switching to WAL rewrites the header of whatever file it is
+                check_schema(raw, self.path)
+            except sqlite3.Error as exc:
+                raise store_error(self.path, exc) from None
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
             try:
-                for statement in _statements(sql):
-                    self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version={number}")
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+                self.backup = migrate(raw, self.path)
+            except sqlite3.Error as exc:
+                raise store_error(self.path, exc) from None
+        except BaseException:
+            raw.close()
+            raise
+        self.run_id: int | None = None
 
     @property
     def version(self) -> int:
@@ -174,29 +126,51 @@ class Store:
         self.run_id = cur.lastrowid
         return self.run_id
 
-    # captions.journal.Journal
-    def record(self, path: Path, before: str | None, after: str, reason: str) -> None:
+    # captions.journal.Journal: intent (pending), then the caller renames, then done
+    def record(self, path: Path, before: str | None, after: str | None, reason: str) -> int:
+        """Commit the intent to write `after` (None: to remove the file); returns its row id."""
         if self.run_id is None:
             self.start_run(reason)
-        rel = self.rel(path)
-        self.db.execute(
-            "INSERT INTO journal(run_id, ts, path, before, after, reason) VALUES (?, ?, ?, ?, ?, ?)",
-            (self.run_id, time.time(), rel, before, after, reason),
-        )
+        # The intent must be on disk before the rename, power cut included: WAL's NORMAL
+        # would let the commit vanish while the rename stays. FULL for this commit only
+        # (one fsync per caption; a verdict keeps NORMAL: a lost one is asked again).
+        self.db.execute("PRAGMA synchronous=FULL")
+        try:
+            cur = self.db.execute(
+                "INSERT INTO journal(run_id, ts, path, before, after, reason, state, deletes) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
+                (self.run_id, time.time(), self.rel(path), before, after or "", reason, int(after is None)),
+            )
+        finally:
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        return cur.lastrowid
+
+    def done(self, token: object) -> None:
+        self.db.execute("UPDATE journal SET state='done' WHERE id=?", (token,))
 
     def last_writer(self, path: Path) -> str | None:
         """The kind of run ('apply', 'ingest', ...) whose journaled write left the
         caption's current text; None if no journaled write did (a hand edit)."""
-        from captions.journal import read_caption
-
         row = self.db.execute("SELECT r.kind, j.after FROM journal j JOIN runs r ON r.id = j.run_id WHERE j.path=? "
-                              "ORDER BY j.id DESC LIMIT 1", (self.rel(path),)).fetchone()
+                              "AND j.state='done' ORDER BY j.id DESC LIMIT 1", (self.rel(path),)).fetchone()
         return row["kind"] if row is not None and row["after"] == read_caption(path) else None
 
+    def applied_over(self, path: Path, now: str) -> list[str]:
+        """The texts an apply run (not undone) replaced with `now`, the caption's
+        current text: when one is what a report verified, that fix is done (a
+        second apply of the same report), not stale."""
+        rows = self.db.execute(
+            "SELECT j.before FROM journal j JOIN runs r ON r.id = j.run_id WHERE j.path=? AND j.state='done' "
+            "AND r.kind='apply' AND r.undone_by IS NULL AND j.after=? AND j.before IS NOT NULL",
+            (self.rel(path), now)).fetchall()
+        return [r[0] for r in rows]
+
     def journal(self, run_id: int | None = None) -> list[sqlite3.Row]:
+        """Done writes (a pending intent is settled, or named, by `writer.recover`)."""
         if run_id is None:
-            return self.db.execute("SELECT * FROM journal ORDER BY id").fetchall()
-        return self.db.execute("SELECT * FROM journal WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
+            return self.db.execute("SELECT * FROM journal WHERE state='done' ORDER BY id").fetchall()
+        return self.db.execute("SELECT * FROM journal WHERE run_id=? AND state='done' ORDER BY id",
+                               (run_id,)).fetchall()
 
     # -- file hashes ---------------------------------------------------------
 
@@ -283,7 +257,8 @@ class Store:
         """Runs that wrote captions and are not undone, newest first (undo runs themselves excluded)."""
         return self.db.execute(
             "SELECT r.* FROM runs r WHERE r.undone_by IS NULL AND r.kind != 'undo' "
-            "AND EXISTS (SELECT 1 FROM journal j WHERE j.run_id = r.id) ORDER BY r.id DESC").fetchall()
+            "AND EXISTS (SELECT 1 FROM journal j WHERE j.run_id = r.id AND j.state='done') "
+            "ORDER BY r.id DESC").fetchall()
 
     def run(self, run_id: int) -> sqlite3.Row | None:
         return self.db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
@@ -333,6 +308,3 @@ class Store:
         self.close()
 
 
-def _statements(sql: str) -> list[str]:
-    # executescript() would COMMIT our transaction; run statements one by one.
-    return [s.strip() for s in sql.split(";") if s.strip()]

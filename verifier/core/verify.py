@@ -382,6 +382,8 @@ class Verifier:
             await pool.map(todo, one)
         except* BackendUnavailable as group:
             raise group.exceptions[0] from None
+        except* CaptionsError as group:  # a store that cannot be written (full disk): one line, not a group
+            raise group.exceptions[0] from None
         finally:
             preparing.close()
         return pool

@@ -49,6 +49,7 @@ class Faults:
     style: str = "plain"  # answer formatting: plain | fenced | chatty
     view_under_a: bool = False  # fixline: views under letter A, as the article's model wrote them
     yes_sayer: bool = False  # the tags audit: call every asked tag present (a model that agrees with everything)
+    batches_only: bool = False  # no live endpoint: chat completions answer 404 (a `/v1/batches`-only server)
     seed: int = 0
     # a server that wants a credential in its URL: "user:pass" (basic auth) or "key=VALUE" (a query
     # parameter); a request without it gets 401, so a test sees that capcheck really sent it
@@ -126,7 +127,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         route = urlsplit(self.path).path.rstrip("/")  # a query (`?key=`) is not part of the route
         responses = route.endswith("/responses")  # the Codex CLI's wire protocol
-        if not (responses or route.endswith("/chat/completions")):
+        if not (responses or route.endswith("/chat/completions")) or self.server.faults.batches_only:
             self._json(404, {"error": {"message": f"no route {self.path}"}})
             return
         stats = self.server.stats

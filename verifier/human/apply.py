@@ -3,10 +3,13 @@
 `apply_report` changes the disputed facts of every `fix` verdict in a
 report and re-renders only what those facts control (`captions.edit`). A
 caption that changed on disk since it was verified is stale and is not
-touched, nor is a read-only one (its mode says "do not write"); borderline
-items wait for a person unless asked. Every write is atomic and journaled,
-and `undo_run` restores the journaled text byte for byte, refusing if any
-file changed since. Undoing a run that created captions deletes them, so
+touched, nor is a read-only one (its mode says "do not write"); one an
+earlier apply already fixed from the same verified text is done, not stale
+(a second apply reports it so and changes nothing). Borderline items wait
+for a person unless asked. Every write is atomic and journaled (intent,
+rename, done: `captions.journal`), and `undo_run` restores the journaled
+text byte for byte, refusing if any file changed since; a file already
+back to its text before (an undo cut off half way) is simply done. Undoing a run that created captions deletes them, so
 it happens only when that run is named and the deletion is asked for.
 """
 
@@ -20,7 +23,7 @@ from pathlib import Path
 
 from captions.dataset import caption_path
 from captions.edit import nl_mentions, remove_tags, set_facts
-from captions.journal import atomic_write, read_caption, read_only, write_caption
+from captions.journal import read_caption, read_only, remove_caption, write_caption
 from captions.policy import Policy
 from captions.trigger import dataset_trigger
 from captions.vocab import find_vocabulary
@@ -33,6 +36,7 @@ from verifier.core.verdict import FIX
 from verifier.errors import VerifierError
 
 CHANGED, UNCHANGED, STALE, SKIPPED, MISSING = "changed", "unchanged", "stale", "skipped", "missing"
+APPLIED = "applied already"  # an earlier apply wrote this fix: done, not stale
 TAG_PREFIX = "tag:"  # a person's answer on one tag, as the store keys it (`tag:bikini`)
 READ_ONLY = "read-only"
 
@@ -58,7 +62,7 @@ def unified(path: str, before: str, after: str) -> str:
 @dataclass
 class Applied:
     image: str
-    status: str  # changed | unchanged | stale | skipped | missing | read-only
+    status: str  # changed | unchanged | applied already | stale | skipped | missing | read-only
     changes: dict[str, str] = field(default_factory=dict)
     diff: str = ""
     reason: str = ""
@@ -107,6 +111,9 @@ def apply_report(root: Path, policy: Policy, report: Path, store: Store, *, aspe
             out.append(Applied(image, MISSING, changes, reason="image or caption no longer there"))
             continue
         if text_sha(text) != line.get("caption_sha"):
+            if any(text_sha(before) == line.get("caption_sha") for before in store.applied_over(caption, text)):
+                out.append(Applied(image, APPLIED, changes, reason="an earlier apply wrote this fix"))
+                continue
             out.append(Applied(image, STALE, changes, reason="caption changed on disk since it was verified"))
             continue
         if store.file_sha(root / image, sha256_file) != line.get("image_sha"):
@@ -187,7 +194,8 @@ def undo_run(root: Path, store: Store, run_id: int | None = None, dry_run: bool 
         raise UndoRefused(root, f"not undone: run {target['id']} ({target['kind']}) created {len(created)} "
                                 "caption(s), and undoing it deletes them; to delete them, name the run and say so: "
                                 f"--run {target['id']} --delete-created")
-    changed = [p for p, after in last_after.items() if read_caption(Path(root) / p) != after]
+    # A file back at its text before was restored by an undo cut off half way: done, not changed.
+    changed = [p for p, after in last_after.items() if read_caption(Path(root) / p) not in (after, first_before[p])]
     if changed:
         raise UndoRefused(root, f"not undone: {len(changed)} file(s) changed since run {target['id']} "
                                 f"({target['kind']}): {', '.join(changed[:5])}{' …' if len(changed) > 5 else ''}")
@@ -201,11 +209,11 @@ def undo_run(root: Path, store: Store, run_id: int | None = None, dry_run: bool 
     result.undo_run = store.start_run("undo", json.dumps({"undo": target["id"]}))
     for rel, before in first_before.items():
         path = Path(root) / rel
+        if read_caption(path) == before:
+            continue  # restored already (a cut-off undo); nothing to write
         if before is None:  # the run created it; deleting was asked for above
-            store.record(path, last_after[rel], "", "undo: removed")
-            path.unlink()
+            remove_caption(path, store, "undo: removed", expect=last_after[rel])
         else:
-            store.record(path, last_after[rel], before, "undo")
-            atomic_write(path, before)
+            write_caption(path, before, store, "undo", expect=last_after[rel])
     store.mark_undone(target["id"], result.undo_run)
     return result

@@ -38,6 +38,7 @@ from verifier.core.report import read_report, refresh_latest_page, reports_dir
 from verifier.core.store import Store
 from verifier.core.tags import ABSENT, PRESENT, TAGS
 from verifier.core.verdict import ERROR, REFUSED
+from verifier.core.writer import writing
 from verifier.errors import ReportError, VerifierError
 from verifier.human.agreement import all_agreements
 from verifier.human.folders import UNSURE, Ingested, folder_name
@@ -200,7 +201,9 @@ class ReviewTree:
         if not names:
             return []
         done = []
-        with Store(self.root) as store:
+        # The page's ingest is a writer like the CLI's: under the dataset lock (what a crash
+        # left is settled first, silently: the page shows the folders as they are).
+        with writing(self.root, "review", lambda note: None) as store:
             store.start_run("ingest", json.dumps({"path": str(self.review), "aspects": names, "from": "review page"}))
             for aspect in names:  # tags: ingest reads tags/<tag>/kept|removed/ (mismatch/ is fixed by hand)
                 done.append((aspect, ingest(self.review / aspect, self.root, self.policy, aspect, store)))
