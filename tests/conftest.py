@@ -85,3 +85,8 @@ def tiny_dataset(tmp_path):
         Image.effect_mandelbrot(size, (-2 + 0.2 * i, -1.5, 1, 1.5), 20 + i).convert("RGB").save(root / f"{i}.png")
         (root / f"{i}.txt").write_text(CAPTION.format(framing="portrait" if i < 2 else "upper body"))
     return root
+
+
+def error_lines(stderr: str) -> list[str]:
+    """stderr without the line every command prints first (`policy: … (why)`): what a test of an error reads."""
+    return [line for line in stderr.strip().splitlines() if not line.startswith("policy: ")]

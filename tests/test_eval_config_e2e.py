@@ -24,7 +24,7 @@ from verifier.core.observation import CANNOT
 from verifier.demo.model import DemoModel, Known
 from verifier.demo.server import DemoServer
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, error_lines
 
 POLICY = str(EXAMPLES / "keichan" / "policy.yaml")
 PROMPTS = {"K": "keichan, 1girl, solo", "KT": "keichan, 1girl, solo, upper body, facing left"}
@@ -182,4 +182,4 @@ def test_eval_config_trains_renders_verifies_and_recommends(tiny_anima, tiny_dat
     bad = capcheck("eval", "--config", config, tiny_dataset, "--policy", POLICY, "--epochs", "2,7", "--model", "demo",
                    "--base-url", "http://127.0.0.1:9/v1")
     assert bad.returncode == 2 and "no saved LoRA for epoch 7 (saved epochs: 1, 2, 3)" in bad.stderr
-    assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+    assert len(error_lines(bad.stderr)) == 1 and "Traceback" not in bad.stderr

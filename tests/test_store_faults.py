@@ -17,7 +17,7 @@ from verifier.core.store import DB_NAME, STATE_DIR, Store
 from verifier.demo.model import DemoModel
 from verifier.demo.server import DemoServer
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, error_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = EXAMPLES / "keichan" / "policy.yaml"
@@ -82,8 +82,8 @@ def test_a_store_that_is_not_one_is_refused_with_one_line_and_left_as_it_is(exam
     for command in (("undo", example_dataset), ("build", example_dataset, "--policy", POLICY)):
         proc = capcheck(*command)
         assert proc.returncode == 2, f"{command[0]}: {proc.stdout}{proc.stderr}"
-        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-        line = proc.stderr.strip()
+        assert "Traceback" not in proc.stderr and len(error_lines(proc.stderr)) == 1, proc.stderr
+        line = error_lines(proc.stderr)[0]
         assert line.startswith(f"error: {path}: ") and says in line and "move it aside" in line, line
         assert path.read_bytes() == spoiled  # never a fresh store laid over it
 

@@ -132,7 +132,8 @@ def test_the_loop_reads_losses_from_the_device_every_log_every_steps_only(tiny_a
         monkeypatch.setattr(torch.Tensor, name, counted)
     cfg = TrainConfig(model_path=str(tiny_anima), resolution=256, epochs=2, batch_size=1, lora_rank=4,
                       learning_rate=1e-3, mixed_precision="no", device="cpu", output_dir=str(tmp_path / "o"),
-                      max_sequence_length=64, log_every=4)
+                      max_sequence_length=64, log_every=4,
+                      image_losses=False)  # the per-image losses after the run read floats on purpose, not per step
     steps = []
     result = Trainer(cfg, tiny_dataset, on_step=lambda s: steps.append(s.step)).run()
     assert result.steps == 8 and len(result.losses) == 8 and steps == [4, 8]
