@@ -142,3 +142,30 @@ def test_a_report_that_exists_is_never_overwritten(clothed47_dataset, keichan):
     newest = json.loads((reports / "latest.jsonl").read_text().splitlines()[0])
     assert newest["run"] == 1 and (reports / "run-0002.jsonl").read_bytes() == (reports / "latest.jsonl").read_bytes()
     assert "run-0002.html" in second.stdout
+
+
+def _open_store(root: str) -> None:
+    from verifier.core.store import Store
+
+    with Store(Path(root)) as store:
+        store.start_run("open")
+
+
+def test_processes_opening_a_new_store_at_once_all_get_it_whole(tmp_path):
+    """The ranks of a data-parallel train open the store at the same moment, without the dataset lock: the
+    second used to find the 0-byte file SQLite had just made and refuse it (a rank exiting 2), or ran a
+    migration twice. Real child processes, started together, on fresh folders."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    for attempt in range(4):
+        root = tmp_path / f"fresh{attempt}"
+        root.mkdir()
+        children = [context.Process(target=_open_store, args=(str(root),)) for _ in range(4)]
+        for child in children:
+            child.start()
+        for child in children:
+            child.join(60)
+        assert [child.exitcode for child in children] == [0, 0, 0, 0], attempt
+        with sqlite3.connect(root / ".capcheck" / "capcheck.db") as db:
+            assert db.execute("SELECT count(*) FROM runs WHERE kind = 'open'").fetchone()[0] == 4

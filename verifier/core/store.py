@@ -20,6 +20,8 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from captions.journal import read_caption
@@ -83,6 +85,31 @@ class _Connection:
         return getattr(self._db, name)
 
 
+@contextmanager
+def _opening(state: Path) -> Iterator[None]:
+    """One process at a time checks, creates and migrates the store. Without it,
+    two that open a new dataset at once (the ranks of a data-parallel train, which
+    read the store without the dataset lock) race: the second sees the 0-byte
+    file SQLite has just made, which `check_file` rightly refuses, or runs a
+    migration the first already ran. Held for the open only, never for a run."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; the dataset lock (msvcrt) keeps writers apart there
+        yield
+        return
+    try:
+        handle = open(state / "store-open.lock", "a")  # noqa: SIM115 (held across the yield)
+    except OSError:  # a read-only state folder: nothing can create a store there anyway
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class Store:
     def __init__(self, dataset: Path):
         self.root = Path(dataset).resolve()
@@ -92,8 +119,13 @@ class Store:
             state.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(state, f"cannot make the state folder: {exc.strerror or exc}") from None
-        check_file(self.path)
         self.backup: Path | None = None  # the copy made before a migration, when one ran
+        with _opening(state):
+            self._open()
+        self.run_id: int | None = None
+
+    def _open(self) -> None:
+        check_file(self.path)
         try:
             raw = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         except sqlite3.Error as exc:
@@ -115,7 +147,6 @@ class Store:
         except BaseException:
             raw.close()
             raise
-        self.run_id: int | None = None
 
     @property
     def version(self) -> int:
