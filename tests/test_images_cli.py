@@ -212,3 +212,23 @@ def test_capcheck_run_names_a_looping_link_and_goes_on(example_dataset):
     assert ("skipped 01_bust_front/available/loop.png: a link that points to itself (a loop): replace it with the "
             "image or remove it") in proc.stdout, proc.stdout
     assert "12 images (12 asked, 0 from the store, 1 could not be read)" in proc.stdout
+
+
+def test_the_human_loop_goes_on_past_broken_links(example_dataset):
+    """ingest hashed every dataset image to match the sorted copies and died on a dangling link
+    (FileNotFoundError traceback); apply, route, ingest and agreement must all go on past such links."""
+    policy, truth = EXAMPLES / "keichan" / "policy.yaml", EXAMPLES / "keichan" / "truth.json"
+
+    def cli(*args: object) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "verifier.cli.main", *map(str, args)], capture_output=True,
+                              text=True, timeout=300)
+
+    done = cli("run", example_dataset, "--policy", policy, "--demo-model", truth, "--no-train")
+    assert done.returncode == 0, done.stderr
+    folder = next(p for p in sorted(example_dataset.iterdir()) if p.is_dir() and not p.name.startswith(("_", ".")))
+    (folder / "zz_dangling.png").symlink_to("missing.png")
+    (folder / "zz_loop.png").symlink_to("zz_loop.png")
+    for args in (("apply", example_dataset), ("route", example_dataset, "--aspects", "framing"),
+                 ("ingest", example_dataset / "_review", "--aspects", "framing"), ("agreement", example_dataset)):
+        done = cli(*args)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, (args, done.stderr)

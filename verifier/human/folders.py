@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from captions.dataset import iter_images
+from captions.dataset import iter_images, link_problem
 from verifier.core.images import sha256_file
 from verifier.core.store import Store
 from verifier.errors import VerifierError
@@ -112,5 +112,12 @@ def dataset_index(root: Path, store: Store) -> dict[str, list[Path]]:
     """image sha -> the dataset images with those bytes (duplicates: several)."""
     index: dict[str, list[Path]] = defaultdict(list)
     for item in iter_images(root):
-        index[store.file_sha(item.image, sha256_file)].append(item.image)
+        # A broken link (a loop, dangling, outside the dataset) or an unreadable file is no image a sorted copy
+        # can stand for: verify names it in one line; here it is only not indexed (it was a traceback).
+        if link_problem(item.image, root) is not None:
+            continue
+        try:
+            index[store.file_sha(item.image, sha256_file)].append(item.image)
+        except OSError:
+            continue
     return index
