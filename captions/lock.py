@@ -26,7 +26,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from captions.errors import LockError
@@ -74,6 +75,22 @@ def _unlock(fd: int) -> None:
         import fcntl
 
         fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+@contextmanager
+def held(path: Path, poll: float = 0.02) -> Iterator[None]:
+    """The same OS lock on `path`, held for a section that lasts milliseconds
+    (opening the store): waited for as long as it takes, no holder written."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        while not _try_lock(fd):
+            time.sleep(poll)
+        try:
+            yield
+        finally:
+            _unlock(fd)
+    finally:
+        os.close(fd)
 
 
 def holder(path: Path) -> str:

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from captions.journal import read_caption
+from captions.lock import held
 from verifier.core.migrations import MIGRATIONS as MIGRATIONS  # re-exported: the schema's home is migrations.py
 from verifier.core.migrations import aside, check_file, check_schema, migrate
 from verifier.errors import StoreError
@@ -92,22 +93,14 @@ def _opening(state: Path) -> Iterator[None]:
     read the store without the dataset lock) race: the second sees the 0-byte
     file SQLite has just made, which `check_file` rightly refuses, or runs a
     migration the first already ran. Held for the open only, never for a run."""
+    lock = state / "store-open.lock"
     try:
-        import fcntl
-    except ImportError:  # Windows: no flock; the dataset lock (msvcrt) keeps writers apart there
-        yield
-        return
-    try:
-        handle = open(state / "store-open.lock", "a")  # noqa: SIM115 (held across the yield)
+        lock.touch(exist_ok=True)
     except OSError:  # a read-only state folder: nothing can create a store there anyway
         yield
         return
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with held(lock):
+        yield
 
 
 class Store:
