@@ -15,11 +15,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from captions.errors import PolicyError
 from captions.tags import normalize_tag
+from captions.yamlfile import read_yaml
 
 ASPECTS = ("framing", "view", "facing", "expression", "outfit")
 RATINGS = ("safe", "sensitive", "explicit")
@@ -313,16 +313,7 @@ class Policy(_Model):
 def load_policy(path: str | Path) -> Policy:
     """Read and validate a policy file; errors name the file and the key."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PolicyError(path, "no such policy file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError(path, f"cannot read: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark else ""
-        raise PolicyError(path, f"{where}not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    data = read_yaml(path, PolicyError, "policy")
     if not isinstance(data, dict):
         raise PolicyError(path, "expected a mapping of policy keys at the top level")
     if "source" in data:

@@ -17,6 +17,7 @@ import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from captions.policy import describe_validation_error
+from captions.yamlfile import read_yaml
 from trainer.errors import TrainError
 
 FORMAT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
@@ -251,15 +252,7 @@ class TrainConfig(BaseModel):
 def load_config(path: str | Path, **overrides: object) -> TrainConfig:
     """Read and validate a config; errors name the file and the key."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise TrainError(path, "no such config file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TrainError(path, f"cannot read: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise TrainError(path, f"{f'line {mark.line + 1}: ' if mark else ''}not valid YAML") from None
+    data = read_yaml(path, TrainError, "config") or {}
     if not isinstance(data, dict):
         raise TrainError(path, "expected a mapping of config keys at the top level")
     data.update({k: v for k, v in overrides.items() if v is not None})

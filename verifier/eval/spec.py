@@ -19,12 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from captions.facts import facts_from_prompt
 from captions.policy import Policy, describe_validation_error
 from captions.tags import normalize_tag, prompt_tags
 from captions.vocab import Vocabulary
+from captions.yamlfile import read_yaml
 from verifier.core.tags import TAGS, checkable
 from verifier.errors import VerifierError
 from verifier.eval.sample import Sample
@@ -38,15 +37,7 @@ def load_spec(path: Path):
 
     from trainer.config import EvalConfig
 
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise VerifierError(path, "no such spec file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise VerifierError(path, f"cannot read: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise VerifierError(path, f"{f'line {mark.line + 1}: ' if mark else ''}not valid YAML") from None
+    data = read_yaml(Path(path), VerifierError, "spec") or {}
     if isinstance(data, dict) and isinstance(data.get("eval"), dict) and len(data) == 1:
         data = data["eval"]  # a train.yaml-shaped file holding only its eval: section
     if not isinstance(data, dict):
