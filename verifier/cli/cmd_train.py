@@ -18,7 +18,17 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from captions.errors import CaptionsError
-from verifier.cli.console import EXIT_FINDINGS, EXIT_INTERRUPTED, app, dataset_path, err, handled, out, quoted
+from verifier.cli.console import (
+    EXIT_FINDINGS,
+    EXIT_INTERRUPTED,
+    EXIT_NO_GPU,
+    app,
+    dataset_path,
+    err,
+    handled,
+    out,
+    quoted,
+)
 
 
 def train_progress():
@@ -34,7 +44,6 @@ def train_progress():
     return progress, step
 
 
-EXIT_NO_GPU = 5  # --processes N with fewer than N GPUs
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Training config YAML (AnimaLoraToolkit keys).")]
 
@@ -185,11 +194,13 @@ def train(
             raise typer.Exit(EXIT_NO_GPU) from None
         argv = ["train", str(dataset), "--config", str(config), *(["--allow-unverified"] if allow_unverified else []),
                 *(["--resume"] if resume else []), *(["--losses"] if losses else [])]
-        code = launch(processes, argv)
-        if code == EXIT_INTERRUPTED:  # the launcher stopped every rank; what resumes is the last state saved
+        ended = launch(processes, argv)
+        if ended.error:  # another rank failed alone; rank 0 was stopped with it
+            err.print(ended.error, soft_wrap=True, markup=False, style="red")
+        if ended.code == EXIT_INTERRUPTED:  # the launcher stopped every rank; what resumes is the last state saved
             err.print("interrupted: every process stopped; run the same command with --resume to continue from "
                       "the last saved state (save_state_every)")
-        raise typer.Exit(code)
+        raise typer.Exit(ended.code)
     _train(root, config, cfg, allow_unverified, resume, losses)
 
 
