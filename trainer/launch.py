@@ -13,7 +13,8 @@ Only rank 0 prints. So that a failure of another rank alone (its GPU out of
 memory, a file only it could not read) is not a silent exit status, each
 rank writes its one-line error to `rank-N.txt` in the folder named by
 CAPCHECK_RANK_ERRORS (the CLI's error printer does, `verifier.cli.console`),
-and `launch` hands back the first failing rank's line.
+and `launch` hands back the first failing rank's line, unless rank 0
+(which also prints its own) left one: the same error is not said twice.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ def launch(processes: int, argv: list[str]) -> Launched:
             exited = sorted(r for r, f in failures.items() if f.exitcode > 0)  # the others were stopped
             rank = exited[0] if exited else min(failures)
             code = failures[rank].exitcode
-            said = None if rank == 0 else _read(Path(errors) / f"rank-{rank}.txt")
+            # Rank 0 prints its own error (and leaves rank-0.txt): then no other rank's is said twice.
+            said = None if (Path(errors) / "rank-0.txt").exists() else _read(Path(errors) / f"rank-{rank}.txt")
             return Launched(code if code > 0 else 1, rank, said)
         except (SignalException, KeyboardInterrupt):  # Ctrl-C or a kill: the launcher has stopped the ranks
             return Launched(130)

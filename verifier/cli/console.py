@@ -186,17 +186,18 @@ def error_line(problem: object) -> None:
     launcher reads back and prints (`trainer.launch`); under the user's own
     launcher, to stderr as `rank N: error: …`, the way torchrun's ranks speak.
     """
-    rank = os.environ.get("RANK", "0")
+    rank, folder = os.environ.get("RANK", "0"), os.environ.get("CAPCHECK_RANK_ERRORS")
+    line = f"rank {rank}: error: {problem}"
+    if folder:  # rank 0's too: the launcher then knows it was said, and says no other rank's
+        try:
+            Path(folder, f"rank-{rank}.txt").write_text(line, encoding="utf-8")
+            if rank != "0":
+                return
+        except OSError:  # the launcher's folder is gone: say it here instead
+            pass
     if rank == "0":
         err.print(labelled("error:", "red", problem), soft_wrap=True)
         return
-    line = f"rank {rank}: error: {problem}"
-    if folder := os.environ.get("CAPCHECK_RANK_ERRORS"):
-        try:
-            Path(folder, f"rank-{rank}.txt").write_text(line, encoding="utf-8")
-            return
-        except OSError:  # the launcher's folder is gone: say it here instead
-            pass
     was, err.quiet = err.quiet, False
     try:
         err.print(line, soft_wrap=True, markup=False, style="red")
