@@ -205,3 +205,20 @@ def test_what_the_page_cannot_decide_is_one_line(routed, keichan):
     new, changed = tree.decide(card.path, card.loss.caption_sha, card.caption.replace("\r\n", "\n") + "more\n")
     assert changed and caption.read_bytes() == (crlf + "more\r\n").encode() and new.loss.decided == EDITED
     assert tree.ingest_all() == []  # the loss folder is not an aspect's: ingest leaves it alone
+
+
+def test_a_losses_json_edited_into_nonsense_is_one_line_on_each_card(routed, keichan):
+    root, worst, _ = routed
+    keep(root, {"images": [{"image": worst[0], "ratio": "high"}]})
+    cards = ReviewTree(root, keichan).cards()["loss"]
+    assert [c.loss.stale for c in cards] == [
+        f"no losses to show: {losses_path(root)}: entry 1 of 'images' is not an image with its ratio, loss_lora and "
+        "loss_base"] * 2
+    name = worst[0].rsplit("/", 1)[-1]  # an entry of that file's name, pointing out of the dataset
+    keep(root, {"images": [{"image": f"../{name}", "ratio": 2.0, "loss_lora": 0.2, "loss_base": 0.1, "worst": True,
+                            "sha256": "x"}]})
+    (root.parent / name).write_bytes(b"an image outside")
+    (root.parent / name).with_suffix(".txt").write_text("not the dataset's")
+    card = next(c for c in ReviewTree(root, keichan).cards()["loss"] if c.path == f"loss/{name}")
+    assert (card.image, card.caption, card.loss.stale) == (
+        None, None, f"../{name}: not a path inside the dataset (losses.json edited by hand?)")

@@ -57,9 +57,19 @@ class LossWhy:
 def read_losses(root: Path) -> tuple[dict | None, str | None]:
     """losses.json, or why not (one line): the page shows cards either way."""
     try:
-        return route_losses.read(root), None
+        data = route_losses.read(root)
     except CaptionsError as exc:
         return None, str(exc)
+    for n, entry in enumerate(data["images"], 1):  # a hand-edited file: say which entry, never a KeyError
+        if not (isinstance(entry, dict) and isinstance(entry.get("image"), str)
+                and all(isinstance(entry.get(k), int | float) for k in ("ratio", "loss_lora", "loss_base"))):
+            return None, (f"{route_losses.losses_path(root)}: entry {n} of 'images' is not an image with its "
+                          "ratio, loss_lora and loss_base")
+    quartiles = data.get("quartiles")
+    if quartiles is not None and not (isinstance(quartiles, dict) and all(
+            isinstance(quartiles.get(k), int | float) for k in ("q1", "q3", "fence"))):
+        return None, f"{route_losses.losses_path(root)}: 'quartiles' is not q1, q3 and fence"
+    return data, None
 
 
 def entry_for(root: Path, file: Path, sha: str, entries: list[dict]) -> dict | None:
@@ -122,6 +132,9 @@ def describe(root: Path, store: Store, file: Path, sha: str, data: dict | None, 
     if entry is None:
         return None, None, found
     image = entry["image"]
+    if not (root / image).resolve().is_relative_to(Path(root).resolve()):  # never a caption outside the dataset
+        found.stale = f"{image}: not a path inside the dataset (losses.json edited by hand?)"
+        return None, None, found
     if not (root / image).is_file():
         found.stale = f"{image} is no longer in the dataset: nothing to fix here"
         return image, None, found
