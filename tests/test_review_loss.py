@@ -222,3 +222,20 @@ def test_a_losses_json_edited_into_nonsense_is_one_line_on_each_card(routed, kei
     card = next(c for c in ReviewTree(root, keichan).cards()["loss"] if c.path == f"loss/{name}")
     assert (card.image, card.caption, card.loss.stale) == (
         None, None, f"../{name}: not a path inside the dataset (losses.json edited by hand?)")
+
+
+def test_train_names_the_worst_fits_still_waiting_and_not_the_decided(routed, keichan, tmp_path):
+    root, worst, _ = routed
+    config = tmp_path / "train.yaml"  # the gate comes first: no model is loaded, so none is needed
+    config.write_text(f"model_path: {json.dumps(str(tmp_path))}\ndevice: cpu\noutput_dir: {json.dumps(str(tmp_path))}\n")
+    proc = capcheck("train", root, "--config", config)
+    assert proc.returncode == 1 and "not training: 12 of 12 captions are not verified" in proc.stdout  # never verified
+    note = ("note: {} worst fit(s) of the last run wait in _review/loss/ for a person's word on the caption (training "
+            f"does not wait for them): capcheck review {root}")
+    assert note.format(2) in proc.stderr
+    tree = ReviewTree(root, keichan)
+    card = next(c for c in tree.cards()["loss"] if c.image == worst[0])
+    tree.decide(card.path, card.loss.caption_sha, None)
+    proc = capcheck("train", root, "--config", config)
+    assert note.format(1) in proc.stderr
+    assert f"{worst[0]}: " not in proc.stdout and f"{worst[1]}: never verified" in proc.stdout  # the gate saw it

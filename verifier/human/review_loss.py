@@ -28,7 +28,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from captions.dataset import caption_path
+from captions.dataset import IMAGE_EXTS, caption_path
 from captions.errors import CaptionsError, CaptionWriteError
 from captions.journal import read_caption, write_caption
 from verifier.core.images import sha256_file, text_sha
@@ -149,6 +149,21 @@ def describe(root: Path, store: Store, file: Path, sha: str, data: dict | None, 
     found.caption_sha = text_sha(caption)
     found.decided = decision(store, store.file_sha(root / image, sha256_file), found.caption_sha)
     return image, caption, found
+
+
+def undecided(root: Path, store: Store) -> list[str]:
+    """The worst fits waiting in `_review/loss/` (route's default place) for a person's word on the
+    caption they have now: what `capcheck train` mentions, without waiting for them."""
+    folder = Path(root) / "_review" / LOSS
+    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTS and f.is_file()) \
+        if folder.is_dir() else []
+    data, problem = read_losses(root) if files else (None, None)
+    waiting = []
+    for file in files:
+        image, caption, loss = describe(Path(root), store, file, sha256_file(file), data, problem)
+        if image is not None and caption is not None and loss.decided is None:
+            waiting.append(image)
+    return waiting
 
 
 def _same_lines(text: str, like: str) -> str:
