@@ -115,7 +115,11 @@ def test_a_caption_fixed_on_the_page_is_journaled_and_undo_restores_it(served, k
     page.goto(url)
     card = card_of(page, worst[1])
     card.locator("textarea").fill(fixed)
-    card.locator("button[data-act=save]").click()
+    card.locator("textarea").press("Control+End")
+    page.keyboard.type("j k 3 0 ")  # typed into the caption: text, not the page's keys (select, move)
+    page.keyboard.press("Backspace")
+    fixed += "j k 3 0"
+    page.keyboard.press("Control+Enter")  # saves, as the button does
     page.wait_for_function("document.getElementById('status').textContent.includes('caption saved')")
     assert page.text_content("#status") == f"{worst[1]}: caption saved (journaled: capcheck undo takes it back)"
     assert caption.read_text() == fixed and not list(caption.parent.glob(".*.tmp"))
@@ -239,3 +243,41 @@ def test_train_names_the_worst_fits_still_waiting_and_not_the_decided(routed, ke
     proc = capcheck("train", root, "--config", config)
     assert note.format(1) in proc.stderr
     assert f"{worst[0]}: " not in proc.stdout and f"{worst[1]}: never verified" in proc.stdout  # the gate saw it
+
+
+def test_a_save_while_another_writer_holds_the_dataset_waits_then_refuses_in_one_line(routed, keichan, monkeypatch):
+    import http.client
+
+    from verifier.human.review_page import ReviewServer
+
+    root, worst, _ = routed
+    monkeypatch.setenv("CAPCHECK_LOCK_WAIT", "0.5")
+    code = ("import sys, time\nfrom captions.lock import DatasetLock\n"
+            "with DatasetLock(sys.argv[1], 'apply'):\n    print('held', flush=True); time.sleep(600)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE, text=True)
+    caption = (root / worst[1]).with_suffix(".txt")
+    before = caption.read_text()
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with ReviewServer(ReviewTree(root, keichan)) as server:
+            card = next(c for c in server.tree.cards()["loss"] if c.image == worst[1])
+
+            def save():
+                conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+                conn.request("POST", "/caption", json.dumps({"path": card.path, "sha": card.loss.caption_sha,
+                                                              "text": before + "fixed\n"}),
+                             {"Content-Type": "application/json"})
+                answer = conn.getresponse()
+                return answer.status, json.loads(answer.read())
+
+            status, body = save()
+            assert status == 400 and f"the dataset is busy: pid {holder.pid} (capcheck apply)" in body["error"]
+            assert "\n" not in body["error"] and caption.read_text() == before  # nothing written
+            holder.kill()  # kill -9: the OS drops its lock
+            holder.wait(timeout=10)
+            status, body = save()
+        assert status == 200 and caption.read_text() == before + "fixed\n"
+        assert 'class="card loss settled"' in body["card"]
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
