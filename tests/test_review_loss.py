@@ -149,9 +149,16 @@ def test_caption_is_right_persists_across_a_reload_and_the_gate_sees_it(served, 
     caption = (root / worst[0]).with_suffix(".txt")
     before = caption.read_bytes()
     page.goto(url)
+    card_of(page, worst[0]).locator("textarea").fill("half an edit")
+    card_of(page, worst[0]).locator("button[data-act=right]").click()  # which is right, the box or the file?
+    page.wait_for_function("document.getElementById('status').className === 'bad'")
+    assert page.text_content("#status") == (f"{worst[0]}: the caption has unsaved changes: save them, or reload to "
+                                            "drop them")
+    page.reload()
     card_of(page, worst[0]).locator("button[data-act=right]").click()
     page.wait_for_function("document.getElementById('status').textContent.endsWith('(recorded)')")
     assert caption.read_bytes() == before  # nothing written to the caption
+    assert page.text_content("header p").startswith("1 image(s) waiting for a person (1 worst fit(s) already")
     page.reload()
     card = card_of(page, worst[0])
     assert "settled" in card.get_attribute("class")

@@ -70,6 +70,9 @@ async function decide(card, act) {
     card.replaceWith(next);
     if (current === card) { current = null; select(next); }
     say(data.line);
+    // the count of what waits, from the folders and the store again
+    const page = new DOMParser().parseFromString(await (await fetch("/")).text(), "text/html");
+    document.querySelector("header p").replaceWith(page.querySelector("header p"));
   } catch (error) {
     say(error.message, true);
   }
