@@ -288,3 +288,18 @@ def test_a_save_while_another_writer_holds_the_dataset_waits_then_refuses_in_one
     finally:
         holder.kill()
         holder.wait(timeout=10)
+
+
+def test_a_card_a_newer_run_no_longer_calls_a_worst_fit_says_so(routed, keichan):
+    from verifier.human.review_loss import undecided
+
+    root, worst, _ = routed
+    data = json.loads(losses_path(root).read_text())
+    data["images"][0]["worst"] = False  # a newer run: it fits now
+    keep(root, data)
+    card = next(c for c in ReviewTree(root, keichan).cards()["loss"] if c.image == worst[0])
+    assert card.loss.stale == ("no longer a worst fit by the current losses.json (run `capcheck route DATASET "
+                               "--losses` again to refresh the folder)")
+    assert card.loss.lines[0].startswith("ratio 0.950 > fence")  # its numbers are still shown, as they are
+    with Store(root) as store:
+        assert undecided(root, store) == [worst[1]]

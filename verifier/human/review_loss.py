@@ -117,9 +117,8 @@ def why(data: dict | None, problem: str | None, entry: dict | None) -> tuple[lis
 
 def decision(store: Store, image_sha: str, caption_sha: str) -> str | None:
     """What a person decided on this very caption text here (None: nothing yet)."""
-    row = store.db.execute(
-        f"SELECT how FROM resolutions WHERE image_sha=? AND caption_sha=? AND how IN ('{EDITED}', '{RIGHT}') "
-        "ORDER BY id DESC LIMIT 1", (image_sha, caption_sha)).fetchone()
+    row = store.db.execute("SELECT how FROM resolutions WHERE image_sha=? AND caption_sha=? AND how IN (?, ?) "
+                           "ORDER BY id DESC LIMIT 1", (image_sha, caption_sha, EDITED, RIGHT)).fetchone()
     return row["how"] if row is not None else None
 
 
@@ -161,7 +160,7 @@ def undecided(root: Path, store: Store) -> list[str]:
     waiting = []
     for file in files:
         image, caption, loss = describe(Path(root), store, file, sha256_file(file), data, problem)
-        if image is not None and caption is not None and loss.decided is None:
+        if image is not None and caption is not None and loss.decided is None and loss.entry.get("worst"):
             waiting.append(image)
     return waiting
 
