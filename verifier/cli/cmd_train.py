@@ -211,6 +211,7 @@ def _train(root: Path, config: Path, cfg, allow_unverified: bool, resume: bool, 
     from verifier.core.store import Store
     from verifier.human import gate
     from verifier.human.apply import policy_for
+    from verifier.human.review_loss import undecided
 
     if not main_from_env():  # the same checks, silently: rank 0 says it once
         out.quiet = err.quiet = True
@@ -222,6 +223,11 @@ def _train(root: Path, config: Path, cfg, allow_unverified: bool, resume: bool, 
         except CaptionsError:  # never verified (no policy on record), or that policy file is gone
             pol = None
         checked = gate.check(root, store, pol)
+        waiting = undecided(root, store)
+    if waiting:  # a hint from the last run's loss, not a failed check: said, not waited for
+        err.print(f"note: {len(waiting)} worst fit(s) of the last run wait in _review/loss/ for a person's word on "
+                  f"the caption (training does not wait for them): capcheck review {quoted(root)}", soft_wrap=True,
+                  markup=False)
     if not checked.passed and not checked.pending:
         out.print(f"not training: no captions in {root} (no <image>.txt next to any image); make them first: "
                   f"capcheck run {quoted(root)} --policy POLICY.yaml ... (or capcheck build)", soft_wrap=True)
