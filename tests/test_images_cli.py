@@ -232,3 +232,22 @@ def test_the_human_loop_goes_on_past_broken_links(example_dataset):
                  ("ingest", example_dataset / "_review", "--aspects", "framing"), ("agreement", example_dataset)):
         done = cli(*args)
         assert done.returncode == 0 and "Traceback" not in done.stderr, (args, done.stderr)
+
+
+def test_workers_start_while_the_dataset_is_hashed_and_not_when_the_store_has_every_file(clothed47_dataset,
+                                                                                         keichan):
+    """47 files new to the store: the worker processes are started during the hashing (their start and
+    imports overlap it); the same files again (hashes cached): no worker is started for a run the
+    store will answer."""
+    from verifier.core.options import VerifyOptions
+    from verifier.core.store import Store
+    from verifier.core.verify import Verifier
+
+    options = VerifyOptions(model="demo-vision", base_url="http://127.0.0.1:9/v1")
+    with Store(clothed47_dataset) as store:
+        first = Verifier(clothed47_dataset, keichan, options, store)
+        works, _, _ = first._works()
+        assert len(works) == 47 and first.preparing is not None and first.preparing.processes
+        first.preparing.close()
+        again = Verifier(clothed47_dataset, keichan, options, store)
+        assert len(again._works()[0]) == 47 and again.preparing is None

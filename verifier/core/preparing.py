@@ -51,6 +51,10 @@ def prepare_one(path: Path, max_side: int, fmt: str, reports: Path, sha: str) ->
     return image
 
 
+def _ready() -> None:
+    return None
+
+
 def _worker_start() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the run; the parent stops the pool
     parent = multiprocessing.parent_process()
@@ -76,10 +80,24 @@ class Preparer:
             method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
             context = multiprocessing.get_context(method)
             if method == "forkserver":  # the server imports these once; each worker is a fork of it, ready
-                context.set_forkserver_preload(["__main__", __name__])
+                context.set_forkserver_preload([__name__])
             self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_start)
         else:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="capcheck-prepare")
+
+    def warm(self) -> None:
+        """Start the workers now, not at the first image: the forkserver's start and its imports
+        (Pillow, this module) run on another core while this process still hashes the dataset.
+        From a thread: starting a worker waits for the forkserver, and the hashing need not."""
+        if self.processes:
+            threading.Thread(target=self._start_workers, name="capcheck-warm", daemon=True).start()
+
+    def _start_workers(self) -> None:
+        try:
+            for _ in range(self.workers):
+                self._pool.submit(_ready)
+        except RuntimeError:  # the run ended first (closed): nothing to warm
+            pass
 
     async def prepare(self, path: Path, max_side: int, fmt: str, reports: Path, sha: str) -> Prepared:
         """Raises VerifierError naming the file when it cannot be sent."""

@@ -106,6 +106,7 @@ def _opening(state: Path) -> Iterator[None]:
 class Store:
     def __init__(self, dataset: Path):
         self.root = Path(dataset).resolve()
+        self.hashed = 0  # files hashed afresh by file_sha (not found in the cache), since opening
         state = self.root / STATE_DIR
         self.path = state / DB_NAME
         try:
@@ -208,6 +209,7 @@ class Store:
         sha = hasher(path)
         self.db.execute("INSERT OR REPLACE INTO files(path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?)",
                         (rel, st.st_size, st.st_mtime_ns, sha))
+        self.hashed += 1
         return sha
 
     def rel(self, path: Path) -> str:

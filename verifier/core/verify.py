@@ -32,7 +32,7 @@ from verifier.core.images import sha256_file, text_sha
 from verifier.core.observation import Observation
 from verifier.core.options import UNKNOWN_MODEL, VerifyOptions, backend_identity, open_backend
 from verifier.core.pool import Outcome, Pool, RetryPolicy
-from verifier.core.preparing import Preparer
+from verifier.core.preparing import PROCESSES_FROM, Preparer
 from verifier.core.prompting import PromptSpec, build_prompt
 from verifier.core.store import Store
 from verifier.core.tags import TAGS, ask_order, questions
@@ -129,10 +129,13 @@ def _selected(rel: str, only: list[str]) -> bool:
 
 
 def collect(root: Path, policy: Policy, store: Store, only: list[str], caption_ext: str | None = None,
-            unreadable: dict[str, str] | None = None) -> tuple[list[Work], dict[str, str]]:
+            unreadable: dict[str, str] | None = None,
+            on_hashed: Callable[[int], None] | None = None) -> tuple[list[Work], dict[str, str]]:
     """Every image with a caption, hashed; the others with the reason they are skipped.
-    A file that cannot be read (a broken link, no permission) goes to `unreadable`."""
+    A file that cannot be read (a broken link, no permission) goes to `unreadable`.
+    `on_hashed(n)`: after each file hashed afresh (not from the store's cache), n so far."""
     works, skipped = [], {}
+    hashed = store.hashed
     unreadable = {} if unreadable is None else unreadable
     for item in iter_images(root, caption_ext=caption_ext):
         if (problem := link_problem(item.image, root)) is not None:  # before resolving: a loop cannot be
@@ -152,6 +155,8 @@ def collect(root: Path, policy: Policy, store: Store, only: list[str], caption_e
         except OSError as exc:  # one file the run cannot read: named, the others go on
             unreadable[rel] = f"cannot read image: {exc.strerror or exc}"
             continue
+        if on_hashed is not None and store.hashed > hashed:
+            on_hashed(store.hashed - hashed)
         claims = facts_from_caption(parse(text), policy)
         works.append(Work(item.image, rel, sha, text, text_sha(text), claims))
     return works, skipped
@@ -229,6 +234,7 @@ class Verifier:
         if options.batch_retry not in ("live", "batch", "error"):
             raise VerifierError(None, f"--batch-retry must be live, batch or error, not '{options.batch_retry}'")
         self.root, self.policy, self.options, self.store = root, policy, options, store
+        self.preparing: Preparer | None = None  # started by run(), before the dataset is hashed
         self.spec: PromptSpec = build_prompt(policy, options.resolved_protocol, options.aspects,
                                              options.image_size, options.image_format)
         self.on_result = on_result or (lambda r: None)
@@ -280,8 +286,28 @@ class Verifier:
         started = time.monotonic()
         name, model = identity
         run_id = self.store.start_run("verify", json.dumps(self._args(name, model), sort_keys=True))
+        try:
+            works, skipped, others = self._works()
+            answered = await self.answer(works, identity, opener, close)
+        finally:
+            if self.preparing is not None:
+                self.preparing.close()
+        return RunResult(run_id, name, answered.model, self.spec.protocol, answered.results, skipped,
+                         time.monotonic() - started, answered.requests, answered.max_in_flight,
+                         dict(sorted(self.unreadable.items())), answered.pending, others)
+
+    def _warm(self, hashed: int) -> None:
+        """Files hashed afresh are new to the store, so they will be asked about: once there are enough
+        for worker processes, start them, while the rest is hashed (a run answered from the store starts
+        none)."""
+        if hashed == PROCESSES_FROM and self.preparing is None and not self.options.batch_mode:
+            self.preparing = Preparer(hashed)
+            self.preparing.warm()
+
+    def _works(self) -> tuple[list[Work], dict[str, str], list[str]]:
+        """The captioned images to answer, those skipped (why), and the pictures that are not dataset images."""
         works, skipped = collect(self.root, self.policy, self.store, self.options.only, self.options.caption_ext,
-                                 self.unreadable)
+                                 self.unreadable, on_hashed=self._warm)
         others = [Path(os.path.relpath(p, self.root)).as_posix() for p in other_images(self.root)]
         others = [o for o in others if _selected(o, self.options.only)]
         for rel in [r for r, why in skipped.items() if why.startswith(UNREADABLE)]:
@@ -293,10 +319,7 @@ class Verifier:
             raise VerifierError(self.root, why)
         if self.spec.tags:
             _tag_questions(self.root, works, self.policy, self.options)
-        answered = await self.answer(works, identity, opener, close)
-        return RunResult(run_id, name, answered.model, self.spec.protocol, answered.results, skipped,
-                         time.monotonic() - started, answered.requests, answered.max_in_flight,
-                         dict(sorted(self.unreadable.items())), answered.pending, others)
+        return works, skipped, others
 
     async def answer(self, works: list[Work], identity: tuple[str, str], opener: Callable[[], Backend],
                      close: bool = True) -> Answered:
@@ -336,7 +359,8 @@ class Verifier:
         # run of any size (core/preparing.py: in threads the GIL kept one core idle). More workers only
         # stretch every image's preparation, so the first requests leave later and the replies are read
         # late (832x1216 PNGs at concurrency 32 on 2 cores: 19.8 s -> 12.8 s for 64 images).
-        preparing = Preparer(len(todo))
+        own = self.preparing is None  # eval's answer() comes without run(): its own workers
+        preparing = Preparer(len(todo)) if own else self.preparing
         reports = thumbs.reports_dir(self.root)
 
         # codex without a model in its config: the first answer names the model; the others wait
@@ -385,7 +409,8 @@ class Verifier:
         except* CaptionsError as group:  # a store that cannot be written (full disk): one line, not a group
             raise group.exceptions[0] from None
         finally:
-            preparing.close()
+            if own:
+                preparing.close()
         return pool
 
     def request(self, w: Work, image) -> Request:
