@@ -8,7 +8,6 @@ of our own invention.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, replace
 
 from captions.caption import Caption, TextLine
@@ -127,7 +126,7 @@ def facts_from_caption(caption: Caption, policy: Policy) -> Facts:
             found[aspect] = stated[0]
             continue
         for name in spec.ordered():
-            if any(re.search(p, nl, re.IGNORECASE) for p in spec.values[name].nl_keywords):
+            if any(p.search(nl) for p in spec.values[name].nl_regexes):
                 found[aspect] = name
                 break
     _apply_implications(policy, found)

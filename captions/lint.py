@@ -16,7 +16,7 @@ from pathlib import Path
 
 from captions.caption import Caption, parse
 from captions.compose import QUALITY_WORDS
-from captions.dataset import caption_files, iter_images
+from captions.dataset import iter_images
 from captions.facts import Facts, facts_from_caption
 from captions.policy import BUILTIN_RISKY, RATINGS, Policy
 from captions.tags import has_emphasis, is_score_tag, normalize_tag, strip_emphasis, underscore_free
@@ -73,6 +73,56 @@ class Context:
     def facts(self) -> Facts | None:
         return facts_from_caption(self.caption, self.policy) if self.policy else None
 
+    @cached_property
+    def tables(self) -> Tables:
+        return _tables(self.policy, self.vocab)
+
+
+class Tables:
+    """What the rules look up for every caption, derived once from a policy and a
+    vocabulary, and the per-tag answers (a tag's rank, its unknown-tag finding)
+    remembered as tags are met: a dataset repeats a few hundred tags. Deriving
+    these per caption was a third of linting 10,000 captions (bench/captions_bench.py)."""
+
+    def __init__(self, policy: Policy | None, vocab: Vocabulary | None):
+        self.policy, self.vocab = policy, vocab
+        p = policy
+        self.exempt = frozenset([p.trigger, *p.quality, *p.allowed_tags] if p else []) - {None}
+        self.quality = frozenset(p.quality if p else [])
+        self.subject = frozenset(p.subject if p else [])
+        self.absorbed = frozenset(p.absorbed if p else [])
+        risky = p.risky() if p else BUILTIN_RISKY
+        self.risky = [(phrase, why, re.compile(rf"\b{re.escape(phrase.lower())}\b")) for phrase, why in risky.items()]
+        self.framing_sets = _framing_sets(p)
+        self.outfit_words = _outfit_words(p)
+        self.outfit_spaced = {o: tuple(f" {k} " for k in kws) for o, kws in self.outfit_words.items()}  # whole words
+        self._ranks: dict[str, int] = {}
+        self._unknown: dict[str, tuple[tuple[str, str], ...]] = {}
+
+    def rank(self, tag: str) -> int:
+        rank = self._ranks.get(tag)
+        if rank is None:
+            rank = self._ranks[tag] = _rank(tag, self)
+        return rank
+
+    def unknown(self, tag: str) -> tuple[tuple[str, str], ...]:
+        """unknown-tag's finding for `tag` (none when it is known or exempt)."""
+        found = self._unknown.get(tag)
+        if found is None:
+            found = self._unknown[tag] = tuple(_unknown(tag, self))
+        return found
+
+
+_last: list[Tables] = []
+
+
+def _tables(policy: Policy | None, vocab: Vocabulary | None) -> Tables:
+    """The tables of the pair being linted: one dataset's captions share one policy and
+    vocabulary, so the last pair's are kept (the pair itself held, so identity is safe)."""
+    if not _last or _last[0].policy is not policy or _last[0].vocab is not vocab:
+        _last[:] = [Tables(policy, vocab)]
+    return _last[0]
+
 
 @lru_cache(maxsize=65536)  # pure, asked of every tag (tag order and unknown-tag): tags repeat across a dataset
 def _is_meta_word(tag: str) -> bool:
@@ -80,26 +130,25 @@ def _is_meta_word(tag: str) -> bool:
     return tag in QUALITY_WORDS or tag in RATINGS or tag in TIME_WORDS or is_score_tag(tag) or bool(_YEAR.match(tag))
 
 
-def _exempt(tag: str, ctx: Context) -> bool:
-    """Tags that are not Danbooru tags by design: quality, rating, time, trigger."""
-    if _is_meta_word(tag):
-        return True
-    p = ctx.policy
-    return bool(p) and (tag == p.trigger or tag in p.quality or tag in p.allowed_tags)
+def _unknown(tag: str, tables: Tables) -> Yield:
+    vocab = tables.vocab
+    # not Danbooru tags by design: quality, rating, time, trigger, the policy's allowed tags
+    if tag in vocab or _is_meta_word(tag) or tag in tables.exempt:
+        return
+    canonical = vocab.canonical(tag)
+    if canonical:
+        yield WARNING, f"'{tag}' is a Danbooru alias; the tag is '{canonical}'"
+        return
+    hint = vocab.suggest(tag)
+    yield ERROR, f"'{tag}' is not a Danbooru tag" + (f"; did you mean '{hint}'?" if hint else "")
 
 
 def unknown_tag(ctx: Context) -> Yield:
     if ctx.vocab is None:
         return
+    tables = ctx.tables
     for tag in dict.fromkeys(ctx.tags):
-        if tag in ctx.vocab or _exempt(tag, ctx):
-            continue
-        canonical = ctx.vocab.canonical(tag)
-        if canonical:
-            yield WARNING, f"'{tag}' is a Danbooru alias; the tag is '{canonical}'"
-            continue
-        hint = ctx.vocab.suggest(tag)
-        yield ERROR, f"'{tag}' is not a Danbooru tag" + (f"; did you mean '{hint}'?" if hint else "")
+        yield from tables.unknown(tag)
 
 
 def weight_syntax(ctx: Context) -> Yield:
@@ -109,11 +158,16 @@ def weight_syntax(ctx: Context) -> Yield:
             yield ERROR, f"'{item}' carries prompt weight syntax, which a trainer reads literally; write '{flat}'"
 
 
+@lru_cache(maxsize=65536)  # pure, asked of every tag as written
+def _underscored(item: str) -> str | None:
+    tag = strip_emphasis(item).strip().lower()
+    return None if underscore_free(tag) else normalize_tag(tag)
+
+
 def underscore(ctx: Context) -> Yield:
     for item in ctx.caption.raw_tags:
-        tag = strip_emphasis(item).strip().lower()
-        if not underscore_free(tag):
-            yield WARNING, f"'{item}' uses underscores; write '{normalize_tag(tag)}' (only score_* keeps them)"
+        if "_" in item and (flat := _underscored(item)) is not None:
+            yield WARNING, f"'{item}' uses underscores; write '{flat}' (only score_* keeps them)"
 
 
 def rating(ctx: Context) -> Yield:
@@ -141,22 +195,21 @@ def duplicate_tag(ctx: Context) -> Yield:
             yield WARNING, f"'{tag}' appears {n} times"
 
 
-def _framing_sets(ctx: Context) -> list[tuple[str, list[str]]]:
-    p = ctx.policy
+def _framing_sets(p: Policy | None) -> list[tuple[str, list[str]]]:
     if p is None:
         return [("framing", list(BUILTIN_FRAMINGS))]
     out = []
     for aspect in ("framing", "view"):
         spec = p.aspect(aspect)
         if spec:
-            out.append((aspect, [t for v in spec.values.values() for t in v.tags]))
+            out.append((aspect, list(dict.fromkeys(t for v in spec.values.values() for t in v.tags))))
     return out
 
 
 def conflicting_tags(ctx: Context) -> Yield:
     present = set(ctx.tags)
-    for aspect, tags in _framing_sets(ctx):
-        hits = [t for t in dict.fromkeys(tags) if t in present]
+    for aspect, tags in ctx.tables.framing_sets:
+        hits = [t for t in tags if t in present]
         if len(hits) > 1:
             yield ERROR, f"two {aspect} tags: {' and '.join(hits)}"
     if "nude" in present or "naked" in present:
@@ -172,18 +225,18 @@ def nl_sentences(ctx: Context) -> Yield:
 
 
 def risky_phrase(ctx: Context) -> Yield:
-    risky = ctx.policy.risky() if ctx.policy else BUILTIN_RISKY
     text = (ctx.caption.nl_text + " , " + ", ".join(ctx.tags)).lower()
-    for phrase, why in risky.items():
-        if re.search(rf"\b{re.escape(phrase.lower())}\b", text):
+    for phrase, why, pattern in ctx.tables.risky:
+        if pattern.search(text):
             yield ERROR, f"'{phrase}': {why}"
 
 
 def absorbed_leak(ctx: Context) -> Yield:
     if ctx.policy is None:
         return
+    absorbed = ctx.tables.absorbed
     for tag in dict.fromkeys(ctx.tags):
-        if tag in ctx.policy.absorbed:
+        if tag in absorbed:
             yield ERROR, f"'{tag}' is absorbed by the trigger '{ctx.policy.trigger}'; remove the tag"
 
 
@@ -201,14 +254,14 @@ def year_tag(ctx: Context) -> Yield:
 ORDER_NAMES = ("quality/rating", "subject", "character", "series", "artist", "general")
 
 
-def _rank(tag: str, ctx: Context) -> int:
-    kind = ctx.vocab.kind(tag) if ctx.vocab else None
-    p = ctx.policy
+def _rank(tag: str, tables: Tables) -> int:
+    kind = tables.vocab.kind(tag) if tables.vocab else None
+    p = tables.policy
     if _is_meta_word(tag):
         return 0
-    if (p and tag in p.quality) or kind == META:
+    if tag in tables.quality or kind == META:
         return 0
-    if tag in SUBJECT_WORDS or _SUBJECT.match(tag) or (p and tag in p.subject):
+    if tag in SUBJECT_WORDS or _SUBJECT.match(tag) or tag in tables.subject:
         return 1
     if (p and tag == p.trigger) or kind == CHARACTER:
         return 2
@@ -217,8 +270,9 @@ def _rank(tag: str, ctx: Context) -> int:
 
 def tag_order(ctx: Context) -> Yield:
     best, best_tag = 0, None
+    rank_of = ctx.tables.rank
     for tag in ctx.tags:
-        rank = _rank(tag, ctx)
+        rank = rank_of(tag)
         if rank < best:
             yield WARNING, (
                 f"'{tag}' ({ORDER_NAMES[rank]}) comes after '{best_tag}' ({ORDER_NAMES[best]}); "
@@ -229,8 +283,8 @@ def tag_order(ctx: Context) -> Yield:
             best, best_tag = rank, tag
 
 
-def _outfit_words(ctx: Context) -> dict[str, tuple[str, ...]]:
-    spec = ctx.policy.aspect("outfit") if ctx.policy else None
+def _outfit_words(p: Policy | None) -> dict[str, tuple[str, ...]]:
+    spec = p.aspect("outfit") if p else None
     if spec is None:
         return BUILTIN_OUTFITS
     return {name: (name, *v.tags, *v.keywords) for name, v in spec.values.items()}
@@ -239,9 +293,9 @@ def _outfit_words(ctx: Context) -> dict[str, tuple[str, ...]]:
 def filename_hint(ctx: Context) -> Yield:
     """The file is named for an outfit that the caption contradicts: the
     second article's swapped `bikini` / `nude` captions."""
-    words = _outfit_words(ctx)
+    words = ctx.tables.outfit_words
     stem = " " + re.sub(r"[_\-.\s]+", " ", ctx.path.stem.lower()) + " "
-    named = [o for o, kws in words.items() if any(f" {k} " in stem for k in kws)]
+    named = [o for o, spaced in ctx.tables.outfit_spaced.items() if any(k in stem for k in spaced)]
     if not named:
         return
     facts = ctx.facts
@@ -282,22 +336,30 @@ def lint_text(path: Path, text: str, policy: Policy | None = None, vocab: Vocabu
 
 
 def lint_dataset(root: Path, policy: Policy | None = None, vocab: Vocabulary | None = None) -> list[Finding]:
-    """Every caption under `root` (or `root` itself when it is a file)."""
-    findings: list[Finding] = []
+    """Every caption under `root` (or `root` itself when it is a file), then the images without one."""
     base = root.parent if root.is_file() else root
 
     def show(path: Path) -> str:
-        return str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
+        try:
+            return str(path.relative_to(base))
+        except ValueError:
+            return str(path)
 
-    for path in caption_files(root):
+    def lint_file(path: Path) -> list[Finding]:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            findings.append(Finding(show(path), "unreadable", ERROR, f"cannot read: {exc}"))
-            continue
-        findings.extend(lint_text(path, text, policy, vocab, show(path)))
-    if root.is_dir():
-        for item in iter_images(root):
-            if not item.caption.exists():
-                findings.append(Finding(show(item.image), "missing-caption", WARNING, "no caption beside this image"))
-    return findings
+            return [Finding(show(path), "unreadable", ERROR, f"cannot read: {exc}")]
+        return lint_text(path, text, policy, vocab, show(path))
+
+    if root.is_file():
+        return lint_file(root)
+    findings: list[Finding] = []
+    missing: list[Finding] = []
+    for item in iter_images(root):  # one walk, one look for each caption (it was two of each)
+        path = item.caption
+        if path.exists():
+            findings.extend(lint_file(path))
+        else:
+            missing.append(Finding(show(item.image), "missing-caption", WARNING, "no caption beside this image"))
+    return findings + missing

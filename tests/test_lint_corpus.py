@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from captions import Vocabulary, lint_text
+from captions import Vocabulary, lint_dataset, lint_text
 from captions.generic import generic_policy
 
 MINI_CSV = """1girl,0,100,"1girls,sole_female"
@@ -218,3 +218,36 @@ def test_the_corpus_exercises_every_rule(keichan, mini):
 
     seen = {line.split(": ")[1] for line in findings_of(keichan, mini)}
     assert set(RULES) | {"empty"} <= seen
+
+RECORDED_DATASET = ("48e0b8436a45c523", {  # lint_dataset over write_dataset's folder, keichan and the mini CSV
+    "absorbed-leak": 1128, "conflicting-tags": 69, "duplicate-tag": 99, "empty": 3, "filename-hint": 285,
+    "missing-caption": 14, "missing-trigger": 257, "nl-sentences": 15, "rating": 276, "risky-phrase": 36,
+    "tag-order": 74, "underscore": 69, "unknown-tag": 466, "unreadable": 7, "weight-syntax": 14, "year-tag": 25,
+})
+
+
+def write_dataset(root: Path) -> Path:
+    """The corpus as a dataset: captions beside images, in two folders (one a kohya repeat folder), with
+    images that have no caption, a `.caption` caption, one that is not UTF-8, and files lint must pass over."""
+    for i, (name, text) in enumerate(corpus(400)):
+        folder = root / ("10_set" if i % 3 else "") / ("deep" if i % 7 == 0 else "")
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = Path(name).stem
+        (folder / f"{stem}.png").touch()
+        if i % 29 == 0:
+            continue  # an image without a caption
+        ext = ".caption" if i % 31 == 0 else ".txt"
+        (folder / f"{stem}{ext}").write_bytes(b"\xff\xfe bad" if i % 53 == 0 else text.encode())
+    (root / "notes.txt").write_text("not a caption: no image beside it")
+    (root / ".hidden.png").touch()
+    (root / "anim.gif").touch()
+    return root
+
+
+def test_lint_dataset_over_the_corpus_as_files_is_unchanged(tmp_path, keichan, mini):
+    root = write_dataset(tmp_path / "set")
+    found = [str(f) + f" [{f.severity}]" for f in lint_dataset(root, keichan, mini)]
+    print(json.dumps({"dataset": summary(found)}))
+    assert summary(found) == RECORDED_DATASET
+    one = next(root.rglob("*.txt"))  # a file given as the dataset: named from its own folder
+    assert [f.path for f in lint_dataset(one, keichan, mini)] == [one.name] * len(lint_dataset(one, keichan, mini))
