@@ -122,6 +122,10 @@ class Aspect(_Model):
             found = self._detected[tag] = frozenset(hits)
         return found
 
+    def first(self, hits: set[str] | frozenset[str]) -> str | None:
+        """The highest-priority value among `hits`."""
+        return next((name for name in self._ordered if name in hits), None)
+
     def matching(self, tags: list[str]) -> list[str]:
         """Values with a tag or keyword among `tags`, in priority order. Called for
         every aspect of every caption (lint, verify)."""
@@ -308,6 +312,19 @@ class Policy(_Model):
 
     def aspect(self, name: str) -> Aspect | None:
         return getattr(self.aspects, name, None) if name in ASPECTS else None
+
+    @cached_property
+    def _detected(self) -> dict[str, tuple[tuple[str, frozenset[str]], ...]]:
+        return {}
+
+    def detects(self, tag: str) -> tuple[tuple[str, frozenset[str]], ...]:
+        """(aspect, the values `tag` detects) for each aspect it detects any in: most tags detect none,
+        so reading a caption's facts asks one look-up per tag, not one per tag and aspect."""
+        found = self._detected.get(tag)
+        if found is None:
+            found = self._detected[tag] = tuple((name, hits) for name, spec in self.aspects.items()
+                                                if (hits := spec._detects(tag)))
+        return found
 
     def risky(self) -> dict[str, str]:
         return {**BUILTIN_RISKY, **{k.lower(): v for k, v in self.risky_phrases.items()}}
