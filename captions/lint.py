@@ -1,8 +1,10 @@
 """lint: caption checks, each a small pure function.
 
 A rule takes a `Context` (one caption, and the policy and vocabulary when
-there are any) and yields `(severity, message)` pairs. `lint_caption` runs
-them all; `lint_dataset` runs them over a folder.
+there are any) and yields `(severity, message)` pairs. `lint_text` runs
+them all; `lint_dataset` runs them over a folder. What the rules look up
+for every caption (exempt and absorbed tags, tag ranks, risky phrases) is
+derived once per policy and vocabulary, in `lint_tables`.
 """
 
 from __future__ import annotations
@@ -15,21 +17,16 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 
 from captions.caption import Caption, parse
-from captions.compose import QUALITY_WORDS
 from captions.dataset import iter_images
 from captions.facts import Facts, facts_from_caption
-from captions.policy import BUILTIN_RISKY, RATINGS, Policy
-from captions.tags import has_emphasis, is_score_tag, normalize_tag, strip_emphasis, underscore_free
-from captions.vocab import ARTIST, CHARACTER, COPYRIGHT, META, Vocabulary
+from captions.lint_tables import YEAR, Tables, is_meta_word, tables_for
+from captions.policy import RATINGS, Policy
+from captions.tags import has_emphasis, normalize_tag, strip_emphasis, underscore_free
+from captions.vocab import Vocabulary
 
 ERROR, WARNING = "error", "warning"
 Yield = Iterator[tuple[str, str]]
 
-_YEAR = re.compile(r"^year \d{4}$")
-_SUBJECT = re.compile(r"^(\d\+?|multiple|no) ?(girls?|boys?|others?|humans)$")
-SUBJECT_WORDS = frozenset({"solo", "solo focus", "multiple girls", "multiple boys", "no humans"})
-TIME_WORDS = frozenset({"newest", "recent", "mid", "early", "old"})
-BUILTIN_FRAMINGS = ("portrait", "close-up", "upper body", "cowboy shot", "full body", "lower body")
 # Garments: worn with `nude` they contradict it (accessories such as ribbons
 # or thighhighs do not).
 GARMENTS = frozenset({
@@ -37,11 +34,6 @@ GARMENTS = frozenset({
     "sweater", "hoodie", "pants", "shorts", "leotard", "yukata", "kimono", "serafuku", "buruma",
     "cardigan", "vest", "bodysuit", "overalls", "sundress", "tracksuit",
 })
-# File-name words for outfits when no policy names them.
-BUILTIN_OUTFITS = {
-    "nude": ("nude", "naked"), "bikini": ("bikini",), "swimsuit": ("swimsuit", "school swimsuit"),
-    "leotard": ("leotard",), "yukata": ("yukata",), "dress": ("dress",), "uniform": ("uniform", "school uniform"),
-}
 
 
 @dataclass(frozen=True)
@@ -75,65 +67,13 @@ class Context:
 
     @cached_property
     def tables(self) -> Tables:
-        return _tables(self.policy, self.vocab)
-
-
-class Tables:
-    """What the rules look up for every caption, derived once from a policy and a
-    vocabulary, and the per-tag answers (a tag's rank, its unknown-tag finding)
-    remembered as tags are met: a dataset repeats a few hundred tags. Deriving
-    these per caption was a third of linting 10,000 captions (bench/captions_bench.py)."""
-
-    def __init__(self, policy: Policy | None, vocab: Vocabulary | None):
-        self.policy, self.vocab = policy, vocab
-        p = policy
-        self.exempt = frozenset([p.trigger, *p.quality, *p.allowed_tags] if p else []) - {None}
-        self.quality = frozenset(p.quality if p else [])
-        self.subject = frozenset(p.subject if p else [])
-        self.absorbed = frozenset(p.absorbed if p else [])
-        risky = p.risky() if p else BUILTIN_RISKY
-        self.risky = [(phrase, why, re.compile(rf"\b{re.escape(phrase.lower())}\b")) for phrase, why in risky.items()]
-        self.framing_sets = _framing_sets(p)
-        self.outfit_words = _outfit_words(p)
-        self.outfit_spaced = {o: tuple(f" {k} " for k in kws) for o, kws in self.outfit_words.items()}  # whole words
-        self._ranks: dict[str, int] = {}
-        self._unknown: dict[str, tuple[tuple[str, str], ...]] = {}
-
-    def rank(self, tag: str) -> int:
-        rank = self._ranks.get(tag)
-        if rank is None:
-            rank = self._ranks[tag] = _rank(tag, self)
-        return rank
-
-    def unknown(self, tag: str) -> tuple[tuple[str, str], ...]:
-        """unknown-tag's finding for `tag` (none when it is known or exempt)."""
-        found = self._unknown.get(tag)
-        if found is None:
-            found = self._unknown[tag] = tuple(_unknown(tag, self))
-        return found
-
-
-_last: list[Tables] = []
-
-
-def _tables(policy: Policy | None, vocab: Vocabulary | None) -> Tables:
-    """The tables of the pair being linted: one dataset's captions share one policy and
-    vocabulary, so the last pair's are kept (the pair itself held, so identity is safe)."""
-    if not _last or _last[0].policy is not policy or _last[0].vocab is not vocab:
-        _last[:] = [Tables(policy, vocab)]
-    return _last[0]
-
-
-@lru_cache(maxsize=65536)  # pure, asked of every tag (tag order and unknown-tag): tags repeat across a dataset
-def _is_meta_word(tag: str) -> bool:
-    """Quality, score, rating and time words: Anima's own, not Danbooru tags."""
-    return tag in QUALITY_WORDS or tag in RATINGS or tag in TIME_WORDS or is_score_tag(tag) or bool(_YEAR.match(tag))
+        return tables_for(self.policy, self.vocab)
 
 
 def _unknown(tag: str, tables: Tables) -> Yield:
     vocab = tables.vocab
     # not Danbooru tags by design: quality, rating, time, trigger, the policy's allowed tags
-    if tag in vocab or _is_meta_word(tag) or tag in tables.exempt:
+    if tag in vocab or is_meta_word(tag) or tag in tables.exempt:
         return
     canonical = vocab.canonical(tag)
     if canonical:
@@ -147,8 +87,12 @@ def unknown_tag(ctx: Context) -> Yield:
     if ctx.vocab is None:
         return
     tables = ctx.tables
+    seen = tables.answers.setdefault("unknown-tag", {})  # a tag's finding is the same in every caption
     for tag in dict.fromkeys(ctx.tags):
-        yield from tables.unknown(tag)
+        found = seen.get(tag)
+        if found is None:
+            found = seen[tag] = tuple(_unknown(tag, tables))
+        yield from found
 
 
 def weight_syntax(ctx: Context) -> Yield:
@@ -195,17 +139,6 @@ def duplicate_tag(ctx: Context) -> Yield:
             yield WARNING, f"'{tag}' appears {n} times"
 
 
-def _framing_sets(p: Policy | None) -> list[tuple[str, list[str]]]:
-    if p is None:
-        return [("framing", list(BUILTIN_FRAMINGS))]
-    out = []
-    for aspect in ("framing", "view"):
-        spec = p.aspect(aspect)
-        if spec:
-            out.append((aspect, list(dict.fromkeys(t for v in spec.values.values() for t in v.tags))))
-    return out
-
-
 def conflicting_tags(ctx: Context) -> Yield:
     present = set(ctx.tags)
     for aspect, tags in ctx.tables.framing_sets:
@@ -226,8 +159,8 @@ def nl_sentences(ctx: Context) -> Yield:
 
 def risky_phrase(ctx: Context) -> Yield:
     text = (ctx.caption.nl_text + " , " + ", ".join(ctx.tags)).lower()
-    for phrase, why, pattern in ctx.tables.risky:
-        if phrase.lower() in text and pattern.search(text):  # the plain look first: the regex only where it can match
+    for phrase, why, lowered, pattern in ctx.tables.risky:
+        if lowered in text and pattern.search(text):  # the plain look first: the regex only where it can match
             yield ERROR, f"'{phrase}': {why}"
 
 
@@ -247,25 +180,11 @@ def missing_trigger(ctx: Context) -> Yield:
 
 def year_tag(ctx: Context) -> Yield:
     for tag in ctx.tags:
-        if _YEAR.match(tag):
+        if YEAR.match(tag):
             yield WARNING, f"'{tag}' ties the character to that era's style; add it at inference instead"
 
 
 ORDER_NAMES = ("quality/rating", "subject", "character", "series", "artist", "general")
-
-
-def _rank(tag: str, tables: Tables) -> int:
-    kind = tables.vocab.kind(tag) if tables.vocab else None
-    p = tables.policy
-    if _is_meta_word(tag):
-        return 0
-    if tag in tables.quality or kind == META:
-        return 0
-    if tag in SUBJECT_WORDS or _SUBJECT.match(tag) or tag in tables.subject:
-        return 1
-    if (p and tag == p.trigger) or kind == CHARACTER:
-        return 2
-    return {COPYRIGHT: 3, ARTIST: 4}.get(kind, 5)
 
 
 def tag_order(ctx: Context) -> Yield:
@@ -281,13 +200,6 @@ def tag_order(ctx: Context) -> Yield:
             return
         if rank > best:
             best, best_tag = rank, tag
-
-
-def _outfit_words(p: Policy | None) -> dict[str, tuple[str, ...]]:
-    spec = p.aspect("outfit") if p else None
-    if spec is None:
-        return BUILTIN_OUTFITS
-    return {name: (name, *v.tags, *v.keywords) for name, v in spec.values.items()}
 
 
 def filename_hint(ctx: Context) -> Yield:
