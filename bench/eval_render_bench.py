@@ -118,7 +118,7 @@ def main() -> None:
     warm = cfg.model_copy(update={"eval": spec.model_copy(update={"seeds": [1], "epochs": [1]})})
     reload_per_epoch(warm, Path(tempfile.mkdtemp(dir=root)))
     started, cpu = time.perf_counter(), time.process_time()
-    pngs = render(cfg)
+    pngs = render(cfg).pngs
     in_place, in_place_cpu = time.perf_counter() - started, time.process_time() - cpu
     reloaded = root / "reload"
     reloaded.mkdir()

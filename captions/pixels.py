@@ -22,6 +22,7 @@ from PIL import Image, ImageOps
 # Modes whose values span 0..65535: scaled by 1/257 so 65535 is 255.
 _SIXTEEN = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 _ALPHA = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+ORIENTATION = 0x0112  # the EXIF tag; 1 is upright, 2..8 a flip and/or a turn
 
 
 class ModeError(ValueError):
@@ -53,9 +54,16 @@ def as_rgb(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA") if mode != "La" else image.convert("LA").convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
+    if mode == "RGB":  # already what a viewer shows: Pillow's convert would copy it (3 MB for 832x1216)
+        image.load()
+        return image
     return image.convert("RGB")
 
 
 def as_seen(image: Image.Image) -> Image.Image:
-    """Upright (EXIF orientation applied) and `as_rgb`: what a person sees when opening the file."""
-    return as_rgb(ImageOps.exif_transpose(image))
+    """Upright (EXIF orientation applied) and `as_rgb`: what a person sees when opening the file.
+    The result may be `image` itself (loaded), when it is upright RGB already: no copy."""
+    image.load()  # a PNG's eXIf chunk may come after its pixels
+    if image.getexif().get(ORIENTATION, 1) in range(2, 9):  # exif_transpose copies even an upright image
+        image = ImageOps.exif_transpose(image)
+    return as_rgb(image)

@@ -165,6 +165,19 @@ class Aspects(_Model):
     def items(self) -> list[tuple[str, Aspect]]:
         return [(name, a) for name in ASPECTS if (a := getattr(self, name)) is not None]
 
+    @cached_property
+    def _detected(self) -> dict[str, tuple[tuple[str, frozenset[str]], ...]]:
+        return {}  # on the aspects, not the policy: a policy copied with other aspects gets its own
+
+    def detects(self, tag: str) -> tuple[tuple[str, frozenset[str]], ...]:
+        """(aspect, the values `tag` detects) for each aspect it detects any in: most tags detect none,
+        so reading a caption's facts asks one look-up per tag, not one per tag and aspect."""
+        found = self._detected.get(tag)
+        if found is None:
+            found = self._detected[tag] = tuple((name, hits) for name, spec in self.items()
+                                                if (hits := spec._detects(tag)))
+        return found
+
 
 class RatingRule(_Model):
     default: Literal["safe", "sensitive", "explicit"] = "safe"
@@ -313,18 +326,9 @@ class Policy(_Model):
     def aspect(self, name: str) -> Aspect | None:
         return getattr(self.aspects, name, None) if name in ASPECTS else None
 
-    @cached_property
-    def _detected(self) -> dict[str, tuple[tuple[str, frozenset[str]], ...]]:
-        return {}
-
     def detects(self, tag: str) -> tuple[tuple[str, frozenset[str]], ...]:
-        """(aspect, the values `tag` detects) for each aspect it detects any in: most tags detect none,
-        so reading a caption's facts asks one look-up per tag, not one per tag and aspect."""
-        found = self._detected.get(tag)
-        if found is None:
-            found = self._detected[tag] = tuple((name, hits) for name, spec in self.aspects.items()
-                                                if (hits := spec._detects(tag)))
-        return found
+        """(aspect, the values `tag` detects) for each aspect it detects any in (`Aspects.detects`)."""
+        return self.aspects.detects(tag)
 
     def risky(self) -> dict[str, str]:
         return {**BUILTIN_RISKY, **{k.lower(): v for k, v in self.risky_phrases.items()}}

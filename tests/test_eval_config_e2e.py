@@ -128,8 +128,9 @@ def test_eval_config_trains_renders_verifies_and_recommends(tiny_anima, tiny_dat
     with DemoServer(model) as server:
         args = ("eval", "--config", config, tiny_dataset, "--policy", POLICY, "--model", "demo", "--base-url",
                 server.url, "--image-format", "png", "--json")
-        run = capcheck(*args)
+        run = capcheck(*args, "--processes", 2)  # rendered by two ranks (gloo), a share each; scored here
         assert run.returncode == 0, run.stderr
+        assert "rendered 16 of 16 samples on 2 processes (8 + 8)" in run.stderr
         report = json.loads(run.stdout)  # --json: nothing else on stdout
         asked = server.stats.requests
 

@@ -252,7 +252,7 @@ def test_review_without_a_routed_folder_is_one_line(clothed47_dataset, tmp_path)
     assert proc.stderr.strip().splitlines() == [  # which policy (every command says it), then the one error line
         f"policy: {POLICY} (--policy)",
         f"error: {clothed47_dataset / '_review'}: nothing routed for a person here: run `capcheck route DATASET "
-        "--aspects ASPECT` first"]
+        "--aspects ASPECT` (or `--losses`) first"]
     (tmp_path / "elsewhere" / "framing").mkdir(parents=True)
     with socket.socket() as taken:  # a port another program holds
         taken.bind(("127.0.0.1", 0))

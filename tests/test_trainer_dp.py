@@ -140,3 +140,52 @@ def test_plan_prints_the_hours_on_n_gpus_and_says_the_scaling_is_an_estimate():
     assert "13.6 h (≈14 h), $10.46 at $0.77/h" in result.output  # one GPU, as before
     assert ("on 4 GPUs: 3.8 h, $11.62 for 4 GPUs (x3.6; the scaling, 0.9 per GPU, is an estimate until measured"
             in result.output)
+
+
+def broken_copy(dataset, folder):
+    folder.mkdir()
+    for f in dataset.iterdir():
+        if f.is_file():
+            (folder / f.name).write_bytes(f.read_bytes())
+    whole = (folder / "3.png").read_bytes()
+    (folder / "3.png").write_bytes(whole[:len(whole) // 2])  # cut short: only a full decode sees it
+    return folder
+
+
+def test_an_unreadable_image_is_one_line_not_a_traceback_per_rank(tiny_anima, dataset, tmp_path):
+    data = broken_copy(dataset, tmp_path / "data")
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(settings(tiny_anima, tmp_path / "out")))
+    code, _, stderr = finish(capcheck("train", data, "--config", config, "--processes", 2, "--allow-unverified"))
+    assert code == 2, stderr
+    # rank 0 says it once; the launcher's own "failed (exitcode: 2) local_rank: …" line is not printed
+    assert stderr.strip().splitlines() == [f"error: {data / '3.png'}: not a readable image (image file is "
+                                           "truncated): replace it or move it out of the dataset"]
+
+
+@pytest.mark.parametrize("started_by", ["torchrun", "--processes"])
+def test_an_error_of_another_rank_alone_is_said_not_swallowed(tiny_anima, dataset, tmp_path, started_by):
+    """Only rank 0 prints; rank 1 failing alone (here: a file only it reads broken) must still say why:
+    under the user's launcher on its own stderr, named by rank, as torchrun's ranks speak; started by
+    --processes, into the launcher's folder, which `trainer.launch` reads back and prints."""
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(settings(tiny_anima, tmp_path / "out")))
+    broken = broken_copy(dataset, tmp_path / "broken")
+    world = {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
+             "OMP_NUM_THREADS": "1"}
+    errors = tmp_path / "ranks"
+    errors.mkdir()
+    extra = {"CAPCHECK_RANK_ERRORS": str(errors)} if started_by == "--processes" else {}
+    ranks = [capcheck("train", data, "--config", config, "--allow-unverified",
+                      env={**os.environ, **world, **extra, "RANK": str(r), "LOCAL_RANK": str(r)})
+             for r, data in ((0, dataset), (1, broken))]
+    code1, out1, err1 = finish(ranks[1])
+    ranks[0].kill()  # left waiting for rank 1 at the next collective (a launcher stops it the same way)
+    finish(ranks[0])
+    said = f"rank 1: error: {broken / '3.png'}: not a readable image (image file is truncated): replace it or " \
+           "move it out of the dataset"
+    assert code1 == 2 and out1 == ""
+    if started_by == "torchrun":
+        assert err1.strip().splitlines() == [said]
+    else:
+        assert err1 == "" and (errors / "rank-1.txt").read_text() == said

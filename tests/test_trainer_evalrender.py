@@ -14,6 +14,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from trainer.checkpoint import lora_path
@@ -59,7 +60,7 @@ def loras(tiny_anima, tmp_path_factory):
 def rendered(tiny_anima, loras):
     cfg = eval_config(tiny_anima, loras)
     calls = []
-    paths = render(cfg, None, progress=lambda done, total: calls.append((done, total)))
+    paths = render(cfg, None, progress=lambda done, total: calls.append((done, total))).pngs
     return cfg, paths, calls
 
 
@@ -144,7 +145,7 @@ def test_a_rerun_renders_only_what_is_missing_or_stale(rendered, tiny_anima, lor
     folder = paths[0].parent
     before = {p: p.stat().st_mtime_ns for p in paths}
     calls = []
-    assert render(cfg, None, progress=lambda d, t: calls.append(t)) == paths and calls == []  # nothing to do
+    assert render(cfg, None, progress=lambda d, t: calls.append(t)).pngs == paths and calls == []  # nothing to do
     assert {p: p.stat().st_mtime_ns for p in paths} == before
     (folder / "ep0001_K_s2_w0.5.json").unlink()  # an image whose sidecar is gone
     (folder / "ep0001_KT_s1_w1.0.json").write_text("{")  # a torn sidecar
@@ -160,7 +161,7 @@ def test_a_retrained_epoch_file_is_rendered_again(tiny_anima, loras, tmp_path):
     out.mkdir()
     (out / "tiny_epoch001.safetensors").write_bytes(lora_path(loras, "tiny", 1).read_bytes())
     cfg = eval_config(tiny_anima, out, prompts={"K": "keichan"}, seeds=[1], strengths=[1.0])
-    first = render(cfg, [1])
+    first = render(cfg, [1]).pngs
     old = pixels(first[1])
     make_lora(tiny_anima, out, 1, seed=99)  # the same name, new weights (a second training run)
     assert [p.name for c, p, _, present in plan_samples(cfg) if not present] == ["ep0001_K_s1_w1.0.png"]
@@ -203,7 +204,7 @@ def test_a_render_killed_between_image_and_sidecar_leaves_no_sidecar_without_its
                       eval=EvalConfig(prompts={"K": "keichan"}, seeds=[1, 2], steps=1))
     assert len([p for c, p, _, present in plan_samples(cfg) if not present]) == 2 * 3 - 2
     calls = []
-    assert len(render(cfg, progress=lambda d, t: calls.append(d))) == 6 and calls == [1, 2, 3, 4]
+    assert len(render(cfg, progress=lambda d, t: calls.append(d)).pngs) == 6 and calls == [1, 2, 3, 4]
     assert not list(folder.glob(".*.tmp"))
 
 
@@ -319,3 +320,46 @@ def test_a_swap_takes_each_files_own_alpha_and_rank(tiny_anima, tmp_path):
             assert torch.equal(swapped(**inputs)[0], fresh(path, rank, alpha)(**inputs)[0]), name
     swap.scale(0.5)  # strength: half of alpha / rank
     assert dict(swapped.named_modules())["transformer_blocks.0.attn1.to_q"].scaling["default"] == 0.5 * 2.0 / 4
+
+
+def eval_yaml(tiny_anima, out, path, **spec) -> None:
+    ev = dict(prompts={"K": "keichan, 1girl, solo", "KT": "keichan, 1girl, solo, blonde hair, upper body"},
+              negative="ahoge, worst quality", seeds=[1, 2], strengths=[0.5, 1.0], steps=2, **spec)
+    path.write_text(yaml.safe_dump(dict(model_path=str(tiny_anima), mixed_precision="no", device="cpu",
+                                        output_dir=str(out), output_name="tiny", max_sequence_length=64,
+                                        sample_width=64, sample_height=64, sample_cfg_scale=3.0, eval=ev)))
+
+
+def test_two_processes_render_a_share_each_and_the_same_images(rendered, tiny_anima, loras, tmp_path):
+    """`capcheck eval --render-only --processes 2`: real ranks (gloo), contiguous shares in epoch order; a sample
+    depends only on its seed, so the images are the ones one process drew."""
+    _, paths, _ = rendered
+    out = tmp_path / "out"
+    out.mkdir()
+    for epoch in (1, 2, 3):
+        (out / f"tiny_epoch{epoch:03d}.safetensors").write_bytes(lora_path(loras, "tiny", epoch).read_bytes())
+    config = tmp_path / "train.yaml"
+    eval_yaml(tiny_anima, out, config)
+    run = subprocess.run([sys.executable, "-m", "verifier.cli", "eval", "--config", str(config), "--render-only",
+                          "--processes", "2"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    folder = out / "eval" / "samples"
+    assert run.stdout.splitlines() == [f"capcheck eval --render-only: rendered 28 of 28 samples on 2 processes "
+                                       f"(14 + 14), 0 there already: {folder}"]
+    assert run.stderr == ""
+    worst = max(int(np.abs(pixels(folder / p.name).astype(int) - pixels(p)).max()) for p in paths)
+    print(f"\n2 processes vs 1: 28 samples, largest pixel difference {worst} (of 255)")
+    assert worst <= 2  # float reduction order (one thread per rank) at most; a wrong seed or LoRA differs by far more
+    assert all(json.loads((folder / p.with_suffix(".json").name).read_text())["seed"] ==
+               json.loads(p.with_suffix(".json").read_text())["seed"] for p in paths)
+    again = subprocess.run([sys.executable, "-m", "verifier.cli", "eval", "--config", str(config), "--render-only",
+                            "--processes", "2"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "rendered 0 of 28 samples on 2 processes (0 + 0), 28 there already" in again.stdout
+
+
+def test_render_only_and_processes_need_a_config(tmp_path):
+    for flag in (["--render-only"], ["--processes", "2"]):
+        run = subprocess.run([sys.executable, "-m", "verifier.cli", "eval", "--samples", str(tmp_path), *flag],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2 and run.stderr.strip().splitlines() == [
+            f"error: {flag[0]} goes with --config TRAIN.yaml (images from --samples are rendered already)"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,8 +77,12 @@ def load_samples(root: Path, resolution: int) -> list[Sample]:
         if text is None:
             missing.append(item.image)
             continue
-        with Image.open(item.image) as im:
-            size = ImageOps.exif_transpose(im).size
+        try:  # decoded whole here, once: a truncated file is named now, not hours into the run
+            with Image.open(item.image) as im:
+                size = ImageOps.exif_transpose(im).size
+        except (OSError, SyntaxError, ValueError, struct.error, Image.DecompressionBombError) as exc:
+            raise TrainError(item.image, f"not a readable image ({exc}): replace it or move it out of the "
+                                         "dataset") from None
         sha = hashlib.sha256(item.image.read_bytes()).hexdigest()
         out.append(Sample(item.image, text, sha, bucket_for(size, options)))
     if missing:

@@ -185,21 +185,77 @@ def _write(png: Path, image, meta: dict) -> None:
     os.replace(tmp, side)
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """What a render call did: every PNG of the matrix, and how many each process rendered now."""
+
+    pngs: list[Path]
+    per_process: list[int]  # samples rendered now, per rank (one entry without a launcher)
+    main: bool = True  # False on the other ranks of a launched world: rank 0 goes on alone
+
+    @property
+    def count(self) -> int:
+        return sum(self.per_process)
+
+
 def render(config: TrainConfig, epochs: list[int] | None = None,
-           progress: Callable[[int, int], None] | None = None) -> list[Path]:
+           progress: Callable[[int, int], None] | None = None) -> Rendered:
     """Render the samples missing for `epochs` (default: the spec's, else every saved one) and the baseline.
 
-    Returns every PNG of the matrix, rendered now or before. `progress(done, total)`
-    is called after each sample rendered (total: the samples missing at the start).
+    `progress(done, total)` is called after each sample rendered (total: the
+    samples missing at the start). Started by a launcher (`capcheck eval
+    --processes N`, torchrun), each process renders a contiguous share of
+    what is missing, in epoch order, so each loads few LoRAs; a sample depends
+    only on its own seed, so who renders it does not change it.
     """
+    from trainer.dist import world_from_env
+
+    if world_from_env() > 1:
+        return _render_shared(config, epochs, progress or _quiet)
     planned = plan_samples(config, epochs)
     todo = [(cell, png, meta) for cell, png, meta, present in planned if not present]
     if todo:
-        _render(config, todo, progress or (lambda done, total: None))
-    return [png for _, png, _, _ in planned]
+        _render(config, todo, progress or _quiet, _device(config))
+    return Rendered([png for _, png, _, _ in planned], [len(todo)])
 
 
-def _render(config: TrainConfig, todo: list[tuple[Cell, Path, dict]], progress: Callable[[int, int], None]) -> None:
+def _quiet(done: int, total: int) -> None:
+    return None
+
+
+def _render_shared(config: TrainConfig, epochs: list[int] | None, progress: Callable[[int, int], None]) -> Rendered:
+    from trainer.dist import Rank
+
+    device = _device(config)
+    rank = Rank.start(device)
+    try:
+        planned = plan_samples(config, epochs)
+        rank.wait()  # every process has seen what is missing before any writes: the same list, the same shares
+        todo = sorted(((cell, png, meta) for cell, png, meta, present in planned if not present),
+                      key=lambda t: (t[0].epoch, t[0].stem))
+        mine = rank.share(todo)
+        if mine:
+            _render(config, mine, rank.main_only(progress), rank.device(device))
+        counts = rank.gather([len(mine)])
+        rank.wait()  # every sample is written before rank 0 reads them
+    finally:
+        rank.close()
+    return Rendered([png for _, png, _, _ in planned], counts, rank.main)
+
+
+def _device(config: TrainConfig):
+    import torch
+
+    from trainer.step import pick_device
+
+    if config.device == "auto" and not torch.cuda.is_available():  # pick_device's own words are about training
+        raise TrainError(config.source, "no CUDA GPU to render the eval samples on (device: cpu renders them on the "
+                                        "CPU, slowly)")
+    return pick_device(config)
+
+
+def _render(config: TrainConfig, todo: list[tuple[Cell, Path, dict]], progress: Callable[[int, int], None],
+            device) -> None:
     import contextlib
 
     import torch
@@ -209,13 +265,10 @@ def _render(config: TrainConfig, todo: list[tuple[Cell, Path, dict]], progress: 
     from trainer.lora import LoraSwap
     from trainer.models import load_anima
     from trainer.sample import sample
-    from trainer.step import compute_dtype, pick_device
+    from trainer.step import compute_dtype
 
     shim.install()
-    if config.device == "auto" and not torch.cuda.is_available():  # pick_device's own words are about training
-        raise TrainError(config.source, "no CUDA GPU to render the eval samples on (device: cpu renders them on the "
-                                        "CPU, slowly)")
-    device, dtype = pick_device(config), compute_dtype(config.mixed_precision)
+    dtype = compute_dtype(config.mixed_precision)
     parts = load_anima(config, device, dtype)
     s, length = settings(config), config.max_sequence_length
     contexts = {name: encode_text(parts, [spec(config).prompts[name]], length, device)

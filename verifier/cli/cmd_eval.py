@@ -3,7 +3,14 @@
 Exit codes: 0 the eval completed (samples left out are named); 2 bad input
 (a spec, config or option we cannot use, a samples folder with no usable
 image, an epoch with no saved LoRA or no samples); 4 the vision model could
-not be used; 130 interrupted (every answer so far is kept).
+not be used; 5 --processes asks for more GPUs than there are; 130
+interrupted (every answer so far is kept).
+
+`--processes N` renders the missing samples in N processes, one share each
+(this command as `--render-only`, started by torch's elastic launcher like
+`capcheck train --processes`), then scores them here. Started by the user's
+own launcher (torchrun, accelerate launch), every rank renders its share
+and rank 0 alone scores.
 """
 
 from __future__ import annotations
@@ -19,7 +26,18 @@ from verifier.cli.verify_options import with_verify_options
 
 if TYPE_CHECKING:
     from verifier.core.options import VerifyOptions
-from verifier.cli.console import EXIT_INTERRUPTED, EXIT_NO_MODEL, PolicyOpt, app, comma_list, err, handled, out
+from verifier.cli.console import (
+    EXIT_INTERRUPTED,
+    EXIT_NO_GPU,
+    EXIT_NO_MODEL,
+    PolicyOpt,
+    app,
+    comma_list,
+    err,
+    handled,
+    out,
+    quoted,
+)
 
 
 def epoch_list(value: str | None) -> list[int] | None:
@@ -55,6 +73,11 @@ def eval_(
                                                       "(default: the visual tags of its negative prompt).")] = None,
     policy: PolicyOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print eval.json to stdout (and nothing else).")] = False,
+    render_only: Annotated[bool, typer.Option("--render-only", help="With --config: render the missing samples "
+                                                                    "and stop (score them later).")] = False,
+    processes: Annotated[int, typer.Option("--processes", min=1, metavar="N", help="With --config: render in N "
+                                           "processes, one per GPU, a share of the matrix each.")] = 1,
+    scoring_next: Annotated[bool, typer.Option("--scoring-next", hidden=True)] = False,  # a rank of --processes N
     options: VerifyOptions = None,  # verify's options (verify_options.verify_params), checked
 ) -> None:
     """Score every saved epoch's samples with the vision model and recommend one (with the epochs tied with it)."""
@@ -68,7 +91,19 @@ def eval_(
                                   "elsewhere), one of them")
     if spec is not None and config is not None:
         raise CaptionsError(spec, "--spec goes with --samples; with --config the spec is the config's eval: section")
+    if (render_only or processes > 1) and config is None:
+        raise CaptionsError(None, f"{'--render-only' if render_only else '--processes'} goes with --config "
+                                  "TRAIN.yaml (images from --samples are rendered already)")
     chosen = epoch_list(epochs)
+    if processes > 1 or render_only:
+        from trainer.dist import world_from_env
+
+        if processes > 1 and world_from_env() == 1:
+            _render_in(processes, config, epochs, render_only)
+        elif render_only:
+            _render_here(config, chosen, say=not scoring_next)
+        if render_only:
+            return
     shown = EvalProgress()
     hooks = Hooks(shown.plan, shown, lambda m: err.print(m, soft_wrap=True, markup=False))
     try:
@@ -79,6 +114,8 @@ def eval_(
                 cfg = load_config(config)
                 pol = dataset_policy(policy, dataset or cfg.path(cfg.data_dir))
                 result = sweep_config(cfg, pol, options, chosen, must_show, must_not_show, hooks, shown.render)
+                if result is None:  # another rank of the user's launcher: its share rendered, rank 0 scores
+                    return
             else:
                 from verifier.eval.spec import load_spec
 
@@ -103,3 +140,49 @@ def eval_(
         err.print(f"error: every request failed; the model could not be used ({asked[0].reason})", soft_wrap=True,
                   markup=False)
         raise typer.Exit(EXIT_NO_MODEL)
+
+
+def _render_in(processes: int, config: Path, epochs: str | None, render_only: bool) -> None:
+    """The missing samples rendered by `processes` ranks of `capcheck eval --render-only`; the first failure
+    is this command's. Before a scoring run the ranks keep stdout clear (`--json` prints there)."""
+    from trainer.config import load_config
+    from trainer.dist import NotEnoughDevices
+    from trainer.launch import check_devices, launch
+
+    try:
+        check_devices(processes, load_config(config).device)
+    except NotEnoughDevices as exc:
+        err.print(f"error: {exc}", soft_wrap=True, markup=False)
+        raise typer.Exit(EXIT_NO_GPU) from None
+    ended = launch(processes, ["eval", "--config", str(config), "--render-only",
+                               *(["--epochs", epochs] if epochs else []), *([] if render_only else ["--scoring-next"])])
+    if ended.error:  # another rank failed alone; rank 0 was stopped with it
+        err.print(ended.error, soft_wrap=True, markup=False, style="red")
+    if ended.code == EXIT_INTERRUPTED:
+        err.print(f"interrupted: the samples rendered so far are kept; run the same command to render the rest "
+                  f"(capcheck eval --config {quoted(config)} ...)", soft_wrap=True, markup=False)
+    if ended.code:
+        raise typer.Exit(ended.code)
+
+
+def _render_here(config: Path, epochs: list[int] | None, say: bool) -> None:
+    """This process's share of what is missing (all of it, alone), and on rank 0 what was done (on stdout
+    when `say`, else on stderr)."""
+    from trainer.config import load_config
+    from trainer.evalrender import render, samples_dir
+    from verifier.cli.progress import EvalProgress
+
+    cfg = load_config(config)
+    shown = EvalProgress()
+    with shown.progress:
+        done = render(cfg, epochs, progress=shown.render)
+    if not done.main:
+        return
+    shares = f" on {len(done.per_process)} processes ({' + '.join(map(str, done.per_process))})" \
+        if len(done.per_process) > 1 else ""
+    line = (f"rendered {done.count} of {len(done.pngs)} samples{shares}, {len(done.pngs) - done.count} there "
+            f"already: {samples_dir(cfg)}")
+    if say:
+        out.print(f"capcheck eval --render-only: {line}", soft_wrap=True, markup=False)
+    else:
+        err.print(line, soft_wrap=True, markup=False)

@@ -228,9 +228,10 @@ def _route_losses(root: Path, into: Path | None, mode: str) -> None:
     for entry, _ in done.placed:
         out.print(f"  {entry['image']}  ratio {entry['ratio']:.3f}", soft_wrap=True, markup=False)
     if done.placed or done.already:
-        out.print(f"their captions and numbers: {done.folder / 'losses.txt'}; fix a caption that lies by hand, "
-                  f"or ask the model again: capcheck verify {quoted(root)} --only-losses", soft_wrap=True,
-                  markup=False)
+        review = f" --into {quoted(into)}" if into else ""
+        out.print(f"their captions and numbers: {done.folder / 'losses.txt'}; fix a caption that lies, or say it is "
+                  f"right, in the browser: capcheck review {quoted(root)}{review}; or ask the model again: "
+                  f"capcheck verify {quoted(root)} --only-losses", soft_wrap=True, markup=False)
     else:
         out.print("no image is a worst fit by losses.json's rule", markup=False)
 

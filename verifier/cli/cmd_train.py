@@ -17,9 +17,17 @@ from typing import Annotated
 import typer
 
 from captions.errors import CaptionsError
-from verifier.cli.console import EXIT_FINDINGS, EXIT_INTERRUPTED, app, dataset_path, err, handled, out, quoted
-
-EXIT_NO_GPU = 5  # --processes N with fewer than N GPUs
+from verifier.cli.console import (
+    EXIT_FINDINGS,
+    EXIT_INTERRUPTED,
+    EXIT_NO_GPU,
+    app,
+    dataset_path,
+    err,
+    handled,
+    out,
+    quoted,
+)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Training config YAML (AnimaLoraToolkit keys).")]
 
@@ -170,11 +178,13 @@ def train(
             raise typer.Exit(EXIT_NO_GPU) from None
         argv = ["train", str(dataset), "--config", str(config), *(["--allow-unverified"] if allow_unverified else []),
                 *(["--resume"] if resume else []), *(["--losses"] if losses else [])]
-        code = launch(processes, argv)
-        if code == EXIT_INTERRUPTED:  # the launcher stopped every rank; what resumes is the last state saved
+        ended = launch(processes, argv)
+        if ended.error:  # another rank failed alone; rank 0 was stopped with it
+            err.print(ended.error, soft_wrap=True, markup=False, style="red")
+        if ended.code == EXIT_INTERRUPTED:  # the launcher stopped every rank; what resumes is the last state saved
             err.print("interrupted: every process stopped; run the same command with --resume to continue from "
                       "the last saved state (save_state_every)")
-        raise typer.Exit(code)
+        raise typer.Exit(ended.code)
     _train(root, config, cfg, allow_unverified, resume, losses)
 
 
@@ -186,6 +196,7 @@ def _train(root: Path, config: Path, cfg, allow_unverified: bool, resume: bool, 
     from verifier.core.store import Store
     from verifier.human import gate
     from verifier.human.apply import policy_for
+    from verifier.human.review_loss import undecided
 
     if not main_from_env():  # the same checks, silently: rank 0 says it once
         out.quiet = err.quiet = True
@@ -197,6 +208,11 @@ def _train(root: Path, config: Path, cfg, allow_unverified: bool, resume: bool, 
         except CaptionsError:  # never verified (no policy on record), or that policy file is gone
             pol = None
         checked = gate.check(root, store, pol)
+        waiting = undecided(root, store)
+    if waiting:  # a hint from the last run's loss, not a failed check: said, not waited for
+        err.print(f"note: {len(waiting)} worst fit(s) of the last run wait in _review/loss/ for a person's word on "
+                  f"the caption (training does not wait for them): capcheck review {quoted(root)}", soft_wrap=True,
+                  markup=False)
     if not checked.passed and not checked.pending:
         out.print(f"not training: no captions in {root} (no <image>.txt next to any image); make them first: "
                   f"capcheck run {quoted(root)} --policy POLICY.yaml ... (or capcheck build)", soft_wrap=True)

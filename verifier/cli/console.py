@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import shlex
 import sqlite3
 from pathlib import Path
@@ -152,6 +153,7 @@ def labelled(label: str, style: str, text: object = "", after: str = "") -> Text
 EXIT_FINDINGS = 1  # lint errors, invalid sidecars
 EXIT_BAD_INPUT = 2  # a file or an option we cannot use
 EXIT_NO_MODEL = 4  # the vision model could not be used at all (key, model, server, executable)
+EXIT_NO_GPU = 5  # --processes N with fewer than N GPUs
 EXIT_INTERRUPTED = 130  # Ctrl-C; everything answered so far is kept
 
 PolicyOpt = Annotated[Path | None, typer.Option("--policy", "-p", metavar="POLICY.yaml", help="Caption policy YAML "
@@ -170,26 +172,52 @@ def handled(fn):
         try:
             return fn(*args, **kwargs)
         except BackendUnavailable as exc:
-            err.print(labelled("error:", "red", exc), soft_wrap=True)
+            error_line(exc)
             raise typer.Exit(EXIT_NO_MODEL) from None
         except CaptionsError as exc:
-            err.print(labelled("error:", "red", exc), soft_wrap=True)
+            error_line(exc)
             raise typer.Exit(EXIT_BAD_INPUT) from None
         except sqlite3.Error as exc:  # a store read outside the Store's own wrapper (a lazy cursor)
             from verifier.core.store import DB_NAME, STATE_DIR, store_error
 
-            err.print(f"error: {store_error(Path('DATASET', STATE_DIR, DB_NAME), exc)}", soft_wrap=True,
-                      markup=False, style="red")
+            error_line(store_error(Path('DATASET', STATE_DIR, DB_NAME), exc))
             raise typer.Exit(EXIT_BAD_INPUT) from None
         except OSError as exc:
             if exc.errno not in _DISK_ERRNOS:
                 raise
             # A full disk where no typed error caught it (a thumbnail, a folder): one line, the file named.
-            err.print(f"error: {exc.filename or 'disk'}: {exc.strerror or exc}: free some disk space and run again",
-                      soft_wrap=True, markup=False, style="red")
+            error_line(f"{exc.filename or 'disk'}: {exc.strerror or exc}: free some disk space and run again")
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper
+
+
+def error_line(problem: object) -> None:
+    """`error: <problem>` on stderr, once.
+
+    In a launched run (`--processes N`, torchrun) only rank 0 prints; another
+    rank's error must still reach the user, or a failure of that rank alone
+    would be a bare exit status. Under `--processes` it goes to the file the
+    launcher reads back and prints (`trainer.launch`); under the user's own
+    launcher, to stderr as `rank N: error: …`, the way torchrun's ranks speak.
+    """
+    rank, folder = os.environ.get("RANK", "0"), os.environ.get("CAPCHECK_RANK_ERRORS")
+    line = f"rank {rank}: error: {problem}"
+    if folder:  # rank 0's too: the launcher then knows it was said, and says no other rank's
+        try:
+            Path(folder, f"rank-{rank}.txt").write_text(line, encoding="utf-8")
+            if rank != "0":
+                return
+        except OSError:  # the launcher's folder is gone: say it here instead
+            pass
+    if rank == "0":
+        err.print(labelled("error:", "red", problem), soft_wrap=True)
+        return
+    was, err.quiet = err.quiet, False
+    try:
+        err.print(line, soft_wrap=True, markup=False, style="red")
+    finally:
+        err.quiet = was
 
 
 _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})

@@ -113,8 +113,12 @@ def check_epochs(saved: dict[int, Path], epochs: list[int] | None, output: Path)
 
 def sweep_config(config, policy: Policy, options: VerifyOptions, epochs: list[int] | None = None,
                  must_show: str | None = None, must_not_show: str | None = None,
-                 hooks: Hooks | None = None, progress=None) -> Sweep:
-    """Render the config's `eval:` matrix (what is missing of it), then score it."""
+                 hooks: Hooks | None = None, progress=None) -> Sweep | None:
+    """Render the config's `eval:` matrix (what is missing of it), then score it.
+
+    None on a rank other than 0 of a launched world (torchrun, accelerate
+    launch): that process rendered its share of the matrix and is done.
+    """
     from trainer.evalrender import render, saved_epochs
 
     spec = config.eval
@@ -124,9 +128,11 @@ def sweep_config(config, policy: Policy, options: VerifyOptions, epochs: list[in
     wanted = wanted_from(spec, must_show, must_not_show, where)
     output = config.path(config.output_dir)
     chosen = check_epochs(saved_epochs(config), epochs or spec.epochs, output)
-    pngs = render(config, chosen, progress=progress)
+    rendered = render(config, chosen, progress=progress)
+    if not rendered.main:  # another rank of a launched world: it rendered its share; rank 0 scores
+        return None
     root = output / EVAL_DIR
-    samples, skipped = gather(root, sorted(pngs))
+    samples, skipped = gather(root, sorted(rendered.pngs))
     if not samples:
         raise VerifierError(root, "the renderer left no usable sample")
     return _score(root, samples, skipped, policy, wanted, options, dict(spec.prompts), hooks or Hooks())

@@ -3,7 +3,8 @@
 An image passes when its CURRENT caption (by sha256, with the image's
 sha256) was verified `ok`; or was written by `apply` or `ingest` (fixed); or
 a person answered, by folder sort, every aspect in dispute and the caption
-says what they said (human-ingested). Anything else is listed with the
+says what they said (human-ingested); or a person fixed it, or called it
+right, on the review page's loss cards (`review_loss`: human-ingested too). Anything else is listed with the
 reason: never verified, caption changed since, a fix not applied, refused,
 error. `capcheck train` refuses unless all pass or `--allow-unverified`.
 """

@@ -15,6 +15,9 @@ mismatch card only says which caption to edit by hand. A card a person has
 already answered (ingested, the answer the folder it sits in) is settled,
 not waiting. Two dataset images with the same bytes are two cards, each
 with its own name and caption (the route that placed the file says which).
+The worst fits `route --losses` put in `loss/` are cards too, with their
+numbers; a person fixes the caption there or says it is right
+(`review_loss.py`), and nothing moves.
 
 The page in the browser (`review_page.py`) is a faster pair of hands over
 this; every path it sends is checked here, inside the review folder.
@@ -43,6 +46,7 @@ from verifier.errors import ReportError, VerifierError
 from verifier.human.agreement import all_agreements
 from verifier.human.folders import UNSURE, Ingested, folder_name
 from verifier.human.ingest import ingest
+from verifier.human.review_loss import LOSS, LossWhy, decide, describe, read_losses
 from verifier.human.tag_review import KEPT, MISMATCH_DIR, REMOVED, folder_tag, person_key
 
 REVIEW_DIR = "_review"
@@ -60,6 +64,7 @@ class Card:
     model: str  # what the model called it, in words
     tag: str | None = None  # a tag card: the tag in question (None: an aspect card, or tags/mismatch/)
     settled: bool = False  # a person's ingested answer is the folder it sits in: nothing waits
+    loss: LossWhy | None = None  # a worst fit's card (loss/): why it is there, what a person decided
 
     @property
     def mismatch(self) -> bool:
@@ -73,13 +78,13 @@ class ReviewTree:
         self.review = Path(review or self.root / REVIEW_DIR).resolve()
         if not self.review.is_dir() or not self.aspects():
             raise VerifierError(self.review, "nothing routed for a person here: run `capcheck route DATASET "
-                                             "--aspects ASPECT` first")
+                                             "--aspects ASPECT` (or `--losses`) first")
         self._shas: dict[tuple[int, int, int, int], str] = {}  # (dev, inode, size, mtime) -> sha: a move costs no hash
 
     def aspects(self) -> list[str]:
-        """The policy's aspects that have a folder in the review tree (and `tags`, the audit's)."""
+        """The policy's aspects that have a folder in the review tree (and `tags`, the audit's; `loss`)."""
         names = [name for name, _ in self.policy.aspects.items() if (self.review / name).is_dir()]
-        return names + ([TAGS] if (self.review / TAGS).is_dir() else [])
+        return names + [extra for extra in (TAGS, LOSS) if (self.review / extra).is_dir()]
 
     def values(self, aspect: str) -> list[str]:
         return [KEPT, REMOVED] if aspect == TAGS else list(self.policy.aspect(aspect).values)
@@ -88,8 +93,8 @@ class ReviewTree:
         """aspect -> the images in its folders, as they are on disk now."""
         lines = self._report()
         with Store(self.root) as store:  # the person's answers and the routes (one per call: pages load in threads)
-            return {aspect: self._tag_cards(lines, store) if aspect == TAGS else
-                    self._aspect_cards(aspect, lines, store) for aspect in self.aspects()}
+            return {aspect: self._tag_cards(lines, store) if aspect == TAGS else self._loss_cards(store)
+                    if aspect == LOSS else self._aspect_cards(aspect, lines, store) for aspect in self.aspects()}
 
     def _aspect_cards(self, aspect: str, lines: dict[str, list[dict]], store: Store) -> list[Card]:
         names = {squash(v): v for v in self.values(aspect)}
@@ -104,6 +109,31 @@ class ReviewTree:
                 cards += [self._card(store, TAGS, file, side.name if side.name in (KEPT, REMOVED) else None, lines,
                                      folder_tag(tag_dir.name)) for side in _folders(tag_dir) for file in _images(side)]
         return cards
+
+    def _loss_cards(self, store: Store) -> list[Card]:
+        """loss/IMAGE: the worst first (by losses.json's ratio), the ones it does not back last."""
+        data, problem = read_losses(self.root)
+        cards = [self._loss_card(store, file, data, problem) for file in _images(self.review / LOSS)]
+        return sorted(cards, key=lambda c: -c.loss.entry["ratio"] if c.loss.entry else float("inf"))
+
+    def _loss_card(self, store: Store, file: Path, data: dict | None, problem: str | None) -> Card:
+        image, caption, loss = describe(self.root, store, file, self._sha(file), data, problem)
+        return Card(file.relative_to(self.review).as_posix(), LOSS, LOSS, None, image, caption, None,
+                    "", settled=loss.decided is not None, loss=loss)
+
+    def decide(self, path: str, caption_sha: str, text: str | None) -> tuple[Card, bool]:
+        """A person's word on a worst fit's caption (`review_loss.decide`): the card as it is now,
+        and whether anything was recorded (False: the text was already that)."""
+        file = self.inside(path)
+        if file.parent != self.review / LOSS:
+            raise VerifierError(path, "only a worst fit's caption (loss/IMAGE) is fixed on the page")
+        with Store(self.root) as store:
+            card = self._loss_card(store, file, *read_losses(self.root))
+        if card.image is None or card.caption is None:
+            raise VerifierError(path, card.loss.problem or card.loss.stale or "no caption to decide on")
+        changed = decide(self.root, card.image, caption_sha, text)
+        with Store(self.root) as store:
+            return self._loss_card(store, file, *read_losses(self.root)), changed
 
     def _card(self, store: Store, aspect: str, file: Path, value: str | None, lines: dict[str, list[dict]],
               tag: str | None = None) -> Card:
@@ -148,9 +178,9 @@ class ReviewTree:
         if not target.is_relative_to(self.review):
             raise VerifierError(path, "not inside the review folder")
         parts = target.relative_to(self.review).parts
-        deep = 4 if parts[:1] == (TAGS,) and parts[1:2] != (MISMATCH_DIR,) else 3  # tags/<tag>/kept/IMAGE
+        deep = 4 if parts[:1] == (TAGS,) and parts[1:2] != (MISMATCH_DIR,) else 2 if parts[:1] == (LOSS,) else 3
         if len(parts) != deep or parts[0] not in self.aspects() or target.suffix.lower() not in IMAGE_EXTS:
-            shape = "tags/TAG/kept/IMAGE" if parts[:1] == (TAGS,) else "ASPECT/VALUE/IMAGE"
+            shape = {(TAGS,): "tags/TAG/kept/IMAGE", (LOSS,): "loss/IMAGE"}.get(parts[:1], "ASPECT/VALUE/IMAGE")
             raise VerifierError(path, f"not an image in the review folder ({shape})")
         if not target.is_file():
             raise VerifierError(path, "no such image (moved or renamed since the page was loaded: reload)")
@@ -160,6 +190,9 @@ class ReviewTree:
         """Move the image at `path` into the folder of value `to` (or `_unsure`),
         with the files beside it of the same name; returns its new path."""
         source = self.inside(path)
+        if source.parent == self.review / LOSS:
+            raise VerifierError(path, "a worst fit is not sorted into a folder: fix its caption on its card, or say "
+                                      "the caption is right")
         if source.parts[-3:-2] == (TAGS,) and source.parent.name == MISMATCH_DIR:
             raise VerifierError(path, "a caption that may belong to another image is fixed by hand, in the dataset: "
                                       "there is nowhere to move it")
@@ -197,7 +230,7 @@ class ReviewTree:
         """What `capcheck ingest _review --aspects A,B` does for the aspects with
         images (each read from its own folder), then the latest report shows
         the person's answers."""
-        names = [aspect for aspect, cards in self.cards().items() if cards]
+        names = [aspect for aspect, cards in self.cards().items() if cards and aspect != LOSS]  # loss: no folders
         if not names:
             return []
         done = []

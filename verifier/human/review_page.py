@@ -11,6 +11,8 @@ again, so a reload shows a move made in Finder.
     GET  /image/<path>     an image file in the review folder
     POST /move             {"path": "framing/full_body/a.png", "to": "cowboy_shot"}
     POST /ingest           {}
+    POST /caption          {"path": "loss/a.png", "sha": "<caption sha256 as loaded>", "text": "..."}
+    POST /right            {"path": "loss/a.png", "sha": "<caption sha256 as loaded>"}
 
 Only this machine's browser may use it: it listens on 127.0.0.1 only,
 answers only requests addressed to that host and port (a web page elsewhere
@@ -36,12 +38,13 @@ from verifier.core.tags import TAGS
 from verifier.errors import VerifierError
 from verifier.human.folders import UNSURE, folder_name
 from verifier.human.review import Card, ReviewTree
+from verifier.human.review_loss import DECIDED, LOSS
 
 HOST = "127.0.0.1"
 ASSETS = Path(__file__).with_name("review_assets")
 
 
-# A move or an ingest is a JSON object of a path and a folder name: a few hundred bytes.
+# A move or an ingest is a JSON object of a path and a folder name: a few hundred bytes; a caption, a few KB.
 MAX_BODY = 64 * 1024
 
 
@@ -134,11 +137,25 @@ class _Handler(BaseHTTPRequestHandler):
                     done = self.server.tree.ingest_all()
                     lines = [line for aspect, result in done for line in result.summary(aspect)]
                     return self._json(200, {"lines": lines or ["nothing sorted to ingest"]})
+                if self.path in ("/caption", "/right"):
+                    return self._decide(body)
         except CaptionsError as exc:
             return self._fail(400, str(exc))
         except OSError as exc:
             return self._fail(500, f"{exc.filename or 'review folder'}: {exc.strerror or exc}")
         self._fail(404, f"{self.path}: no such action")
+
+    def _decide(self, body: dict) -> None:
+        """A worst fit's caption: saved as the person edited it (/caption), or said to be right (/right)."""
+        text = body.get("text") if self.path == "/caption" else None
+        if self.path == "/caption" and not isinstance(text, str):
+            return self._fail(400, "send the caption's text")
+        card, changed = self.server.tree.decide(str(body.get("path", "")), str(body.get("sha", "")), text)
+        name = card.image or card.path
+        line = (f"{name}: the caption is right (recorded)" if text is None else
+                f"{name}: caption saved (journaled: capcheck undo takes it back)" if changed else
+                f"{name}: the caption already says that; nothing written")
+        return self._json(200, {"card": _loss_card(card), "line": line})
 
     def _json(self, code: int, data: dict) -> None:
         self._send(code, "application/json", json.dumps(data, ensure_ascii=False).encode())
@@ -167,9 +184,13 @@ def waiting(groups: dict[str, list[Card]]) -> int:
 def render(tree: ReviewTree) -> str:
     groups = tree.cards()
     total = waiting(groups)
-    settled = sum(len(c) for c in groups.values()) - total
-    done = f" ({settled} more already ingested: marked done)" if settled else ""
-    sections = "".join(_section(tree, aspect, cards) for aspect, cards in groups.items() if cards)
+    decided = sum(1 for c in groups.get(LOSS, []) if c.settled)
+    ingested = sum(len(c) for c in groups.values()) - total - decided
+    done = ", ".join(([f"{ingested} more already ingested"] if ingested else [])
+                     + ([f"{decided} worst fit(s) already decided"] if decided else []))
+    done = f" ({done}: marked done)" if done else ""
+    sections = "".join(_loss_section(cards) if aspect == LOSS else _section(tree, aspect, cards)
+                       for aspect, cards in groups.items() if cards)
     return (f"<!doctype html><html lang=en><meta charset=utf-8><title>capcheck review</title>"
             f"<link rel=stylesheet href=/review.css><script src=/review.js defer></script>"
             f"<header><h1>capcheck review <small>{html.escape(str(tree.root))}</small></h1>"
@@ -226,3 +247,30 @@ def _card(tree: ReviewTree, card: Card, choices: list[tuple[str, str, str]]) -> 
             f"<dl><dt>caption says</dt><dd>{html.escape(card.says or '(nothing)')}</dd>"
             f"<dt>model</dt><dd>{html.escape(card.model)}</dd></dl>{where}"
             f"<div class=choices>{buttons}</div><pre>{caption}</pre></article>")
+
+
+def _loss_section(cards: list[Card]) -> str:
+    return (f'<section data-aspect="{LOSS}"><h2>{LOSS} · {len(cards)} image(s) the LoRA fit worst</h2>'
+            "<p class=intro>A caption that lies is a common reason the LoRA cannot fit an image while it fits the "
+            "rest. Fix the caption here (written like apply's fixes: journaled, <code>capcheck undo</code> takes it "
+            "back; <kbd>Ctrl</kbd>+<kbd>Enter</kbd> saves) or say it is right.</p>"
+            f"<div class=grid>{''.join(_loss_card(c) for c in cards)}</div></section>")
+
+
+def _loss_card(card: Card) -> str:
+    """A worst fit: the image, why it is here (the numbers), its caption now, in a box to fix it."""
+    loss = card.loss
+    name = html.escape(card.image or card.path)
+    why = "".join(f"<li>{html.escape(line)}</li>" for line in loss.lines)
+    notes = "".join(f"<p class=warn>{html.escape(line)}</p>" for line in (loss.stale, loss.problem) if line)
+    if loss.decided:
+        notes += f"<p class=done>{html.escape(DECIDED[loss.decided])}: nothing waits</p>"
+    box = ""
+    if card.caption is not None:  # the newline after <textarea> is eaten by the parser, so the text keeps its own
+        box = (f'<textarea class=caption spellcheck=false rows=9 aria-label="caption of {name}">\n'
+               f"{html.escape(card.caption)}</textarea><div class=decide><button data-act=save>Save caption</button>"
+               "<button data-act=right>Caption is right</button></div>")
+    kind = "card loss settled" if card.settled else "card loss"
+    return (f'<article class="{kind}" tabindex=0 data-path="{html.escape(card.path)}" '
+            f'data-sha="{html.escape(loss.caption_sha or "")}"><img loading=lazy src="{image_url(card.path)}" '
+            f'alt="{name}"><div class=name>{name}</div><ul class=why>{why}</ul>{notes}{box}</article>')

@@ -52,20 +52,58 @@ async function move(card, to) {
   }
 }
 
+// A worst fit's caption (loss/): saved as edited, or said to be right. The
+// server answers with the card as it is now, which replaces this one.
+async function decide(card, act) {
+  const box = card.querySelector("textarea");
+  if (act === "right" && box.value !== box.defaultValue) {
+    return say(`${card.querySelector(".name").textContent}: the caption has unsaved changes: save them, or reload `
+      + "to drop them", true);
+  }
+  try {
+    const body = { path: card.dataset.path, sha: card.dataset.sha };
+    if (act === "save") body.text = box.value;
+    const data = await post(act === "save" ? "/caption" : "/right", body);
+    const fresh = document.createElement("template");
+    fresh.innerHTML = data.card;
+    const next = fresh.content.firstElementChild;
+    card.replaceWith(next);
+    if (current === card) { current = null; select(next); }
+    say(data.line);
+    // the count of what waits, from the folders and the store again
+    const page = new DOMParser().parseFromString(await (await fetch("/")).text(), "text/html");
+    document.querySelector("header p").replaceWith(page.querySelector("header p"));
+  } catch (error) {
+    say(error.message, true);
+  }
+}
+
 // The cards again from the folders (after ingest the captions changed),
 // keeping the selection and what this page moved.
 async function redraw() {
   const fresh = new DOMParser().parseFromString(await (await fetch("/")).text(), "text/html");
   const at = current ? cards().indexOf(current) : 0;
   const sorted = new Set(cards().filter((c) => c.classList.contains("sorted")).map((c) => c.dataset.path));
+  // a caption being edited is not lost to a redraw
+  const typing = new Map([...document.querySelectorAll(".card textarea")].filter((t) => t.value !== t.defaultValue)
+    .map((t) => [t.closest(".card").dataset.path, t.value]));
   for (const section of document.querySelectorAll("section")) section.remove();
   document.querySelector("footer").before(...fresh.querySelectorAll("section"));
   for (const c of cards()) if (sorted.has(c.dataset.path)) c.classList.add("sorted");
+  for (const c of cards()) if (typing.has(c.dataset.path)) c.querySelector("textarea").value = typing.get(c.dataset.path);
   current = null;
   select(cards()[Math.min(at, cards().length - 1)]);
 }
 
 document.addEventListener("keydown", (event) => {
+  if (event.target.tagName === "TEXTAREA") {  // typing a caption: the keys are text, but Ctrl+Enter saves
+    if ((event.ctrlKey || event.metaKey) && event.key === "Enter") {
+      event.preventDefault();
+      const card = event.target.closest(".card");
+      later(() => decide(card, "save"));
+    }
+    return;
+  }
   if (event.ctrlKey || event.metaKey || event.altKey || event.target.tagName === "BUTTON" && event.key === "Enter") {
     return;
   }
@@ -86,9 +124,11 @@ document.addEventListener("keydown", (event) => {
 
 document.addEventListener("click", (event) => {
   const button = event.target.closest(".choices button");
+  const act = event.target.closest(".decide button");
   const card = event.target.closest(".card");
-  if (card) select(card);
+  if (card && event.target.tagName !== "TEXTAREA") select(card);  // focusing the card would leave the box
   if (button) later(() => move(card, button.dataset.to));
+  if (act) later(() => decide(card, act.dataset.act));
 });
 
 document.getElementById("ingest").addEventListener("click", (event) => {
