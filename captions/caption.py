@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from captions.tags import normalize_tag, split_raw
 
@@ -115,6 +115,7 @@ def is_text_line(line: str) -> bool:
     return (s[0].isupper() and longest >= 4) or longest >= 7
 
 
+@lru_cache(maxsize=4096)  # lines are immutable values, and a dataset's tag lines repeat (quality, subject, background)
 def parse_line(line: str) -> Line:
     if is_text_line(line):
         return TextLine(line)

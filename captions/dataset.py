@@ -69,9 +69,10 @@ def _walk(root: Path, skip: frozenset[str] | tuple[str, ...], exts: frozenset[st
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in skip and not d.startswith("."))
         for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if path.suffix.lower() in exts and not name.startswith("."):
-                yield path
+            # the name's suffix before a Path is made: a dataset is half captions, and pathlib's
+            # parsing of every file was a tenth of linting 10,000 captions
+            if os.path.splitext(name)[1].lower() in exts and not name.startswith("."):
+                yield Path(dirpath, name)
 
 
 def iter_images(root: Path, skip: frozenset[str] | tuple[str, ...] = SKIP_DIRS,

@@ -8,7 +8,6 @@ of our own invention.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, replace
 
 from captions.caption import Caption, TextLine
@@ -42,8 +41,13 @@ def _evidence(policy: Policy, aspect: str, tags: list[str]) -> list[str]:
 
 
 def _first_matches(policy: Policy, tags: list[str]) -> dict[str, str | None]:
-    """Per aspect, the highest-priority value that the tags show (or None)."""
-    return {aspect: next(iter(_evidence(policy, aspect, tags)), None) for aspect, _ in policy.aspects.items()}
+    """Per aspect, the highest-priority value that the tags show (or None): `Aspect.matching`'s first,
+    for every aspect in one pass over the tags."""
+    hits: dict[str, set[str]] = {}
+    for tag in tags:
+        for aspect, found in policy.detects(tag):
+            hits.setdefault(aspect, set()).update(found)
+    return {aspect: spec.first(hits[aspect]) if aspect in hits else None for aspect, spec in policy.aspects.items()}
 
 
 def _apply_implications(policy: Policy, found: dict[str, str | None]) -> None:
@@ -127,7 +131,7 @@ def facts_from_caption(caption: Caption, policy: Policy) -> Facts:
             found[aspect] = stated[0]
             continue
         for name in spec.ordered():
-            if any(re.search(p, nl, re.IGNORECASE) for p in spec.values[name].nl_keywords):
+            if any(p.search(nl) for p in spec.values[name].nl_regexes):
                 found[aspect] = name
                 break
     _apply_implications(policy, found)

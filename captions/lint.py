@@ -1,8 +1,10 @@
 """lint: caption checks, each a small pure function.
 
 A rule takes a `Context` (one caption, and the policy and vocabulary when
-there are any) and yields `(severity, message)` pairs. `lint_caption` runs
-them all; `lint_dataset` runs them over a folder.
+there are any) and yields `(severity, message)` pairs. `lint_text` runs
+them all; `lint_dataset` runs them over a folder. What the rules look up
+for every caption (exempt and absorbed tags, tag ranks, risky phrases) is
+derived once per policy and vocabulary, in `lint_tables`.
 """
 
 from __future__ import annotations
@@ -15,21 +17,16 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 
 from captions.caption import Caption, parse
-from captions.compose import QUALITY_WORDS
-from captions.dataset import caption_files, iter_images
+from captions.dataset import iter_images
 from captions.facts import Facts, facts_from_caption
-from captions.policy import BUILTIN_RISKY, RATINGS, Policy
-from captions.tags import has_emphasis, is_score_tag, normalize_tag, strip_emphasis, underscore_free
-from captions.vocab import ARTIST, CHARACTER, COPYRIGHT, META, Vocabulary
+from captions.lint_tables import YEAR, Tables, is_meta_word, tables_for
+from captions.policy import RATINGS, Policy
+from captions.tags import has_emphasis, normalize_tag, strip_emphasis, underscore_free
+from captions.vocab import Vocabulary
 
 ERROR, WARNING = "error", "warning"
 Yield = Iterator[tuple[str, str]]
 
-_YEAR = re.compile(r"^year \d{4}$")
-_SUBJECT = re.compile(r"^(\d\+?|multiple|no) ?(girls?|boys?|others?|humans)$")
-SUBJECT_WORDS = frozenset({"solo", "solo focus", "multiple girls", "multiple boys", "no humans"})
-TIME_WORDS = frozenset({"newest", "recent", "mid", "early", "old"})
-BUILTIN_FRAMINGS = ("portrait", "close-up", "upper body", "cowboy shot", "full body", "lower body")
 # Garments: worn with `nude` they contradict it (accessories such as ribbons
 # or thighhighs do not).
 GARMENTS = frozenset({
@@ -37,11 +34,6 @@ GARMENTS = frozenset({
     "sweater", "hoodie", "pants", "shorts", "leotard", "yukata", "kimono", "serafuku", "buruma",
     "cardigan", "vest", "bodysuit", "overalls", "sundress", "tracksuit",
 })
-# File-name words for outfits when no policy names them.
-BUILTIN_OUTFITS = {
-    "nude": ("nude", "naked"), "bikini": ("bikini",), "swimsuit": ("swimsuit", "school swimsuit"),
-    "leotard": ("leotard",), "yukata": ("yukata",), "dress": ("dress",), "uniform": ("uniform", "school uniform"),
-}
 
 
 @dataclass(frozen=True)
@@ -73,33 +65,34 @@ class Context:
     def facts(self) -> Facts | None:
         return facts_from_caption(self.caption, self.policy) if self.policy else None
 
-
-@lru_cache(maxsize=65536)  # pure, asked of every tag (tag order and unknown-tag): tags repeat across a dataset
-def _is_meta_word(tag: str) -> bool:
-    """Quality, score, rating and time words: Anima's own, not Danbooru tags."""
-    return tag in QUALITY_WORDS or tag in RATINGS or tag in TIME_WORDS or is_score_tag(tag) or bool(_YEAR.match(tag))
+    @cached_property
+    def tables(self) -> Tables:
+        return tables_for(self.policy, self.vocab)
 
 
-def _exempt(tag: str, ctx: Context) -> bool:
-    """Tags that are not Danbooru tags by design: quality, rating, time, trigger."""
-    if _is_meta_word(tag):
-        return True
-    p = ctx.policy
-    return bool(p) and (tag == p.trigger or tag in p.quality or tag in p.allowed_tags)
+def _unknown(tag: str, tables: Tables) -> Yield:
+    vocab = tables.vocab
+    # not Danbooru tags by design: quality, rating, time, trigger, the policy's allowed tags
+    if tag in vocab or is_meta_word(tag) or tag in tables.exempt:
+        return
+    canonical = vocab.canonical(tag)
+    if canonical:
+        yield WARNING, f"'{tag}' is a Danbooru alias; the tag is '{canonical}'"
+        return
+    hint = vocab.suggest(tag)
+    yield ERROR, f"'{tag}' is not a Danbooru tag" + (f"; did you mean '{hint}'?" if hint else "")
 
 
 def unknown_tag(ctx: Context) -> Yield:
     if ctx.vocab is None:
         return
+    tables = ctx.tables
+    seen = tables.answers.setdefault("unknown-tag", {})  # a tag's finding is the same in every caption
     for tag in dict.fromkeys(ctx.tags):
-        if tag in ctx.vocab or _exempt(tag, ctx):
-            continue
-        canonical = ctx.vocab.canonical(tag)
-        if canonical:
-            yield WARNING, f"'{tag}' is a Danbooru alias; the tag is '{canonical}'"
-            continue
-        hint = ctx.vocab.suggest(tag)
-        yield ERROR, f"'{tag}' is not a Danbooru tag" + (f"; did you mean '{hint}'?" if hint else "")
+        found = seen.get(tag)
+        if found is None:
+            found = seen[tag] = tuple(_unknown(tag, tables))
+        yield from found
 
 
 def weight_syntax(ctx: Context) -> Yield:
@@ -109,11 +102,16 @@ def weight_syntax(ctx: Context) -> Yield:
             yield ERROR, f"'{item}' carries prompt weight syntax, which a trainer reads literally; write '{flat}'"
 
 
+@lru_cache(maxsize=65536)  # pure, asked of every tag as written
+def _underscored(item: str) -> str | None:
+    tag = strip_emphasis(item).strip().lower()
+    return None if underscore_free(tag) else normalize_tag(tag)
+
+
 def underscore(ctx: Context) -> Yield:
     for item in ctx.caption.raw_tags:
-        tag = strip_emphasis(item).strip().lower()
-        if not underscore_free(tag):
-            yield WARNING, f"'{item}' uses underscores; write '{normalize_tag(tag)}' (only score_* keeps them)"
+        if "_" in item and (flat := _underscored(item)) is not None:
+            yield WARNING, f"'{item}' uses underscores; write '{flat}' (only score_* keeps them)"
 
 
 def rating(ctx: Context) -> Yield:
@@ -141,22 +139,10 @@ def duplicate_tag(ctx: Context) -> Yield:
             yield WARNING, f"'{tag}' appears {n} times"
 
 
-def _framing_sets(ctx: Context) -> list[tuple[str, list[str]]]:
-    p = ctx.policy
-    if p is None:
-        return [("framing", list(BUILTIN_FRAMINGS))]
-    out = []
-    for aspect in ("framing", "view"):
-        spec = p.aspect(aspect)
-        if spec:
-            out.append((aspect, [t for v in spec.values.values() for t in v.tags]))
-    return out
-
-
 def conflicting_tags(ctx: Context) -> Yield:
     present = set(ctx.tags)
-    for aspect, tags in _framing_sets(ctx):
-        hits = [t for t in dict.fromkeys(tags) if t in present]
+    for aspect, tags in ctx.tables.framing_sets:
+        hits = [t for t in tags if t in present]
         if len(hits) > 1:
             yield ERROR, f"two {aspect} tags: {' and '.join(hits)}"
     if "nude" in present or "naked" in present:
@@ -172,18 +158,18 @@ def nl_sentences(ctx: Context) -> Yield:
 
 
 def risky_phrase(ctx: Context) -> Yield:
-    risky = ctx.policy.risky() if ctx.policy else BUILTIN_RISKY
     text = (ctx.caption.nl_text + " , " + ", ".join(ctx.tags)).lower()
-    for phrase, why in risky.items():
-        if re.search(rf"\b{re.escape(phrase.lower())}\b", text):
+    for phrase, why, lowered, pattern in ctx.tables.risky:
+        if lowered in text and pattern.search(text):  # the plain look first: the regex only where it can match
             yield ERROR, f"'{phrase}': {why}"
 
 
 def absorbed_leak(ctx: Context) -> Yield:
     if ctx.policy is None:
         return
+    absorbed = ctx.tables.absorbed
     for tag in dict.fromkeys(ctx.tags):
-        if tag in ctx.policy.absorbed:
+        if tag in absorbed:
             yield ERROR, f"'{tag}' is absorbed by the trigger '{ctx.policy.trigger}'; remove the tag"
 
 
@@ -194,31 +180,18 @@ def missing_trigger(ctx: Context) -> Yield:
 
 def year_tag(ctx: Context) -> Yield:
     for tag in ctx.tags:
-        if _YEAR.match(tag):
+        if YEAR.match(tag):
             yield WARNING, f"'{tag}' ties the character to that era's style; add it at inference instead"
 
 
 ORDER_NAMES = ("quality/rating", "subject", "character", "series", "artist", "general")
 
 
-def _rank(tag: str, ctx: Context) -> int:
-    kind = ctx.vocab.kind(tag) if ctx.vocab else None
-    p = ctx.policy
-    if _is_meta_word(tag):
-        return 0
-    if (p and tag in p.quality) or kind == META:
-        return 0
-    if tag in SUBJECT_WORDS or _SUBJECT.match(tag) or (p and tag in p.subject):
-        return 1
-    if (p and tag == p.trigger) or kind == CHARACTER:
-        return 2
-    return {COPYRIGHT: 3, ARTIST: 4}.get(kind, 5)
-
-
 def tag_order(ctx: Context) -> Yield:
     best, best_tag = 0, None
+    rank_of = ctx.tables.rank
     for tag in ctx.tags:
-        rank = _rank(tag, ctx)
+        rank = rank_of(tag)
         if rank < best:
             yield WARNING, (
                 f"'{tag}' ({ORDER_NAMES[rank]}) comes after '{best_tag}' ({ORDER_NAMES[best]}); "
@@ -229,19 +202,12 @@ def tag_order(ctx: Context) -> Yield:
             best, best_tag = rank, tag
 
 
-def _outfit_words(ctx: Context) -> dict[str, tuple[str, ...]]:
-    spec = ctx.policy.aspect("outfit") if ctx.policy else None
-    if spec is None:
-        return BUILTIN_OUTFITS
-    return {name: (name, *v.tags, *v.keywords) for name, v in spec.values.items()}
-
-
 def filename_hint(ctx: Context) -> Yield:
     """The file is named for an outfit that the caption contradicts: the
     second article's swapped `bikini` / `nude` captions."""
-    words = _outfit_words(ctx)
+    words = ctx.tables.outfit_words
     stem = " " + re.sub(r"[_\-.\s]+", " ", ctx.path.stem.lower()) + " "
-    named = [o for o, kws in words.items() if any(f" {k} " in stem for k in kws)]
+    named = [o for o, spaced in ctx.tables.outfit_spaced.items() if any(k in stem for k in spaced)]
     if not named:
         return
     facts = ctx.facts
@@ -282,22 +248,27 @@ def lint_text(path: Path, text: str, policy: Policy | None = None, vocab: Vocabu
 
 
 def lint_dataset(root: Path, policy: Policy | None = None, vocab: Vocabulary | None = None) -> list[Finding]:
-    """Every caption under `root` (or `root` itself when it is a file)."""
-    findings: list[Finding] = []
+    """Every caption under `root` (or `root` itself when it is a file), then the images without one."""
     base = root.parent if root.is_file() else root
 
     def show(path: Path) -> str:
-        return str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
+        try:
+            return str(path.relative_to(base))
+        except ValueError:
+            return str(path)
 
-    for path in caption_files(root):
+    findings: list[Finding] = []
+    missing: list[Finding] = []
+    # One walk, and each caption read without a look first (it was two walks and two looks per image).
+    items = [(root, None)] if root.is_file() else [(item.caption, item.image) for item in iter_images(root)]
+    for path, image in items:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            findings.append(Finding(show(path), "unreadable", ERROR, f"cannot read: {exc}"))
+            if image is not None and isinstance(exc, FileNotFoundError):
+                missing.append(Finding(show(image), "missing-caption", WARNING, "no caption beside this image"))
+            else:
+                findings.append(Finding(show(path), "unreadable", ERROR, f"cannot read: {exc}"))
             continue
         findings.extend(lint_text(path, text, policy, vocab, show(path)))
-    if root.is_dir():
-        for item in iter_images(root):
-            if not item.caption.exists():
-                findings.append(Finding(show(item.image), "missing-caption", WARNING, "no caption beside this image"))
-    return findings
+    return findings + missing

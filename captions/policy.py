@@ -62,6 +62,11 @@ class AspectValue(_Model):
             re.compile(v)
         return values
 
+    @cached_property
+    def nl_regexes(self) -> tuple[re.Pattern[str], ...]:
+        """`nl_keywords` compiled (case-insensitive) once, not looked up in re's cache per caption."""
+        return tuple(re.compile(v, re.IGNORECASE) for v in self.nl_keywords)
+
 
 class Aspect(_Model):
     values: dict[str, AspectValue]
@@ -99,19 +104,35 @@ class Aspect(_Model):
     def _ordered(self) -> tuple[str, ...]:
         return tuple(self.ordered())
 
-    def matching(self, tags: list[str]) -> list[str]:
-        """Values with a tag or keyword among `tags`, in priority order. Called for
-        every aspect of every caption (lint, verify): the look-ups are kept local."""
-        index, suffix = self._index, self.match == "suffix"
-        hits: set[str] = set()
-        for tag in tags:
-            if found := index.get(tag):
-                hits |= found
-            if suffix and " " in tag:
+    @cached_property
+    def _detected(self) -> dict[str, frozenset[str]]:
+        """tag -> the values it detects (with `suffix`, through its endings too), filled in as tags are met:
+        a dataset repeats a few hundred tags, and splitting each into its endings was a tenth of lint."""
+        return {}
+
+    def _detects(self, tag: str) -> frozenset[str]:
+        found = self._detected.get(tag)
+        if found is None:
+            index = self._index
+            hits = set(index.get(tag, ()))
+            if self.match == "suffix" and " " in tag:
                 words = tag.split()
                 for k in range(1, len(words)):
-                    if found := index.get(" ".join(words[k:])):
-                        hits |= found
+                    hits |= index.get(" ".join(words[k:]), set())
+            found = self._detected[tag] = frozenset(hits)
+        return found
+
+    def first(self, hits: set[str] | frozenset[str]) -> str | None:
+        """The highest-priority value among `hits`."""
+        return next((name for name in self._ordered if name in hits), None)
+
+    def matching(self, tags: list[str]) -> list[str]:
+        """Values with a tag or keyword among `tags`, in priority order. Called for
+        every aspect of every caption (lint, verify)."""
+        detected, hits = self._detected, set()
+        for tag in tags:
+            found = detected.get(tag)
+            hits |= found if found is not None else self._detects(tag)
         return [name for name in self._ordered if name in hits] if hits else []
 
     @cached_property
@@ -143,6 +164,19 @@ class Aspects(_Model):
 
     def items(self) -> list[tuple[str, Aspect]]:
         return [(name, a) for name in ASPECTS if (a := getattr(self, name)) is not None]
+
+    @cached_property
+    def _detected(self) -> dict[str, tuple[tuple[str, frozenset[str]], ...]]:
+        return {}  # on the aspects, not the policy: a policy copied with other aspects gets its own
+
+    def detects(self, tag: str) -> tuple[tuple[str, frozenset[str]], ...]:
+        """(aspect, the values `tag` detects) for each aspect it detects any in: most tags detect none,
+        so reading a caption's facts asks one look-up per tag, not one per tag and aspect."""
+        found = self._detected.get(tag)
+        if found is None:
+            found = self._detected[tag] = tuple((name, hits) for name, spec in self.items()
+                                                if (hits := spec._detects(tag)))
+        return found
 
 
 class RatingRule(_Model):
@@ -291,6 +325,10 @@ class Policy(_Model):
 
     def aspect(self, name: str) -> Aspect | None:
         return getattr(self.aspects, name, None) if name in ASPECTS else None
+
+    def detects(self, tag: str) -> tuple[tuple[str, frozenset[str]], ...]:
+        """(aspect, the values `tag` detects) for each aspect it detects any in (`Aspects.detects`)."""
+        return self.aspects.detects(tag)
 
     def risky(self) -> dict[str, str]:
         return {**BUILTIN_RISKY, **{k.lower(): v for k, v in self.risky_phrases.items()}}

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
-from captions.vocab import TAGS_ENV, find_vocabulary
+from captions.vocab import TAGS_ENV
 from verifier.cli.console import (
     EXIT_FINDINGS,
     PolicyOpt,
@@ -28,8 +27,8 @@ from verifier.cli.console import (
 
 if TYPE_CHECKING:
     from captions.build import BuildReport
-# build, lint and the policy are imported inside the commands: `capcheck --help` needs none of them
-# (the policy's pydantic models were a quarter of its start-up, issue 19)
+# build, lint, the policy and rich's tables are imported inside the commands: `capcheck --help` needs none of
+# them (the policy's pydantic models were a quarter of its start-up, issue 19)
 
 
 @app.command()
@@ -57,6 +56,8 @@ def build(
 
 
 def _print_build(report: BuildReport) -> None:
+    from rich.table import Table
+
     from captions.build import DIFFERS, INVALID, SKIPPED, UNCHANGED, WRITTEN
 
     if not report.outcomes:
@@ -107,6 +108,7 @@ def lint(
     """Check every caption; exit 1 when any error-severity finding exists."""
     from captions.generic import DATASET_POLICY
     from captions.lint import ERROR, lint_dataset
+    from captions.vocab import find_vocabulary
     from verifier.core.policy_rule import choose
 
     root = dataset_path(dataset, file_ok=True)

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from captions.errors import CaptionsError
 from verifier.cli.verify_options import with_verify_options
@@ -50,26 +49,6 @@ def epoch_list(value: str | None) -> list[int] | None:
     if bad or not items:
         raise CaptionsError(None, f"--epochs: '{bad[0] if bad else value}' is not an epoch number (e.g. 5,10,20)")
     return sorted({int(i) for i in items})
-
-
-class _Progress:
-    def __init__(self) -> None:
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
-                                 transient=True, disable=not err.is_terminal)
-        self.task = self.progress.add_task("eval", total=None)
-        self.rendering = None
-
-    def render(self, done: int, total: int) -> None:
-        """The renderer's progress (samples rendered of those missing)."""
-        if self.rendering is None:
-            self.rendering = self.progress.add_task("render", total=total)
-        self.progress.update(self.rendering, completed=done, total=total)
-
-    def plan(self, total: int) -> None:
-        self.progress.update(self.task, total=total)
-
-    def __call__(self, result) -> None:
-        self.progress.update(self.task, advance=1)
 
 
 @app.command("eval")
@@ -103,6 +82,7 @@ def eval_(
 ) -> None:
     """Score every saved epoch's samples with the vision model and recommend one (with the epochs tied with it)."""
     from verifier.cli.console import dataset_policy
+    from verifier.cli.progress import EvalProgress
     from verifier.eval.report import format_table, summary_lines, table
     from verifier.eval.sweep import Hooks, sweep_config, sweep_samples, wanted_from
 
@@ -124,7 +104,7 @@ def eval_(
             _render_here(config, chosen, say=not scoring_next)
         if render_only:
             return
-    shown = _Progress()
+    shown = EvalProgress()
     hooks = Hooks(shown.plan, shown, lambda m: err.print(m, soft_wrap=True, markup=False))
     try:
         with shown.progress:
@@ -190,9 +170,10 @@ def _render_here(config: Path, epochs: list[int] | None, say: bool) -> None:
     when `say`, else on stderr)."""
     from trainer.config import load_config
     from trainer.evalrender import render, samples_dir
+    from verifier.cli.progress import EvalProgress
 
     cfg = load_config(config)
-    shown = _Progress()
+    shown = EvalProgress()
     with shown.progress:
         done = render(cfg, epochs, progress=shown.render)
     if not done.main:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from captions.dataset import caption_path
 from captions.errors import CaptionsError
@@ -284,6 +283,8 @@ def _report_ingest(done, aspect: str, dry_run: bool, several: bool) -> bool:
     out.print(f"capcheck ingest{f' ({aspect})' if several else ''}: {verb} {done.changed_count}, "
               f"unchanged {done.unchanged}")
     if done.changed:
+        from rich.table import Table
+
         table = Table(show_header=False)
         for (said, now), n in done.changed.most_common():
             table.add_row(f"{said} -> {now}", f"× {n}")
@@ -328,6 +329,8 @@ def agreement(
     if not found:
         out.print("no human answers to compare with yet: sort with `capcheck route`, then `capcheck ingest`")
         return
+    from rich.table import Table
+
     for a in found:
         table = Table(title=f"{a.aspect}: {a.backend}/{a.model} (columns) vs the person (rows)")
         table.add_column("person \\ model")

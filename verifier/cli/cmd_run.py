@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from captions.errors import CaptionsError
-from verifier.cli.cmd_verify import Live
 from verifier.cli.console import EXIT_INTERRUPTED, PolicyOpt, app, comma_list, dataset_path, err, handled, out
 from verifier.cli.verify_options import with_verify_options
 
@@ -55,7 +54,7 @@ class _Displays:
     printed, so a stage line is never drawn into a bar."""
 
     def __init__(self) -> None:
-        from verifier.cli.cmd_train import train_progress
+        from verifier.cli.progress import Live, train_progress
 
         self.verify = Live()
         self.train, self._step = train_progress()

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from captions.errors import CaptionsError
 from verifier.cli.console import (
@@ -29,21 +28,6 @@ from verifier.cli.console import (
     out,
     quoted,
 )
-
-
-def train_progress():
-    """A rich bar for training (loss, it/s, ETA) and the callback that moves it."""
-    progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                        TimeRemainingColumn(), console=err, disable=not err.is_terminal)
-    task = progress.add_task("train", total=None, info="")
-
-    def step(s) -> None:
-        progress.update(task, completed=s.step, total=s.total_steps,
-                        info=f"epoch {s.epoch} loss {s.loss:.4f} {s.speed:.2f} it/s")
-
-    return progress, step
-
-
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Training config YAML (AnimaLoraToolkit keys).")]
 
@@ -208,6 +192,7 @@ def _train(root: Path, config: Path, cfg, allow_unverified: bool, resume: bool, 
     """The gate, then the run (in each process of a data-parallel run; rank 0 prints)."""
     from trainer.dist import main_from_env
     from trainer.loop import Trainer
+    from verifier.cli.progress import train_progress
     from verifier.core.store import Store
     from verifier.human import gate
     from verifier.human.apply import policy_for

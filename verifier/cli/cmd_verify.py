@@ -12,14 +12,10 @@ resume).
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
-from rich.table import Table
-from rich.text import Text
 
 from verifier.cli.console import (
     EXIT_FINDINGS,
@@ -41,35 +37,6 @@ if TYPE_CHECKING:
     from verifier.core.options import VerifyOptions
 
 
-class _Rate(ProgressColumn):
-    def render(self, task) -> Text:
-        return Text(f"{task.speed:.1f}/s" if task.speed else "–/s", style="progress.data.speed")
-
-
-class Live:
-    """The progress bar: done/total, ok/fix/refused/error, rate, ETA."""
-
-    def __init__(self) -> None:
-        from verifier.core.verdict import STATUSES
-
-        self.counts = dict.fromkeys(STATUSES, 0)
-        self.progress = Progress(TextColumn("verify"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[tally]}"), _Rate(), TimeRemainingColumn(),
-                                 console=err, transient=False, disable=not err.is_terminal)
-        self.task = self.progress.add_task("verify", total=None, tally="")
-
-    def plan(self, total: int) -> None:
-        self.progress.update(self.task, total=total)
-
-    def __call__(self, result) -> None:
-        from verifier.core.verdict import ERROR, FIX, OK, REFUSED
-
-        self.counts[result.verdict.status] += 1
-        tally = (f"[green]ok {self.counts[OK]}[/] [yellow]fix {self.counts[FIX]}[/] "
-                 f"[magenta]refused {self.counts[REFUSED]}[/] [red]error {self.counts[ERROR]}[/]")
-        self.progress.update(self.task, advance=1, tally=tally)
-
-
 @app.command()
 @handled
 @with_verify_options
@@ -81,6 +48,9 @@ def verify(
                                                                     "(losses.json), asked again (--fresh).")] = False,
 ) -> None:
     """Ask a vision model what each image shows and compare it with the caption (`--aspects …,tags`: every tag)."""
+    import asyncio
+
+    from verifier.cli.progress import Live
     from verifier.core.report import write_reports
     from verifier.core.verify import verify_dataset
     from verifier.human.agreement import all_agreements
@@ -118,6 +88,8 @@ def verify(
 
 
 def _summary(run, jsonl: Path, page: Path) -> None:
+    from rich.table import Table
+
     from verifier.core.report import fix_groups
     from verifier.core.tag_report import run_tags
     from verifier.core.verdict import ERROR, REFUSED, STATUSES

@@ -54,9 +54,21 @@ def _no_type(ctx) -> None:
     return None
 
 
+def _help_flag(option: TyperOption | None) -> TyperOption | None:
+    """`--help` defaults to False, not None: typer (0.29) coerces a None it meets through a pydantic
+    TypeAdapter, so the group's unused `--help` imported pydantic (0.2 s) before `capcheck verify --help`
+    printed a line."""
+    if option is not None:
+        option.default = False
+    return option
+
+
 class Command(TyperCommand):
     def get_params(self, ctx):
         return _readable(super().get_params(ctx), ctx)
+
+    def get_help_option(self, ctx):
+        return _help_flag(super().get_help_option(ctx))
 
     def collect_usage_pieces(self, ctx) -> list[str]:
         """`capcheck apply [OPTIONS] DATASET` (typer writes `{dataset}`)."""
@@ -70,6 +82,9 @@ class Command(TyperCommand):
 class Group(TyperGroup):
     def get_params(self, ctx):
         return _readable(super().get_params(ctx), ctx)
+
+    def get_help_option(self, ctx):
+        return _help_flag(super().get_help_option(ctx))
 
     def invoke(self, ctx):
         """A value typer cannot parse (`--image-size abc`, a missing DATASET) is one line and exit 2, like
