@@ -97,6 +97,12 @@ def start_server(root: Path, latency: float) -> tuple[subprocess.Popen, str]:
     return proc, proc.stdout.readline().strip()
 
 
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def server_stats(url: str) -> dict:
     with urllib.request.urlopen(url + "/stats") as fh:
         return json.load(fh)
@@ -332,7 +338,7 @@ def main() -> None:
     print(f"{'conc':>5} {'images':>6} {'bare s':>7} {'capcheck s':>10} {'ratio':>6} {'capcheck cpu ms/img':>19} "
           f"{'bare cpu ms/img':>15} {'cores needed':>12} {'cores used':>10} {'max in flight':>13} {'rss MiB':>7}"
           f" {'cmd s':>6} {'cmd ratio':>9} {'cmd cpu ms/img':>14} {'cmd cores used':>14} {'cmd in flight':>13}"
-          f" {'cmd rss MiB':>11} {'workers MiB':>11}")
+          f" {'cmd rss MiB':>11} {'workers MiB':>11} {'server cores':>12}")
     with tempfile.TemporaryDirectory() as tmp:
         master = Path(tmp) / "master"
         make_dataset(master, max(n for _, n in cases), size)
@@ -342,7 +348,9 @@ def main() -> None:
             try:
                 bare = child("bare", root, url, concurrency)
                 fresh = subset(master, Path(tmp) / f"cmd{concurrency}", n)  # no store, no thumbnails yet
+                server_cpu = proc_cpu(server.pid)
                 cmd = command_case(fresh, url, concurrency)
+                server_cores = (proc_cpu(server.pid) - server_cpu) / cmd["wall_s"]  # the loopback server's share
                 if args.no_library:
                     r = {"wall_s": float("nan"), "cpu_s": float("nan"), "max_in_flight": 0, "peak_rss_mib": 0,
                          "error": 0}
@@ -357,7 +365,7 @@ def main() -> None:
                       f"{r['max_in_flight']:>13} {r['peak_rss_mib']:>7.0f} {cmd['wall_s']:>6.2f} "
                       f"{bare['wall_s'] / cmd['wall_s']:>9.3f} {1000 * cmd['cpu_s'] / n:>14.1f} "
                       f"{cmd['cpu_s'] / cmd['wall_s']:>14.2f} {cmd['max_in_flight']:>13} "
-                      f"{cmd['peak_rss_mib']:>11.0f} {cmd['workers_rss_mib']:>11.0f}", flush=True)
+                      f"{cmd['peak_rss_mib']:>11.0f} {cmd['workers_rss_mib']:>11.0f} {server_cores:>12.2f}", flush=True)
                 if concurrency == 32 and not args.no_library:
                     seen = server_stats(url)["requests"]
                     again = child("capcheck", root, url, concurrency)

@@ -109,9 +109,14 @@ def is_text_line(line: str) -> bool:
     s = line.strip()
     if not s:
         return False
+    parts = [len(part.split()) for part in s.split(",")]
+    longest = max(parts)
     if _SENTENCE_END.search(s):
-        return True
-    longest = max(len(part.split()) for part in s.split(","))
+        # ...unless it is a tag line whose last tag ends so: `1girl, solo, k-on!`, `open mouth, ?`,
+        # `super smash bros.` (658 Danbooru tags end in . ! or ?). Lowercase, short comma-separated
+        # parts: tags. A lone lowercase token (`k-on!`) is a tag; a lowercase sentence has words.
+        taglike = not s[0].isupper() and longest <= 3 and (len(parts) > 1 or longest == 1)
+        return not taglike
     return (s[0].isupper() and longest >= 4) or longest >= 7
 
 

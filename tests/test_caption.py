@@ -59,6 +59,14 @@ def test_wrapped_nl_block_is_text():
         ("and a small antenna of hair rises from the top of her head.", True),
         ("white background, simple background", False),
         ("holding hands, hand on own hip, looking at viewer", False),
+        # a tag line whose last tag ends in . ! or ? (658 Danbooru tags do) is still tags
+        ("1girl, solo, k-on!", False),
+        ("open mouth, ?", False),
+        ("1boy, super smash bros.", False),
+        ("k-on!", False),
+        ("a girl smiles.", True),
+        ("Smiling.", True),
+        ("She waves, smiling.", True),
     ],
 )
 def test_is_text_line(line, text):
@@ -77,3 +85,8 @@ def test_compose_puts_comma_on_all_but_last_line():
     text = render(compose([["a", "b"], "One sentence. Two sentences.", [], ["c"]]))
     assert text == "a, b,\nOne sentence. Two sentences.\nc\n"
     assert isinstance(parse(text).lines[1], TextLine)
+
+
+def test_a_tag_line_ending_in_a_bang_keeps_its_tags_checked():
+    cap = parse("1girl, solo, k-on!\nA girl with a guitar smiles at the viewer.\n")
+    assert cap.tags == ["1girl", "solo", "k-on!"] and len(cap.sentences) == 1

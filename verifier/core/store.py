@@ -199,9 +199,10 @@ class Store:
 
     # -- file hashes ---------------------------------------------------------
 
-    def file_sha(self, path: Path, hasher) -> str:
-        """sha256 of `path`, from the cache while its size and mtime are unchanged."""
-        rel = self.rel(path)
+    def file_sha(self, path: Path, hasher, rel: str | None = None) -> str:
+        """sha256 of `path`, from the cache while its size and mtime are unchanged (`rel`: its
+        `self.rel(path)`, when the caller has it: resolving a path is a system call per component)."""
+        rel = rel or self.rel(path)
         st = os.stat(path)
         row = self.db.execute("SELECT size, mtime_ns, sha256 FROM files WHERE path=?", (rel,)).fetchone()
         if row is not None and row["size"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns:

@@ -151,7 +151,7 @@ def collect(root: Path, policy: Policy, store: Store, only: list[str], caption_e
             skipped[rel] = why
             continue
         try:
-            sha = store.file_sha(item.image, sha256_file)
+            sha = store.file_sha(item.image, sha256_file, rel)
         except OSError as exc:  # one file the run cannot read: named, the others go on
             unreadable[rel] = f"cannot read image: {exc.strerror or exc}"
             continue
