@@ -93,7 +93,7 @@ def _summary(run, jsonl: Path, page: Path) -> None:
     from verifier.core.report import fix_groups
     from verifier.core.tag_report import run_tags
     from verifier.core.verdict import ERROR, REFUSED, STATUSES
-    from verifier.core.verify import other_note
+    from verifier.core.works import other_note
 
     asked = len(run.asked)
     minutes, seconds = divmod(run.wall_s, 60)

@@ -10,7 +10,6 @@ caption of the same image, so re-verifying after `apply` asks nothing.
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import json
 import os
 import time
@@ -18,41 +17,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from captions.caption import parse
-from captions.dataset import IMAGE_EXTS, iter_images, link_problem, other_images
+from captions.dataset import other_images
 from captions.errors import CaptionsError
-from captions.facts import Facts, facts_from_caption
-from captions.journal import read_caption
 from captions.policy import Policy
-from captions.vocab import find_vocabulary
 from verifier.core import thumbs
 from verifier.core.answers import interpret
 from verifier.core.backends import Backend, Request
-from verifier.core.images import sha256_file, text_sha
 from verifier.core.observation import Observation
 from verifier.core.options import UNKNOWN_MODEL, VerifyOptions, backend_identity, open_backend
 from verifier.core.pool import Outcome, Pool, RetryPolicy
 from verifier.core.preparing import PROCESSES_FROM, Preparer
 from verifier.core.prompting import PromptSpec, build_prompt
 from verifier.core.store import Store
-from verifier.core.tags import TAGS, ask_order, questions
+from verifier.core.tags import TAGS, ask_order
 from verifier.core.urls import redact_urls
 from verifier.core.verdict import ERROR, REFUSED, STATUSES, FixItem, TagClaims, Verdict, checked_claims, judge
+from verifier.core.works import UNREADABLE, Work, collect, other_note, selected, tag_questions
 from verifier.errors import BackendUnavailable, VerifierError
 
 ASKED, STORED, DERIVED = "asked", "store", "derived"
-UNREADABLE = "unreadable caption"  # skipped: not valid UTF-8, or empty
-
-
-@dataclass
-class Work:
-    path: Path
-    image: str  # relative to the dataset
-    image_sha: str
-    caption: str
-    caption_sha: str
-    claims: Facts
-    tags: TagClaims | None = None  # the tags audit's question (set when the run checks tags)
 
 
 @dataclass
@@ -124,52 +107,6 @@ def _asked(w: Work) -> tuple[list[str], list[str]]:
     return (list(w.tags.tags), list(w.tags.probes)) if w.tags is not None else ([], [])
 
 
-def _selected(rel: str, only: list[str]) -> bool:
-    return not only or any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(rel.rsplit("/", 1)[-1], g) for g in only)
-
-
-def collect(root: Path, policy: Policy, store: Store, only: list[str], caption_ext: str | None = None,
-            unreadable: dict[str, str] | None = None,
-            on_hashed: Callable[[int], None] | None = None) -> tuple[list[Work], dict[str, str]]:
-    """Every image with a caption, hashed; the others with the reason they are skipped.
-    A file that cannot be read (a broken link, no permission) goes to `unreadable`.
-    `on_hashed(n)`: after each file hashed afresh (not from the store's cache), n so far."""
-    works, skipped = [], {}
-    hashed = store.hashed
-    unreadable = {} if unreadable is None else unreadable
-    for item in iter_images(root, caption_ext=caption_ext):
-        if (problem := link_problem(item.image, root)) is not None:  # before resolving: a loop cannot be
-            name = Path(os.path.relpath(item.image, root)).as_posix()
-            if _selected(name, only):
-                unreadable[name] = problem
-            continue
-        rel = store.rel(item.image)
-        if not _selected(rel, only):
-            continue
-        text, why = _caption(item.caption)
-        if text is None:  # that image alone: the run goes on
-            skipped[rel] = why
-            continue
-        try:
-            sha = store.file_sha(item.image, sha256_file, rel)
-        except OSError as exc:  # one file the run cannot read: named, the others go on
-            unreadable[rel] = f"cannot read image: {exc.strerror or exc}"
-            continue
-        if on_hashed is not None and store.hashed > hashed:
-            on_hashed(store.hashed - hashed)
-        claims = facts_from_caption(parse(text), policy)
-        works.append(Work(item.image, rel, sha, text, text_sha(text), claims))
-    return works, skipped
-
-
-def other_note(others: list[str]) -> str:
-    """One line naming the pictures that are not images of the dataset."""
-    kinds = ", ".join(sorted({Path(o).suffix.lower() for o in others}))
-    read = " ".join(sorted(IMAGE_EXTS))
-    return (f"{len(others)} not checked: {kinds} files are not images of this dataset (capcheck and kohya-style "
-            f"trainers read {read}; convert them to include them): {', '.join(others)}")
-
-
 def _verdict_from_row(row) -> Verdict:
     fixes = tuple(FixItem(**f) for f in json.loads(row["fixes"] or "[]"))
     observation = Observation.from_dict(json.loads(row["observation"])) if row["observation"] else None
@@ -182,35 +119,6 @@ def _answers_tags(row, tags: TagClaims | None) -> bool:
         return True
     answered = (json.loads(row["observation"] or "{}") or {}).get(TAGS) or {}
     return all(t in answered for t in tags.tags)
-
-
-def _tag_questions(root: Path, works: list[Work], policy: Policy, options: VerifyOptions) -> None:
-    """Each work's tags-audit question: its checkable tags and its probes (from
-    the whole dataset's tags, also when --only checks a few images)."""
-    vocab = find_vocabulary(None, policy)
-    dataset = None
-    if options.only:
-        texts = (_caption(item.caption)[0] for item in iter_images(root, caption_ext=options.caption_ext))
-        dataset = [parse(t) for t in texts if t]
-    asked = questions({w.image: parse(w.caption) for w in works}, policy, vocab, options.aspects, options.probes,
-                      dataset)
-    for w in works:
-        q = asked[w.image]
-        w.tags = TagClaims(tuple(q.tags), tuple(q.probes), options.mismatch_share, tuple(q.not_asked.items()))
-
-
-def _caption(path: Path) -> tuple[str | None, str]:
-    """A caption's text, or None and why it cannot be verified (one rule for the
-    run and for the dataset-wide probe pool)."""
-    try:
-        text = read_caption(path)
-    except CaptionsError as exc:
-        return None, f"{UNREADABLE}: {exc.message}"
-    if text is None:
-        return None, "no caption"
-    if not text.strip():
-        return None, f"{UNREADABLE}: the caption is empty"
-    return text, ""
 
 
 def _result_from_row(row, source: str) -> ItemResult:
@@ -309,7 +217,7 @@ class Verifier:
         works, skipped = collect(self.root, self.policy, self.store, self.options.only, self.options.caption_ext,
                                  self.unreadable, on_hashed=self._warm)
         others = [Path(os.path.relpath(p, self.root)).as_posix() for p in other_images(self.root)]
-        others = [o for o in others if _selected(o, self.options.only)]
+        others = [o for o in others if selected(o, self.options.only)]
         for rel in [r for r, why in skipped.items() if why.startswith(UNREADABLE)]:
             self.unreadable[rel] = skipped.pop(rel)  # a broken caption, like a broken image: named, not a verdict
         if not works:
@@ -318,7 +226,7 @@ class Verifier:
                 why += f" ({other_note(others)})"
             raise VerifierError(self.root, why)
         if self.spec.tags:
-            _tag_questions(self.root, works, self.policy, self.options)
+            tag_questions(self.root, works, self.policy, self.options)
         return works, skipped, others
 
     async def answer(self, works: list[Work], identity: tuple[str, str], opener: Callable[[], Backend],

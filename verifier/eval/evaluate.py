@@ -31,7 +31,8 @@ from verifier.core.prompting import OBSERVE
 from verifier.core.store import Store
 from verifier.core.tags import TAGS
 from verifier.core.verdict import TagClaims
-from verifier.core.verify import ItemResult, Verifier, Work
+from verifier.core.verify import ItemResult, Verifier
+from verifier.core.works import Work
 from verifier.errors import VerifierError
 from verifier.eval.sample import Sample
 from verifier.eval.spec import Checklist, Wanted, checklist
