@@ -69,10 +69,10 @@ async function decide(card, act) {
     const next = fresh.content.firstElementChild;
     card.replaceWith(next);
     if (current === card) { current = null; select(next); }
-    say(data.line);
-    // the count of what waits, from the folders and the store again
+    // the count of what waits, from the folders and the store again, before the line that says it is done
     const page = new DOMParser().parseFromString(await (await fetch("/")).text(), "text/html");
     document.querySelector("header p").replaceWith(page.querySelector("header p"));
+    say(data.line);
   } catch (error) {
     say(error.message, true);
   }
