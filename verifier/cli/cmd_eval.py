@@ -28,13 +28,13 @@ if TYPE_CHECKING:
     from verifier.core.options import VerifyOptions
 from verifier.cli.console import (
     EXIT_INTERRUPTED,
-    EXIT_NO_GPU,
     EXIT_NO_MODEL,
     PolicyOpt,
     app,
     comma_list,
     err,
     handled,
+    launch_ranks,
     out,
     quoted,
 )
@@ -146,23 +146,14 @@ def _render_in(processes: int, config: Path, epochs: str | None, render_only: bo
     """The missing samples rendered by `processes` ranks of `capcheck eval --render-only`; the first failure
     is this command's. Before a scoring run the ranks keep stdout clear (`--json` prints there)."""
     from trainer.config import load_config
-    from trainer.dist import NotEnoughDevices
-    from trainer.launch import check_devices, launch
 
-    try:
-        check_devices(processes, load_config(config).device)
-    except NotEnoughDevices as exc:
-        err.print(f"error: {exc}", soft_wrap=True, markup=False)
-        raise typer.Exit(EXIT_NO_GPU) from None
-    ended = launch(processes, ["eval", "--config", str(config), "--render-only",
-                               *(["--epochs", epochs] if epochs else []), *([] if render_only else ["--scoring-next"])])
-    if ended.error:  # another rank failed alone; rank 0 was stopped with it
-        err.print(ended.error, soft_wrap=True, markup=False, style="red")
-    if ended.code == EXIT_INTERRUPTED:
-        err.print(f"interrupted: the samples rendered so far are kept; run the same command to render the rest "
-                  f"(capcheck eval --config {quoted(config)} ...)", soft_wrap=True, markup=False)
-    if ended.code:
-        raise typer.Exit(ended.code)
+    argv = ["eval", "--config", str(config), "--render-only", *(["--epochs", epochs] if epochs else []),
+            *([] if render_only else ["--scoring-next"])]
+    code = launch_ranks(processes, load_config(config).device, argv,
+                        f"interrupted: the samples rendered so far are kept; run the same command to render the rest "
+                        f"(capcheck eval --config {quoted(config)} ...)")
+    if code:
+        raise typer.Exit(code)
 
 
 def _render_here(config: Path, epochs: list[int] | None, say: bool) -> None:

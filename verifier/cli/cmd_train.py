@@ -20,11 +20,11 @@ from captions.errors import CaptionsError
 from verifier.cli.console import (
     EXIT_FINDINGS,
     EXIT_INTERRUPTED,
-    EXIT_NO_GPU,
     app,
     dataset_path,
     err,
     handled,
+    launch_ranks,
     out,
     quoted,
 )
@@ -164,27 +164,17 @@ def train(
 ) -> None:
     """Train an Anima LoRA on the verified captions; ComfyUI-loadable checkpoints per epoch."""
     from trainer.config import load_config
-    from trainer.dist import NotEnoughDevices, world_from_env
+    from trainer.dist import world_from_env
 
     root = dataset_path(dataset)
     cfg = load_config(config, data_dir=str(root.resolve()))
     if processes > 1 and world_from_env() == 1:  # start the ranks; each runs this command without --processes
-        from trainer.launch import check_devices, launch
-
-        try:
-            check_devices(processes, cfg.device)
-        except NotEnoughDevices as exc:
-            err.print(f"error: {exc}", soft_wrap=True, markup=False)
-            raise typer.Exit(EXIT_NO_GPU) from None
         argv = ["train", str(dataset), "--config", str(config), *(["--allow-unverified"] if allow_unverified else []),
                 *(["--resume"] if resume else []), *(["--losses"] if losses else [])]
-        ended = launch(processes, argv)
-        if ended.error:  # another rank failed alone; rank 0 was stopped with it
-            err.print(ended.error, soft_wrap=True, markup=False, style="red")
-        if ended.code == EXIT_INTERRUPTED:  # the launcher stopped every rank; what resumes is the last state saved
-            err.print("interrupted: every process stopped; run the same command with --resume to continue from "
-                      "the last saved state (save_state_every)")
-        raise typer.Exit(ended.code)
+        # what resumes is the last state saved: the launcher stops the ranks before rank 0 could save
+        raise typer.Exit(launch_ranks(processes, cfg.device, argv, "interrupted: every process stopped; run the same "
+                                      "command with --resume to continue from the last saved state "
+                                      "(save_state_every)"))
     _train(root, config, cfg, allow_unverified, resume, losses)
 
 

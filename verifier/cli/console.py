@@ -253,6 +253,26 @@ def note(message: str) -> None:
     err.print(f"note: {message}", soft_wrap=True, markup=False, style="yellow")
 
 
+def launch_ranks(processes: int, device: str, argv: list[str], interrupted: str) -> int:
+    """`capcheck … --processes N`: this command's argv as N ranks (`trainer.launch`); their exit status.
+    Too few GPUs is one line and exit 5; another rank's error (rank 0 printed its own) and, on Ctrl-C,
+    `interrupted` are said here."""
+    from trainer.dist import NotEnoughDevices
+    from trainer.launch import check_devices, launch
+
+    try:
+        check_devices(processes, device)
+    except NotEnoughDevices as exc:
+        err.print(f"error: {exc}", soft_wrap=True, markup=False)
+        raise typer.Exit(EXIT_NO_GPU) from None
+    ended = launch(processes, argv)
+    if ended.error:  # another rank failed alone; rank 0 was stopped with it
+        err.print(ended.error, soft_wrap=True, markup=False, style="red")
+    if ended.code == EXIT_INTERRUPTED:  # the launcher stopped every rank
+        err.print(interrupted, soft_wrap=True, markup=False)
+    return ended.code
+
+
 def writing(root: Path, command: str):
     """The store for a command that writes the dataset: the dataset lock held,
     a crash's leftovers settled (`verifier.core.writer.writing`), notes on stderr."""
