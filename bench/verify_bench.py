@@ -209,8 +209,10 @@ def run_sampled(argv: list[str]) -> tuple[str, str, float, float, float, float, 
 
 def command_case(root: Path, url: str, concurrency: int) -> dict:
     """`capcheck verify` in its own process, start to exit, as a user runs it."""
-    argv = [sys.executable, "-m", "verifier.cli.main", "verify", str(root), "--policy", str(POLICY), "--model", "demo",
-            "--base-url", url, "--concurrency", str(concurrency), "--aspects", ",".join(ASPECTS)]
+    script = Path(sys.executable).with_name("capcheck")  # the installed command; else the same by module
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "verifier.cli"]
+    argv = [*command, "verify", str(root), "--policy", str(POLICY), "--model", "demo", "--base-url", url,
+            "--concurrency", str(concurrency), "--aspects", ",".join(ASPECTS)]
     out, err, wall, own_cpu, workers_cpu, rss, workers_rss = run_sampled(argv)
     found = re.search(r"at most (\d+) in flight", out)
     if "Traceback" in out + err or not found:

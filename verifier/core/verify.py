@@ -26,7 +26,7 @@ from verifier.core.backends import Backend, Request
 from verifier.core.observation import Observation
 from verifier.core.options import UNKNOWN_MODEL, VerifyOptions, backend_identity, open_backend
 from verifier.core.pool import Outcome, Pool, RetryPolicy
-from verifier.core.preparing import PROCESSES_FROM, Preparer
+from verifier.core.preparing import PROCESSES_FROM, Ahead, Preparer
 from verifier.core.prompting import PromptSpec, build_prompt
 from verifier.core.store import Store
 from verifier.core.tags import TAGS, ask_order
@@ -246,17 +246,35 @@ class Verifier:
             outcome = await run_batch(self, todo, asked, model)
             requests, pending = outcome.submitted, outcome.pending
         elif todo:
-            backend = opener()
+            own = self.preparing is None  # eval's answer() comes without run(): its own workers
+            preparing = Preparer(len(todo)) if own else self.preparing
+            ahead = await self._ahead(preparing, todo).started()
             try:
-                pool = await self._ask(backend, todo, asked)
+                backend = opener()  # the SDK's import, while the workers prepare the first wave
+                try:
+                    pool = await self._ask(backend, todo, asked, ahead)
+                finally:
+                    if close:
+                        await backend.aclose()
             finally:
-                if close:
-                    await backend.aclose()
+                ahead.cancel()
+                if own:
+                    preparing.close()
             requests, max_in_flight = pool.requests, pool.max_in_flight
             model = backend.model  # codex may have named another model than the one planned
         return Answered(sorted(done + asked, key=lambda r: r.image), requests, max_in_flight, pending, model)
 
-    async def _ask(self, backend: Backend, todo: list[Work], asked: list[ItemResult]) -> Pool:
+    def _ahead(self, preparing: Preparer, todo: list[Work]) -> Ahead:
+        """The first wave (a request per slot: --concurrency per server) prepared ahead."""
+        wave = self.options.concurrency * max(1, len(self.options.base_urls))
+        reports = thumbs.reports_dir(self.root)
+        return Ahead(preparing, [(w.image, self._prepare_args(w, reports)) for w in todo[:wave]])
+
+    def _prepare_args(self, w: Work, reports: Path) -> tuple:
+        return w.path, self.options.image_size, self.options.image_format, reports, w.image_sha
+
+    async def _ask(self, backend: Backend, todo: list[Work], asked: list[ItemResult],
+                   ahead: Ahead | None = None) -> Pool:
         servers = len(getattr(backend, "servers", ())) or 1  # a fleet: --concurrency per server
         pool = Pool(backend, concurrency=self.options.concurrency * servers, rpm=self.options.rpm,
                     timeout=self.options.timeout,
@@ -267,8 +285,10 @@ class Verifier:
         # run of any size (core/preparing.py: in threads the GIL kept one core idle). More workers only
         # stretch every image's preparation, so the first requests leave later and the replies are read
         # late (832x1216 PNGs at concurrency 32 on 2 cores: 19.8 s -> 12.8 s for 64 images).
-        own = self.preparing is None  # eval's answer() comes without run(): its own workers
-        preparing = Preparer(len(todo)) if own else self.preparing
+        own = None  # a live retry of batch lines comes without a head start: workers of its own, if need be
+        if ahead is None:
+            own = None if self.preparing is not None else Preparer(len(todo))
+            ahead = Ahead(self.preparing or own, ())
         reports = thumbs.reports_dir(self.root)
 
         # codex without a model in its config: the first answer names the model; the others wait
@@ -282,8 +302,7 @@ class Verifier:
             if backend.model != planned and (row := self._answered_under(w, backend)) is not None:
                 return _result_from_row(row, STORED)  # codex named another model: what it answered stands
             try:
-                image = await preparing.prepare(w.path, self.options.image_size, self.options.image_format,
-                                                reports, w.image_sha)
+                image = await ahead.prepare(w.image, *self._prepare_args(w, reports))
             except VerifierError as exc:
                 # A broken file (truncated, not an image) is the dataset's problem, not a
                 # verdict: skipped and named, never stored as an error a person would sort.
@@ -317,8 +336,8 @@ class Verifier:
         except* CaptionsError as group:  # a store that cannot be written (full disk): one line, not a group
             raise group.exceptions[0] from None
         finally:
-            if own:
-                preparing.close()
+            if own is not None:
+                own.close()
         return pool
 
     def request(self, w: Work, image) -> Request:
