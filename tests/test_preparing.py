@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from verifier.core.options import VerifyOptions, backend_identity, open_backend
-from verifier.core.preparing import WORKER_NICE, Preparer
+from verifier.core.preparing import Preparer
 from verifier.core.store import Store
 from verifier.core.verify import Verifier
+from verifier.core.worker import WORKER_NICE
 from verifier.demo.model import DemoModel
 from verifier.demo.server import DemoServer
 from verifier.errors import BackendUnavailable
@@ -84,6 +85,16 @@ def test_workers_run_below_the_run_they_serve():
         own = os.getpriority(os.PRIO_PROCESS, 0)
         time.sleep(0.5)  # each sets its priority as it starts
         assert {os.getpriority(os.PRIO_PROCESS, p.pid) for p in workers} == {min(19, own + WORKER_NICE)}
+    finally:
+        preparer.close()
+
+
+def test_a_worker_imports_neither_asyncio_nor_sqlite_nor_the_cli():
+    """The forkserver preloads the worker's module alone; each worker is a fork of it."""
+    preparer = Preparer(20, workers=2)
+    try:
+        probe = "sorted(m for m in ('asyncio', 'sqlite3', 'typer', 'openai') if m in __import__('sys').modules)"
+        assert preparer._pool.submit(eval, probe).result(timeout=60) == []  # a builtin: nothing of ours to import
     finally:
         preparer.close()
 

@@ -25,57 +25,17 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-import signal
 import threading
 from collections.abc import Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from verifier.core import thumbs
-from verifier.core.images import Prepared, prepare
+from verifier.core import worker
+from verifier.core.images import Prepared
 from verifier.errors import VerifierError
 
 PROCESSES_FROM = 16  # images to prepare before worker processes pay for their start (~0.2 s each)
-# The run's own process is the critical path: every request leaves from its event loop, and at the
-# start it imports the SDK while the workers begin preparing. Workers one step behind it in the
-# scheduler's eyes (nice +10: a tenth of its weight) take whatever it leaves. `capcheck verify`, 832x1216
-# PNGs on 2 cores, two runs each: 256 at concurrency 32, 20.9 and 20.6 s -> 20.0 and 19.9 s; 512 at 128,
-# 21.9 and 22.0 s -> 21.5 and 20.6 s (issue 19).
-WORKER_NICE = 5
-
-
-def prepare_one(path: Path, max_side: int, fmt: str, reports: Path, sha: str) -> Prepared | str:
-    """In a worker: the image to send (and the report's thumbnail, saved, when it has
-    none yet), or why the file cannot be sent (a string: it crosses the process boundary)."""
-    side = thumbs.THUMB_SIDE if thumbs.wanted(reports, sha) else None
-    try:
-        image = prepare(path, max_side, fmt, side)
-    except VerifierError as exc:
-        return exc.message
-    if image.thumb is not None:
-        thumbs.save(reports, sha, image.thumb)
-    return image
-
-
-def _ready() -> None:
-    return None
-
-
-def _worker_start() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the run; the parent stops the pool
-    if hasattr(os, "nice"):  # POSIX; on Windows the workers keep the run's priority
-        os.nice(WORKER_NICE)
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
-
-
-def _exit_with(parent) -> None:
-    """A run killed with -9 cannot stop its pool, and a worker blocked on the task queue would
-    wait for ever (each holds that queue's write end too, so it never reads EOF): it follows its run."""
-    parent.join()
-    os._exit(0)
 
 
 class Preparer:
@@ -89,8 +49,8 @@ class Preparer:
             method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
             context = multiprocessing.get_context(method)
             if method == "forkserver":  # the server imports these once; each worker is a fork of it, ready
-                context.set_forkserver_preload([__name__])
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_start)
+                context.set_forkserver_preload([worker.__name__])
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=worker.start)
         else:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="capcheck-prepare")
 
@@ -104,7 +64,7 @@ class Preparer:
     def _start_workers(self) -> None:
         try:
             for _ in range(self.workers):
-                self._pool.submit(_ready)
+                self._pool.submit(worker.ready)
         except RuntimeError:  # the run ended first (closed): nothing to warm
             pass
 
@@ -112,12 +72,12 @@ class Preparer:
         """Raises VerifierError naming the file when it cannot be sent."""
         loop = asyncio.get_running_loop()
         try:
-            done = await loop.run_in_executor(self._pool, prepare_one, path, max_side, fmt, reports, sha)
+            done = await loop.run_in_executor(self._pool, worker.prepare_one, path, max_side, fmt, reports, sha)
         except BrokenProcessPool:  # a worker died (out of memory, killed): the run goes on, in threads
             if self.processes:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool, self.processes = ThreadPoolExecutor(self.workers, "capcheck-prepare"), False
-            done = await loop.run_in_executor(self._pool, prepare_one, path, max_side, fmt, reports, sha)
+            done = await loop.run_in_executor(self._pool, worker.prepare_one, path, max_side, fmt, reports, sha)
         if isinstance(done, str):
             raise VerifierError(path, done)
         return done

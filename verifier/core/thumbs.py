@@ -19,7 +19,6 @@ import tempfile
 from pathlib import Path
 
 from verifier.core.images import prepare
-from verifier.core.store import STATE_DIR
 from verifier.errors import VerifierError
 
 REPORTS = "reports"
@@ -28,6 +27,8 @@ THUMB_SIDE = 320
 
 
 def reports_dir(root: Path) -> Path:
+    from verifier.core.store import STATE_DIR  # here: the workers that import this module need no SQLite
+
     return Path(root) / STATE_DIR / REPORTS
 
 
