@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -76,15 +75,13 @@ def test_workers_run_below_the_run_they_serve():
     """The run's own process sends every request; the workers take what it leaves."""
     preparer = Preparer(20, workers=2)
     try:
-        preparer.warm()
+        pids: set[int] = set()  # a worker that has answered a task has run its initializer
         deadline = time.monotonic() + 60
-        while len(multiprocessing.active_children()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        workers = multiprocessing.active_children()
-        assert len(workers) >= 2
+        while len(pids) < 2 and time.monotonic() < deadline:
+            pids |= {f.result(timeout=60) for f in [preparer._pool.submit(os.getpid) for _ in range(8)]}
+        assert len(pids) == 2
         own = os.getpriority(os.PRIO_PROCESS, 0)
-        time.sleep(0.5)  # each sets its priority as it starts
-        assert {os.getpriority(os.PRIO_PROCESS, p.pid) for p in workers} == {min(19, own + WORKER_NICE)}
+        assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in pids} == {min(19, own + WORKER_NICE)}
     finally:
         preparer.close()
 
