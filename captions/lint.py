@@ -18,7 +18,7 @@ from pathlib import Path
 
 from captions.caption import Caption, parse
 from captions.dataset import iter_images
-from captions.facts import Facts, facts_from_caption
+from captions.facts import outfit_from_caption
 from captions.lint_tables import YEAR, Tables, is_meta_word, tables_for
 from captions.policy import RATINGS, Policy
 from captions.tags import has_emphasis, normalize_tag, strip_emphasis, underscore_free
@@ -62,8 +62,9 @@ class Context:
         return self.caption.tags
 
     @cached_property
-    def facts(self) -> Facts | None:
-        return facts_from_caption(self.caption, self.policy) if self.policy else None
+    def outfit(self) -> str | None:
+        """The outfit the caption claims, as its facts would say (`facts.outfit_from_caption`)."""
+        return outfit_from_caption(self.caption, self.policy) if self.policy else None
 
     @cached_property
     def tables(self) -> Tables:
@@ -126,11 +127,11 @@ def rating(ctx: Context) -> Yield:
         yield ERROR, f"more than one rating: {', '.join(found)}"
     elif not found and "general" not in tags:
         yield ERROR, "no rating tag (safe, sensitive or explicit)"
-    facts = ctx.facts
-    if ctx.policy and facts and facts.outfit and len(found) == 1:
-        want = ctx.policy.rating_for(facts.outfit)
+    outfit = ctx.outfit
+    if ctx.policy and outfit and len(found) == 1:
+        want = ctx.policy.rating_for(outfit)
         if found[0] != want:
-            yield ERROR, f"rated '{found[0]}' but the outfit '{facts.outfit}' is rated '{want}' by the policy"
+            yield ERROR, f"rated '{found[0]}' but the outfit '{outfit}' is rated '{want}' by the policy"
 
 
 def duplicate_tag(ctx: Context) -> Yield:
@@ -180,7 +181,7 @@ def missing_trigger(ctx: Context) -> Yield:
 
 def year_tag(ctx: Context) -> Yield:
     for tag in ctx.tags:
-        if YEAR.match(tag):
+        if tag.startswith("year ") and YEAR.match(tag):  # the plain look first: most tags are not years
             yield WARNING, f"'{tag}' ties the character to that era's style; add it at inference instead"
 
 
@@ -202,17 +203,20 @@ def tag_order(ctx: Context) -> Yield:
             best, best_tag = rank, tag
 
 
+_SEPARATORS = re.compile(r"[_\-.\s]+")
+
+
 def filename_hint(ctx: Context) -> Yield:
     """The file is named for an outfit that the caption contradicts: the
     second article's swapped `bikini` / `nude` captions."""
-    words = ctx.tables.outfit_words
-    stem = " " + re.sub(r"[_\-.\s]+", " ", ctx.path.stem.lower()) + " "
-    named = [o for o, spaced in ctx.tables.outfit_spaced.items() if any(k in stem for k in spaced)]
-    if not named:
+    tables = ctx.tables
+    stem = " " + _SEPARATORS.sub(" ", ctx.path.stem.lower()) + " "
+    if tables.outfit_named is None or not tables.outfit_named.search(stem):
         return
-    facts = ctx.facts
-    if facts is not None:
-        said = facts.outfit
+    named = [o for o, spaced in tables.outfit_spaced.items() if any(k in stem for k in spaced)]
+    words = tables.outfit_words
+    if ctx.policy is not None:
+        said = ctx.outfit
     else:
         tags = set(ctx.tags)
         said = next((o for o, kws in words.items() if tags.intersection(kws)), None)

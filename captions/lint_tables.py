@@ -46,6 +46,9 @@ class Tables:
         self.framing_sets = _framing_sets(p)
         self.outfit_words = _outfit_words(p)
         self.outfit_spaced = {o: tuple(f" {k} " for k in kws) for o, kws in self.outfit_words.items()}  # whole words
+        spaced = [k for kws in self.outfit_spaced.values() for k in kws]
+        # any of them at all, in one search: most file names name no outfit
+        self.outfit_named = re.compile("|".join(map(re.escape, spaced))) if spaced else None
         self._ranks: dict[str, int] = {}
         self.answers: dict[str, dict[str, tuple]] = {}  # rule -> tag -> what it found for that tag
 

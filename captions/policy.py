@@ -165,6 +165,23 @@ class Aspects(_Model):
     def items(self) -> list[tuple[str, Aspect]]:
         return [(name, a) for name in ASPECTS if (a := getattr(self, name)) is not None]
 
+    def found_in(self, aspect: str, tags: list[str]) -> set[str]:
+        """The values of `aspect` that any of `tags` detects (`detects`, for one aspect)."""
+        hits: set[str] = set()
+        known = self._detected
+        for tag in tags:
+            found = known.get(tag)
+            for name, values in found if found is not None else self.detects(tag):
+                if name == aspect:
+                    hits.update(values)
+        return hits
+
+    @cached_property
+    def implied(self) -> frozenset[str]:
+        """The aspects some value implies (`from behind` -> view: back): a caption's facts may
+        fill them without evidence of their own."""
+        return frozenset(other for _, spec in self.items() for value in spec.values.values() for other in value.implies)
+
     @cached_property
     def _detected(self) -> dict[str, tuple[tuple[str, frozenset[str]], ...]]:
         return {}  # on the aspects, not the policy: a policy copied with other aspects gets its own

@@ -65,3 +65,36 @@ def test_hand_written_caption_facts(kanachan):
 def test_hand_written_nl_direction(kanachan):
     cap = parse("safe, 1girl, kanachan,\nA young girl in profile facing the viewer's left. She looks calm.\nprofile,\n")
     assert facts_from_caption(cap, kanachan).facing == "left"
+
+
+def _corpus_captions():
+    from test_lint_corpus import corpus
+
+    return [parse(text) for _, text in corpus(600) if text.strip()]
+
+
+def test_the_outfit_alone_is_what_all_the_facts_say(keichan, kanachan, tmp_path):
+    """lint reads only the outfit (`outfit_from_caption`): over the lint corpus it must be the outfit
+    of the whole facts, for each example policy, the generic one, and a policy where another aspect's
+    value implies an outfit (there the whole facts are read when the caption says none itself)."""
+    from pathlib import Path
+
+    from captions.facts import outfit_from_caption
+    from captions.generic import generic_policy
+    from captions.policy import load_policy
+
+    text = (Path(__file__).resolve().parent.parent / "examples" / "keichan" / "policy.yaml").read_text()
+    assert "implies: {facing: back}" in text
+    implying = tmp_path / "policy.yaml"
+    implying.write_text(text.replace("implies: {facing: back}", "implies: {facing: back, outfit: nude}"))
+    implying = load_policy(implying)
+    assert "outfit" in implying.aspects.implied and "outfit" not in keichan.aspects.implied
+    behind = parse("masterpiece, safe,\n1girl, solo, keichan,\nfrom behind, full body,\nwhite background\n")
+    captions = [*_corpus_captions(), behind]
+    filled = 0
+    for policy in (keichan, kanachan, generic_policy(), implying):
+        for caption in captions:
+            whole = facts_from_caption(caption, policy).outfit
+            assert outfit_from_caption(caption, policy) == whole, caption
+            filled += policy is implying and whole == "nude" and "nude" not in caption.tags
+    assert filled > 0  # a from-behind caption without an outfit of its own: the fallback ran
