@@ -77,7 +77,7 @@ class Caption:
     def tag_lines(self) -> list[TagLine]:
         return [line for line in self.lines if isinstance(line, TagLine)]
 
-    @property
+    @cached_property
     def nl_text(self) -> str:
         return " ".join(line.value.strip() for line in self.lines if isinstance(line, TextLine))
 

@@ -93,13 +93,18 @@ def unknown_tag(ctx: Context) -> Yield:
         found = seen.get(tag)
         if found is None:
             found = seen[tag] = tuple(_unknown(tag, tables))
-        yield from found
+        if found:
+            yield from found
+
+
+@lru_cache(maxsize=65536)  # pure, asked of every tag as written
+def _weighted(item: str) -> str | None:
+    return normalize_tag(strip_emphasis(item)) if has_emphasis(item) else None
 
 
 def weight_syntax(ctx: Context) -> Yield:
     for item in ctx.caption.raw_tags:
-        if has_emphasis(item):
-            flat = normalize_tag(strip_emphasis(item))
+        if (flat := _weighted(item)) is not None:
             yield ERROR, f"'{item}' carries prompt weight syntax, which a trainer reads literally; write '{flat}'"
 
 
@@ -135,7 +140,10 @@ def rating(ctx: Context) -> Yield:
 
 
 def duplicate_tag(ctx: Context) -> Yield:
-    for tag, n in Counter(ctx.tags).items():
+    tags = ctx.tags
+    if len(set(tags)) == len(tags):  # the usual caption: nothing to count
+        return
+    for tag, n in Counter(tags).items():
         if n > 1:
             yield WARNING, f"'{tag}' appears {n} times"
 
