@@ -8,6 +8,7 @@ of our own invention.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 
 from captions.caption import Caption, TextLine
@@ -103,18 +104,24 @@ class NLFact:
 
 def nl_facts(caption: Caption, policy: Policy) -> list[NLFact]:
     """Facts stated by the policy's own NL templates, with their spans."""
-    regexes = policy.nl_patterns
-    out: list[NLFact] = []
+    return list(_nl_facts(caption, policy))
+
+
+def _nl_facts(caption: Caption, policy: Policy, only: str | None = None) -> Iterator[NLFact]:
+    """`nl_facts` in their order (line, template, match); with `only`, that aspect's alone, read
+    through only the templates that can state it."""
+    regexes = [regex for regex in policy.nl_patterns if only is None or only in regex.groupindex]
     for index, line in enumerate(caption.lines):
         if not isinstance(line, TextLine):
             continue
         for regex in regexes:
             for match in regex.finditer(line.value):
                 for name, phrase in match.groupdict().items():
+                    if only is not None and name != only:
+                        continue
                     value = policy.aspect(name).value_for_phrase(phrase)  # type: ignore[union-attr]
                     if value is not None:
-                        out.append(NLFact(name, value, index, match.start(name), match.end(name)))
-    return out
+                        yield NLFact(name, value, index, match.start(name), match.end(name))
 
 
 def facts_from_caption(caption: Caption, policy: Policy) -> Facts:
@@ -143,28 +150,13 @@ def outfit_from_caption(caption: Caption, policy: Policy) -> str | None:
     if spec is not None:
         hits = policy.aspects.found_in("outfit", caption.tags)
         said = spec.first(hits) if hits else None
-        if said is None:
-            said = _stated(caption, policy, "outfit")
+        if said is None and (stated := next(_nl_facts(caption, policy, "outfit"), None)) is not None:
+            said = stated.value
         if said is None:
             said = _worded(spec, caption.nl_text)
         if said is not None:
             return said
     return facts_from_caption(caption, policy).outfit if "outfit" in policy.aspects.implied else None
-
-
-def _stated(caption: Caption, policy: Policy, aspect: str) -> str | None:
-    """The first value of `aspect` that the policy's NL templates read in the caption: `nl_facts`'
-    first for that aspect (same order: line, template, match), without the other aspects' work."""
-    spec = policy.aspect(aspect)
-    regexes = [regex for regex in policy.nl_patterns if aspect in regex.groupindex]
-    for line in caption.lines:
-        if not isinstance(line, TextLine):
-            continue
-        for regex in regexes:
-            for match in regex.finditer(line.value):
-                if (value := spec.value_for_phrase(match.group(aspect))) is not None:  # type: ignore[union-attr]
-                    return value
-    return None
 
 
 def _worded(spec: Aspect, nl: str) -> str | None:
