@@ -242,7 +242,7 @@ class BatchJob:
         try:
             backend = open_backend(self.options, self.v.on_notice)
             try:
-                await self.v._ask(backend, [w for line in failed for w in line.works], self.asked)
+                await self.v.ask_live(backend, [w for line in failed for w in line.works], self.asked)
             finally:
                 await backend.aclose()
         except BackendUnavailable as exc:

@@ -13,7 +13,8 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,6 +144,7 @@ class Verifier:
             raise VerifierError(None, f"--batch-retry must be live, batch or error, not '{options.batch_retry}'")
         self.root, self.policy, self.options, self.store = root, policy, options, store
         self.preparing: Preparer | None = None  # started by run(), before the dataset is hashed
+        self.reports = thumbs.reports_dir(root)  # where the workers leave each image's thumbnail
         self.spec: PromptSpec = build_prompt(policy, options.resolved_protocol, options.aspects,
                                              options.image_size, options.image_format)
         self.on_result = on_result or (lambda r: None)
@@ -246,35 +248,48 @@ class Verifier:
             outcome = await run_batch(self, todo, asked, model)
             requests, pending = outcome.submitted, outcome.pending
         elif todo:
-            own = self.preparing is None  # eval's answer() comes without run(): its own workers
-            preparing = Preparer(len(todo)) if own else self.preparing
-            ahead = await self._ahead(preparing, todo).started()
-            try:
-                backend = opener()  # the SDK's import, while the workers prepare the first wave
+            with self._workers(len(todo)) as preparing:
+                ahead = await self._ahead(preparing, todo).started()
                 try:
-                    pool = await self._ask(backend, todo, asked, ahead)
+                    backend = opener()  # the SDK's import, while the workers prepare the first wave
+                    try:
+                        pool = await self._ask(backend, todo, asked, ahead)
+                    finally:
+                        if close:
+                            await backend.aclose()
                 finally:
-                    if close:
-                        await backend.aclose()
-            finally:
-                ahead.cancel()
-                if own:
-                    preparing.close()
+                    ahead.cancel()
             requests, max_in_flight = pool.requests, pool.max_in_flight
             model = backend.model  # codex may have named another model than the one planned
         return Answered(sorted(done + asked, key=lambda r: r.image), requests, max_in_flight, pending, model)
 
+    @contextmanager
+    def _workers(self, n: int) -> Iterator[Preparer]:
+        """The run's workers when it started them while hashing (`_warm`); else, for eval's `answer`
+        (which comes without `run`) or a batch's live retry, workers of this call's own, closed after it."""
+        if self.preparing is not None:
+            yield self.preparing
+            return
+        own = Preparer(n)
+        try:
+            yield own
+        finally:
+            own.close()
+
     def _ahead(self, preparing: Preparer, todo: list[Work]) -> Ahead:
         """The first wave (a request per slot: --concurrency per server) prepared ahead."""
         wave = self.options.concurrency * max(1, len(self.options.base_urls))
-        reports = thumbs.reports_dir(self.root)
-        return Ahead(preparing, [(w.image, self._prepare_args(w, reports)) for w in todo[:wave]])
+        return Ahead(preparing, [(w.image, self._prepare_args(w)) for w in todo[:wave]])
 
-    def _prepare_args(self, w: Work, reports: Path) -> tuple:
-        return w.path, self.options.image_size, self.options.image_format, reports, w.image_sha
+    def _prepare_args(self, w: Work) -> tuple:
+        return w.path, self.options.image_size, self.options.image_format, self.reports, w.image_sha
 
-    async def _ask(self, backend: Backend, todo: list[Work], asked: list[ItemResult],
-                   ahead: Ahead | None = None) -> Pool:
+    async def ask_live(self, backend: Backend, todo: list[Work], asked: list[ItemResult]) -> Pool:
+        """Ask `todo` through an open backend, with no head start: a batch's failed lines asked again."""
+        with self._workers(len(todo)) as preparing:
+            return await self._ask(backend, todo, asked, Ahead(preparing, ()))
+
+    async def _ask(self, backend: Backend, todo: list[Work], asked: list[ItemResult], ahead: Ahead) -> Pool:
         servers = len(getattr(backend, "servers", ())) or 1  # a fleet: --concurrency per server
         pool = Pool(backend, concurrency=self.options.concurrency * servers, rpm=self.options.rpm,
                     timeout=self.options.timeout,
@@ -285,11 +300,6 @@ class Verifier:
         # run of any size (core/preparing.py: in threads the GIL kept one core idle). More workers only
         # stretch every image's preparation, so the first requests leave later and the replies are read
         # late (832x1216 PNGs at concurrency 32 on 2 cores: 19.8 s -> 12.8 s for 64 images).
-        own = None  # a live retry of batch lines comes without a head start: workers of its own, if need be
-        if ahead is None:
-            own = None if self.preparing is not None else Preparer(len(todo))
-            ahead = Ahead(self.preparing or own, ())
-        reports = thumbs.reports_dir(self.root)
 
         # codex without a model in its config: the first answer names the model; the others wait
         # for it, so what the store holds under that name is found instead of asked again
@@ -302,7 +312,7 @@ class Verifier:
             if backend.model != planned and (row := self._answered_under(w, backend)) is not None:
                 return _result_from_row(row, STORED)  # codex named another model: what it answered stands
             try:
-                image = await ahead.prepare(w.image, *self._prepare_args(w, reports))
+                image = await ahead.prepare(w.image, *self._prepare_args(w))
             except VerifierError as exc:
                 # A broken file (truncated, not an image) is the dataset's problem, not a
                 # verdict: skipped and named, never stored as an error a person would sort.
@@ -335,9 +345,6 @@ class Verifier:
             raise group.exceptions[0] from None
         except* CaptionsError as group:  # a store that cannot be written (full disk): one line, not a group
             raise group.exceptions[0] from None
-        finally:
-            if own is not None:
-                own.close()
         return pool
 
     def request(self, w: Work, image) -> Request:
