@@ -13,18 +13,19 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from pathlib import Path
 
 from captions.caption import Caption, parse
 from captions.dataset import iter_images
 from captions.facts import outfit_from_caption
-from captions.lint_tables import YEAR, Tables, is_meta_word, tables_for
+from captions.lint_tables import ORDER, YEAR, Tables, is_meta_word, tables_for
 from captions.policy import RATINGS, Policy
-from captions.tags import has_emphasis, normalize_tag, strip_emphasis, underscore_free
+from captions.tags import SYNTAX, has_emphasis, normalize_tag, strip_emphasis, underscore_free
 from captions.vocab import Vocabulary
 
 ERROR, WARNING = "error", "warning"
+_RATING_SET = frozenset(RATINGS)
 Yield = Iterator[tuple[str, str]]
 
 # Garments: worn with `nude` they contradict it (accessories such as ribbons
@@ -50,25 +51,27 @@ class Finding:
         return f"{self.path}: {self.rule}: {self.message}"
 
 
-@dataclass(frozen=True)
 class Context:
-    path: Path
-    caption: Caption
-    policy: Policy | None = None
-    vocab: Vocabulary | None = None
+    """One caption as every rule sees it. What several rules read (the tags, the items as written, the
+    tables) is taken once here; the outfit only when a rule asks."""
+
+    __slots__ = ("_outfit", "caption", "joined", "path", "policy", "raw_tags", "tables", "tag_lines", "tags", "vocab")
+
+    def __init__(self, path: Path, caption: Caption, policy: Policy | None = None, vocab: Vocabulary | None = None):
+        self.path, self.caption, self.policy, self.vocab = path, caption, policy, vocab
+        self.tags: list[str] = caption.tags
+        self.tag_lines = caption.tag_lines
+        self.raw_tags: list[str] = [item for line in self.tag_lines for item in line.items]
+        self.joined = ", ".join(self.tags)  # one string to look into before looking tag by tag
+        self.tables: Tables = tables_for(policy, vocab)
+        self._outfit: str | bool | None = False  # False: not read yet
 
     @property
-    def tags(self) -> list[str]:
-        return self.caption.tags
-
-    @cached_property
     def outfit(self) -> str | None:
         """The outfit the caption claims, as its facts would say (`facts.outfit_from_caption`)."""
-        return outfit_from_caption(self.caption, self.policy) if self.policy else None
-
-    @cached_property
-    def tables(self) -> Tables:
-        return tables_for(self.policy, self.vocab)
+        if self._outfit is False:
+            self._outfit = outfit_from_caption(self.caption, self.policy) if self.policy else None
+        return self._outfit
 
 
 def _unknown(tag: str, tables: Tables) -> Yield:
@@ -88,11 +91,16 @@ def unknown_tag(ctx: Context) -> Yield:
     if ctx.vocab is None:
         return
     tables = ctx.tables
+    clean = tables.clean
+    if clean.issuperset(ctx.tags):  # the usual caption: every tag already met, and fine
+        return
     seen = tables.answers.setdefault("unknown-tag", {})  # a tag's finding is the same in every caption
     for tag in dict.fromkeys(ctx.tags):
         found = seen.get(tag)
         if found is None:
             found = seen[tag] = tuple(_unknown(tag, tables))
+            if not found:
+                clean.add(tag)
         if found:
             yield from found
 
@@ -103,7 +111,9 @@ def _weighted(item: str) -> str | None:
 
 
 def weight_syntax(ctx: Context) -> Yield:
-    for item in ctx.caption.raw_tags:
+    if SYNTAX.isdisjoint("".join(ctx.raw_tags)):  # no bracket or colon anywhere: no weight to find
+        return
+    for item in ctx.raw_tags:
         if (flat := _weighted(item)) is not None:
             yield ERROR, f"'{item}' carries prompt weight syntax, which a trainer reads literally; write '{flat}'"
 
@@ -115,7 +125,7 @@ def _underscored(item: str) -> str | None:
 
 
 def underscore(ctx: Context) -> Yield:
-    for item in ctx.caption.raw_tags:
+    for item in ctx.raw_tags:
         if "_" in item and (flat := _underscored(item)) is not None:
             yield WARNING, f"'{item}' uses underscores; write '{flat}' (only score_* keeps them)"
 
@@ -127,7 +137,7 @@ def rating(ctx: Context) -> Yield:
     for old, new in (("questionable", "sensitive"), ("nsfw", "explicit")):
         if old in tags:
             yield ERROR, f"'{old}' is not an Anima rating; use '{new}'"
-    found = list(dict.fromkeys(t for t in tags if t in RATINGS))
+    found = list(dict.fromkeys(t for t in tags if t in RATINGS)) if not _RATING_SET.isdisjoint(tags) else []
     if len(found) > 1:
         yield ERROR, f"more than one rating: {', '.join(found)}"
     elif not found and "general" not in tags:
@@ -167,7 +177,7 @@ def nl_sentences(ctx: Context) -> Yield:
 
 
 def risky_phrase(ctx: Context) -> Yield:
-    text = (ctx.caption.nl_text + " , " + ", ".join(ctx.tags)).lower()
+    text = (ctx.caption.nl_text + " , " + ctx.joined).lower()
     for phrase, why, lowered, pattern in ctx.tables.risky:
         if lowered in text and pattern.search(text):  # the plain look first: the regex only where it can match
             yield ERROR, f"'{phrase}': {why}"
@@ -188,27 +198,34 @@ def missing_trigger(ctx: Context) -> Yield:
 
 
 def year_tag(ctx: Context) -> Yield:
+    if "year " not in ctx.joined:  # the usual caption: no tag holds the word
+        return
     for tag in ctx.tags:
         if tag.startswith("year ") and YEAR.match(tag):  # the plain look first: most tags are not years
             yield WARNING, f"'{tag}' ties the character to that era's style; add it at inference instead"
 
 
-ORDER_NAMES = ("quality/rating", "subject", "character", "series", "artist", "general")
-
-
 def tag_order(ctx: Context) -> Yield:
     best, best_tag = 0, None
-    rank_of = ctx.tables.rank
-    for tag in ctx.tags:
-        rank = rank_of(tag)
-        if rank < best:
-            yield WARNING, (
-                f"'{tag}' ({ORDER_NAMES[rank]}) comes after '{best_tag}' ({ORDER_NAMES[best]}); "
-                "Anima's order is quality/rating, subject, character, series, artist, general"
-            )
-            return
-        if rank > best:
-            best, best_tag = rank, tag
+    tables = ctx.tables
+    for line in ctx.tag_lines:
+        # A line in order that starts no lower than what came before moves only the highest rank seen:
+        # one look per line (a dataset repeats its lines), not one per tag.
+        lowest, highest, highest_tag = tables.line_order(line)
+        if lowest >= best:
+            if highest > best:
+                best, best_tag = highest, highest_tag
+            continue
+        for tag in line.tags:
+            rank = tables.rank(tag)
+            if rank < best:
+                yield WARNING, (
+                    f"'{tag}' ({ORDER[rank]}) comes after '{best_tag}' ({ORDER[best]}); "
+                    "Anima's order is quality/rating, subject, character, series, artist, general"
+                )
+                return
+            if rank > best:
+                best, best_tag = rank, tag
 
 
 _SEPARATORS = re.compile(r"[_\-.\s]+")

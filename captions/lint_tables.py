@@ -14,12 +14,15 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from captions.caption import TagLine
 from captions.compose import QUALITY_WORDS
 from captions.policy import BUILTIN_RISKY, RATINGS, Policy
 from captions.tags import is_score_tag
 from captions.vocab import ARTIST, CHARACTER, COPYRIGHT, META, Vocabulary
 
 YEAR = re.compile(r"^year \d{4}$")
+# Anima's tag order, rank by rank (`Tables.rank`).
+ORDER = ("quality/rating", "subject", "character", "series", "artist", "general")
 _SUBJECT = re.compile(r"^(\d\+?|multiple|no) ?(girls?|boys?|others?|humans)$")
 SUBJECT_WORDS = frozenset({"solo", "solo focus", "multiple girls", "multiple boys", "no humans"})
 TIME_WORDS = frozenset({"newest", "recent", "mid", "early", "old"})
@@ -50,7 +53,9 @@ class Tables:
         # any of them at all, in one search: most file names name no outfit
         self.outfit_named = re.compile("|".join(map(re.escape, spaced))) if spaced else None
         self._ranks: dict[str, int] = {}
+        self._line_orders: dict[object, tuple[int, int, str | None]] = {}
         self.answers: dict[str, dict[str, tuple]] = {}  # rule -> tag -> what it found for that tag
+        self.clean: set[str] = set()  # tags unknown-tag has met and found nothing to say of
 
     def rank(self, tag: str) -> int:
         """The tag's place in Anima's order (quality/rating 0, subject, character, series, artist, general 5)."""
@@ -58,6 +63,22 @@ class Tables:
         if rank is None:
             rank = self._ranks[tag] = _rank(tag, self)
         return rank
+
+    def line_order(self, line: TagLine) -> tuple[int, int, str | None]:
+        """(lowest rank, highest rank, the first tag of the highest) of a line whose ranks never go down;
+        lowest -1 for a line out of order within itself, which the caller reads tag by tag."""
+        key = line.raw if line.raw is not None else line.items  # parsed lines keep their text; built ones not
+        found = self._line_orders.get(key)
+        if found is None:
+            ranks = [self.rank(tag) for tag in line.tags]
+            if not ranks:
+                found = (len(ORDER), -1, None)
+            elif ranks != sorted(ranks):
+                found = (-1, -1, None)
+            else:
+                found = (ranks[0], ranks[-1], line.tags[ranks.index(ranks[-1])])
+            self._line_orders[key] = found
+        return found
 
 
 _last: list[Tables] = []

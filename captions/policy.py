@@ -168,12 +168,15 @@ class Aspects(_Model):
     def found_in(self, aspect: str, tags: list[str]) -> set[str]:
         """The values of `aspect` that any of `tags` detects (`detects`, for one aspect)."""
         hits: set[str] = set()
-        known = self._detected
-        for tag in tags:
-            found = known.get(tag)
-            for name, values in found if found is not None else self.detects(tag):
+        silent = self._silent.setdefault(aspect, set())  # tags met that detect nothing in `aspect`
+        for tag in set(tags).difference(silent):  # most of a caption's tags, after its first few captions
+            said = False
+            for name, values in self.detects(tag):
                 if name == aspect:
                     hits.update(values)
+                    said = True
+            if not said:
+                silent.add(tag)
         return hits
 
     @cached_property
@@ -185,6 +188,10 @@ class Aspects(_Model):
     @cached_property
     def _detected(self) -> dict[str, tuple[tuple[str, frozenset[str]], ...]]:
         return {}  # on the aspects, not the policy: a policy copied with other aspects gets its own
+
+    @cached_property
+    def _silent(self) -> dict[str, set[str]]:
+        return {}  # aspect -> tags that detect none of its values (`found_in`); kept beside `_detected`
 
     def detects(self, tag: str) -> tuple[tuple[str, frozenset[str]], ...]:
         """(aspect, the values `tag` detects) for each aspect it detects any in: most tags detect none,

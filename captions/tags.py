@@ -17,7 +17,7 @@ _ESC_OPEN, _ESC_CLOSE = "\x00", "\x01"
 _WEIGHT = re.compile(r":\s*-?(?:\d+\.?\d*|\.\d+)\s*(?=[)\]}>]|$)")
 _LORA = re.compile(r"<[^<>]*>")
 _BRACKETS = re.compile(r"[()\[\]{}]")
-_SYNTAX = frozenset("()[]{}<>:")  # a character every pattern above needs (with BREAK)
+SYNTAX = frozenset("()[]{}<>:")  # a character every pattern above needs (with BREAK)
 _SPACES = re.compile(r"\s+")
 _BREAK = re.compile(r"\bBREAK\b")
 # `score_7`, `score_8_up`: the only tags that keep their underscores.
@@ -32,7 +32,7 @@ def strip_emphasis(text: str) -> str:
     Works on whole prompts so that a weight spanning several tags,
     `(blue eyes, blonde hair:1.2)`, is removed before splitting on commas.
     """
-    if _SYNTAX.isdisjoint(text) and "BREAK" not in text:
+    if SYNTAX.isdisjoint(text) and "BREAK" not in text:
         return text  # nothing to strip: most caption tags (41,776 calls of a 2,000-caption lint, four regexes each)
     text = text.replace(r"\(", _ESC_OPEN).replace(r"\)", _ESC_CLOSE)
     text = _LORA.sub("", text)
