@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -29,33 +27,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from PIL import Image
-
 from captions import load_policy
 from captions.journal import atomic_write, write_caption
 from verifier.core.report import write_reports
 from verifier.core.store import Store
 from verifier.core.verify import VerifyOptions, verify_dataset
+from verifier.demo.blocks import CAPTION as BLOCKS_CAPTION
+from verifier.demo.blocks import make_blocks
 from verifier.demo.model import DemoModel
 from verifier.demo.server import DemoServer
 
 ROOT = Path(__file__).resolve().parent.parent
-CAPTION = ("masterpiece, best quality, score_7, safe,\n1girl, solo, keichan,\n"
-           "A standing front view of a young girl with a bright smile.\nblunt bangs, braid, blue ribbon,\n"
-           "smile, standing, full body,\nwhite background, simple background\n")
-
-
-def make(root: Path, n: int) -> None:
-    rng = random.Random(n)
-    (root / "images").mkdir(parents=True)
-    truth = {}
-    for i in range(n):
-        cells = Image.new("L", (8, 12))
-        cells.putdata([rng.choice((30, 225)) for _ in range(96)])
-        cells.convert("RGB").resize((64, 96), Image.Resampling.NEAREST).save(root / "images" / f"{i:04d}.png")
-        (root / "images" / f"{i:04d}.txt").write_text(CAPTION)
-        truth[f"images/{i:04d}.png"] = {"framing": "cowboy shot"}
-    (root / "truth.json").write_text(json.dumps(truth))
+CAPTION = BLOCKS_CAPTION.format(framing="full body")
 
 
 def timed(*args: str) -> float:
@@ -76,7 +59,7 @@ def main() -> None:
     policy = load_policy(ROOT / "examples" / "keichan" / "policy.yaml")
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch) / "data"
-        make(root, args.n)
+        make_blocks(root, args.n, size=(64, 96), seen=lambda i: {"framing": "cowboy shot"})
         with DemoServer(DemoModel.load(root / "truth.json", root, policy)) as server, Store(root) as store:
             opts = VerifyOptions(model="demo-vision", base_url=server.url, aspects=["framing"], concurrency=8)
             write_reports(root, asyncio.run(verify_dataset(root, policy, opts, store)), policy)

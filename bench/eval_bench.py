@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from PIL import Image, ImageFilter
+from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,14 +42,14 @@ CAPTION = ("masterpiece, best quality, score_7, safe,\n1girl, solo, keichan,\nA 
 def make(root: Path, n: int) -> None:
     from eval_files import comfy_graph
 
+    from verifier.demo.blocks import blocks, noise
+
     rng = random.Random(n)
-    texture = Image.effect_noise(SIZE, 40).convert("RGB").filter(ImageFilter.GaussianBlur(1.5))
+    texture = noise(SIZE)
     truth = {}
     root.mkdir(parents=True)
     for i in range(n):
-        cells = Image.new("L", (8, 12))
-        cells.putdata([rng.choice((30, 225)) for _ in range(96)])
-        image = Image.blend(cells.convert("RGB").resize(SIZE, Image.Resampling.NEAREST), texture, 0.25)
+        image = Image.blend(blocks(rng, SIZE), texture, 0.25)
         info = PngInfo()
         lora = [(f"keichan_epoch{1 + i % 4:03d}.safetensors", 1.0)] if i % 5 else []
         info.add_text("prompt", json.dumps(comfy_graph(PROMPT, "worst quality, ahoge", 40 + i, lora)))

@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import re
 import resource
 import shutil
@@ -45,7 +44,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from PIL import Image, ImageFilter
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -63,20 +62,10 @@ CAPTION = ("masterpiece, best quality, score_7, safe,\n1girl, solo, keichan,\n"
 def make_dataset(root: Path, n: int, size: tuple[int, int] = SIZE) -> None:
     """n distinct images (random 8x12 block patterns under a blurred noise texture, so the PNG
     has real content to decode), captions, and the truth: every fifth is really a cowboy shot."""
-    rng = random.Random(n)
-    folder = root / "images"
-    folder.mkdir(parents=True)
-    texture = Image.effect_noise(size, 40).convert("RGB").filter(ImageFilter.GaussianBlur(1.5))
-    truth = {}
-    for i in range(n):
-        cells = Image.new("L", (8, 12))
-        cells.putdata([rng.choice((30, 225)) for _ in range(96)])
-        base = cells.convert("RGB").resize(size, Image.Resampling.NEAREST)
-        Image.blend(base, texture, 0.25).save(folder / f"{i:05d}.png", compress_level=1)
-        (folder / f"{i:05d}.txt").write_text(CAPTION.format(framing="full body"))
-        framing = "cowboy shot" if i % 5 == 0 else "full body"
-        truth[f"images/{i:05d}.png"] = dict(framing=framing, view="front", facing="forward", expression="smile")
-    (root / "truth.json").write_text(json.dumps(truth))
+    from verifier.demo.blocks import every_fifth_cowboy, make_blocks
+
+    make_blocks(root, n, size=size, caption=CAPTION, textured=True, digits=5, compress_level=1,
+                seen=lambda i: {**every_fifth_cowboy(i), "view": "front", "facing": "forward", "expression": "smile"})
 
 
 def subset(master: Path, dest: Path, n: int) -> Path:

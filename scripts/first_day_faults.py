@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image, ImageStat  # noqa: E402
 
+from verifier.demo.blocks import make_blocks  # noqa: E402
 from verifier.demo.model import DemoModel  # noqa: E402
 from verifier.demo.server import DemoServer, Faults  # noqa: E402
 
@@ -147,24 +148,6 @@ def empty_server(root: Path, faults: Faults | None = None) -> DemoServer:
     return recording(DemoServer(DemoModel.load(truth, root), faults))
 
 
-CAPTION = ("masterpiece, best quality, score_7, safe,\n1girl, solo, keichan,\n"
-           "A standing front view of a young girl with a bright smile.\nblunt bangs, braid, blue ribbon,\n"
-           "smile, standing, {framing},\nwhite background, simple background\n")
-
-
-def make_many(root: Path, n: int) -> None:
-    """tests/test_batch.py's make_many: n distinct images, captions saying full body; every fifth a cowboy shot."""
-    rng = random.Random(n)
-    folder = root / "images"
-    folder.mkdir(parents=True)
-    truth = {}
-    for i in range(n):
-        cells = Image.new("L", (8, 12))
-        cells.putdata([rng.choice((30, 225)) for _ in range(96)])
-        cells.convert("RGB").resize((128, 192), Image.Resampling.NEAREST).save(folder / f"{i:04d}.png")
-        (folder / f"{i:04d}.txt").write_text(CAPTION.format(framing="full body"))
-        truth[f"images/{i:04d}.png"] = {"framing": "cowboy shot" if i % 5 == 0 else "full body"}
-    (root / "truth.json").write_text(json.dumps(truth))
 
 
 def many_server(root: Path, faults: Faults | None = None) -> DemoServer:
@@ -348,7 +331,7 @@ def c6(tmp):
 
 def verified_many(tmp: Path, n: int = 200) -> Path:
     master = tmp / "master"
-    make_many(master, n)
+    make_blocks(master, n)
     with many_server(master) as srv:
         v = verify_many(master, srv)
     assert v.returncode == 0, v.stdout + v.stderr
@@ -428,7 +411,7 @@ def c8(tmp):
 @case(9, "two verify runs at once: requests paid twice?")
 def c9(tmp):
     root = tmp / "data"
-    make_many(root, 20)
+    make_blocks(root, 20)
     with many_server(root, Faults(latency=0.3)) as srv:
         a = popen("verify", root, "--policy", POLICY, "--model", "demo-vision", "--aspects", "framing",
                   "--base-url", srv.url)
@@ -527,7 +510,7 @@ def c11(tmp):
 @case(12, "batch: /v1/batches-only endpoint, live retry 404")
 def c12(tmp):
     root = tmp / "data"
-    make_many(root, 20)
+    make_blocks(root, 20)
     faults = Faults(batches_only=True, scripted={"images/0003.png": ["500"], "images/0011.png": ["500"]})
     with many_server(root, faults) as srv:
         v = verify_many(root, srv, "--backend", "batch", "--poll", "0.01")

@@ -3,7 +3,6 @@
 import asyncio
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -12,12 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from verifier.core import batchjob
 from verifier.core.store import Store
 from verifier.core.verdict import ERROR, FIX, OK
 from verifier.core.verify import ASKED, STORED, VerifyOptions, verify_dataset
+from verifier.demo.blocks import make_blocks
 from verifier.demo.model import DemoModel
 from verifier.demo.server import DemoServer
 
@@ -26,30 +25,12 @@ from conftest import EXAMPLES
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = EXAMPLES / "keichan" / "policy.yaml"
 VLLM = Path(__file__).parent / "fakes" / "vllm_run_batch.py"
-CAPTION = ("masterpiece, best quality, score_7, safe,\n1girl, solo, keichan,\n"
-           "A standing front view of a young girl with a bright smile.\nblunt bangs, braid, blue ribbon,\n"
-           "smile, standing, {framing},\nwhite background, simple background\n")
-
-
-def make_many(root: Path, n: int) -> None:
-    """n distinct images (random block patterns), captions saying full body; every fifth is a cowboy shot."""
-    rng = random.Random(n)
-    folder = root / "images"
-    folder.mkdir(parents=True)
-    truth = {}
-    for i in range(n):
-        cells = Image.new("L", (8, 12))
-        cells.putdata([rng.choice((30, 225)) for _ in range(96)])
-        cells.convert("RGB").resize((128, 192), Image.Resampling.NEAREST).save(folder / f"{i:04d}.png")
-        (folder / f"{i:04d}.txt").write_text(CAPTION.format(framing="full body"))
-        truth[f"images/{i:04d}.png"] = {"framing": "cowboy shot" if i % 5 == 0 else "full body"}
-    (root / "truth.json").write_text(json.dumps(truth))
 
 
 @pytest.fixture(scope="module")
 def many_master(tmp_path_factory):
     root = tmp_path_factory.mktemp("many") / "data"
-    make_many(root, 200)
+    make_blocks(root, 200)
     return root
 
 

@@ -5,7 +5,6 @@ Every case drives the `capcheck` CLI in child processes over real files and
 the real SQLite store; the dataset is 200 captions that all need a fix."""
 
 import asyncio
-import json
 import os
 import random
 import resource
@@ -18,12 +17,13 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from captions.lock import DatasetLock
 from verifier.core.report import write_reports
 from verifier.core.store import Store
 from verifier.core.verify import VerifyOptions, verify_dataset
+from verifier.demo.blocks import CAPTION as BLOCKS_CAPTION
+from verifier.demo.blocks import make_blocks
 from verifier.demo.model import DemoModel
 from verifier.demo.server import DemoServer, Faults
 
@@ -31,32 +31,15 @@ from conftest import EXAMPLES
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = EXAMPLES / "keichan" / "policy.yaml"
-CAPTION = ("masterpiece, best quality, score_7, safe,\n1girl, solo, keichan,\n"
-           "A standing front view of a young girl with a bright smile.\nblunt bangs, braid, blue ribbon,\n"
-           "smile, standing, full body,\nwhite background, simple background\n")
+CAPTION = BLOCKS_CAPTION.format(framing="full body")  # what every caption says
 N = 200
-
-
-def make(root: Path) -> None:
-    """N distinct images whose captions all say full body; the demo model sees a cowboy shot in each."""
-    rng = random.Random(N)
-    folder = root / "images"
-    folder.mkdir(parents=True)
-    truth = {}
-    for i in range(N):
-        cells = Image.new("L", (8, 12))
-        cells.putdata([rng.choice((30, 225)) for _ in range(96)])
-        cells.convert("RGB").resize((64, 96), Image.Resampling.NEAREST).save(folder / f"{i:04d}.png")
-        (folder / f"{i:04d}.txt").write_text(CAPTION)
-        truth[f"images/{i:04d}.png"] = {"framing": "cowboy shot"}
-    (root / "truth.json").write_text(json.dumps(truth))
 
 
 @pytest.fixture(scope="module")
 def verified_master(tmp_path_factory, keichan):
     """The 200 verified once (200 fix verdicts and their report), copied for each test."""
     root = tmp_path_factory.mktemp("crash") / "data"
-    make(root)
+    make_blocks(root, N, size=(64, 96), seen=lambda i: {"framing": "cowboy shot"})  # the model sees one in each
     with DemoServer(DemoModel.load(root / "truth.json", root, keichan)) as server, Store(root) as store:
         opts = VerifyOptions(model="demo-vision", base_url=server.url, aspects=["framing"], concurrency=8)
         run = asyncio.run(verify_dataset(root, keichan, opts, store))
