@@ -28,8 +28,8 @@ from captions import load_policy
 from verifier.core.images import sha256_file
 from verifier.core.observation import AspectObservation, Observation
 from verifier.core.report import reports_dir, write_reports
+from verifier.core.results import ASKED, ItemResult, RunResult
 from verifier.core.verdict import FIX, FixItem, Verdict
-from verifier.core.verify import ASKED, ItemResult, RunResult
 from verifier.human.review import ReviewTree
 from verifier.human.review_page import render
 

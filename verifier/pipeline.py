@@ -33,9 +33,10 @@ from captions.vocab import find_vocabulary
 from verifier.core.policy_rule import choose
 from verifier.core.prompting import check_aspects
 from verifier.core.report import read_report, reports_dir, write_reports
+from verifier.core.results import ItemResult
 from verifier.core.verdict import ERROR as VERDICT_ERROR
 from verifier.core.verdict import FIX, OK, REFUSED
-from verifier.core.verify import ItemResult, VerifyOptions, verify_dataset
+from verifier.core.verify import VerifyOptions, verify_dataset
 from verifier.core.works import other_note
 from verifier.core.writer import writing
 from verifier.human import gate

@@ -17,11 +17,11 @@ from captions.journal import atomic_write
 from captions.policy import Policy
 from verifier.core.observation import Observation
 from verifier.core.report_page import agreement_page, render_html
+from verifier.core.results import ItemResult, RunResult
 from verifier.core.store import Store
 from verifier.core.tag_report import RunTags, run_tags
 from verifier.core.thumbs import reports_dir, thumb
 from verifier.core.verdict import ERROR, FixItem, Verdict
-from verifier.core.verify import ItemResult, RunResult
 from verifier.errors import ReportError
 
 

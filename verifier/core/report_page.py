@@ -22,9 +22,9 @@ from captions.dataset import caption_path
 from captions.facts import Facts, facts_from_caption
 from captions.journal import read_caption
 from captions.policy import Policy
+from verifier.core.results import ItemResult, RunResult
 from verifier.core.tag_report import RunTags, card_html, run_tags
 from verifier.core.verdict import ERROR, FIX, REFUSED, STATUSES, FixItem
-from verifier.core.verify import ItemResult, RunResult
 
 SETTLED = "settled"  # shown instead of the model's status once a person answered what was in dispute
 

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from captions.dataset import other_images
@@ -24,73 +24,17 @@ from captions.policy import Policy
 from verifier.core import thumbs
 from verifier.core.answers import interpret
 from verifier.core.backends import Backend, Request
-from verifier.core.observation import Observation
 from verifier.core.options import UNKNOWN_MODEL, VerifyOptions, backend_identity, open_backend
 from verifier.core.pool import Outcome, Pool, RetryPolicy
 from verifier.core.preparing import PROCESSES_FROM, Ahead, Preparer
 from verifier.core.prompting import PromptSpec, build_prompt
+from verifier.core.results import ASKED, DERIVED, STORED, ItemResult, RunResult, result_from_row, verdict_from_row
 from verifier.core.store import Store
 from verifier.core.tags import TAGS, ask_order
 from verifier.core.urls import redact_urls
-from verifier.core.verdict import ERROR, REFUSED, STATUSES, FixItem, TagClaims, Verdict, checked_claims, judge
+from verifier.core.verdict import ERROR, REFUSED, STATUSES, TagClaims, Verdict, checked_claims, judge
 from verifier.core.works import UNREADABLE, Work, collect, other_note, selected, tag_questions
 from verifier.errors import BackendUnavailable, VerifierError
-
-ASKED, STORED, DERIVED = "asked", "store", "derived"
-
-
-@dataclass
-class ItemResult:
-    image: str
-    image_sha: str
-    caption_sha: str
-    verdict: Verdict
-    source: str  # asked | store | derived
-    attempts: int = 0
-    latency_s: float | None = None
-    raw: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    total_tokens: int | None = None  # where the backend reports only a total (codex)
-    model: str | None = None  # the model that answered, where it differs from the planned one (codex)
-
-
-@dataclass
-class RunResult:
-    run_id: int
-    backend: str
-    model: str
-    protocol: str
-    results: list[ItemResult]
-    skipped: dict[str, str]  # image -> why it was not checked
-    wall_s: float
-    requests: int
-    max_in_flight: int
-    unreadable: dict[str, str] = field(default_factory=dict)  # image -> why its file could not be read
-    pending: int = 0  # images whose answers wait in a submitted batch
-    others: list[str] = field(default_factory=list)  # pictures that are not images of the dataset (.gif, …)
-
-    def count(self, status: str) -> int:
-        return sum(1 for r in self.results if r.verdict.status == status)
-
-    @property
-    def asked(self) -> list[ItemResult]:
-        return [r for r in self.results if r.source == ASKED]
-
-    @property
-    def could_not_run(self) -> bool:
-        """Every item asked ended in error and nothing was answered."""
-        asked = self.asked
-        return bool(asked) and all(r.verdict.status == ERROR for r in asked) and not any(
-            r.source != ASKED and r.verdict.status != ERROR for r in self.results)
-
-    def tokens(self) -> tuple[int, int]:
-        asked = self.asked
-        return sum(r.prompt_tokens or 0 for r in asked), sum(r.completion_tokens or 0 for r in asked)
-
-    def total_tokens(self) -> int:
-        """Usage reported only as a total (codex), apart from the split above."""
-        return sum(r.total_tokens or 0 for r in self.asked if r.prompt_tokens is None)
 
 
 @dataclass
@@ -108,24 +52,12 @@ def _asked(w: Work) -> tuple[list[str], list[str]]:
     return (list(w.tags.tags), list(w.tags.probes)) if w.tags is not None else ([], [])
 
 
-def _verdict_from_row(row) -> Verdict:
-    fixes = tuple(FixItem(**f) for f in json.loads(row["fixes"] or "[]"))
-    observation = Observation.from_dict(json.loads(row["observation"])) if row["observation"] else None
-    return Verdict(row["status"], fixes, row["reason"], observation, json.loads(row["claims"]) if row["claims"] else {})
-
-
 def _answers_tags(row, tags: TagClaims | None) -> bool:
     """A stored observation can judge a new caption only if it answered all its tags."""
     if tags is None or not tags.tags:
         return True
     answered = (json.loads(row["observation"] or "{}") or {}).get(TAGS) or {}
     return all(t in answered for t in tags.tags)
-
-
-def _result_from_row(row, source: str) -> ItemResult:
-    return ItemResult(row["image"], row["image_sha"], row["caption_sha"], _verdict_from_row(row), source,
-                      row["attempts"], row["latency_s"], row["raw"], row["prompt_tokens"], row["completion_tokens"],
-                      row["total_tokens"])
 
 
 class Verifier:
@@ -159,7 +91,7 @@ class Verifier:
             if not self.options.fresh:
                 row = self.store.find_verdict(w.image_sha, w.caption_sha, self.spec.sha, backend, model)
                 if row is not None and row["status"] != ERROR:
-                    done.append(_result_from_row(row, STORED))
+                    done.append(result_from_row(row, STORED))
                     continue
                 if not self.spec.sends_caption:
                     answer = self.store.find_answer(w.image_sha, self.spec.sha, backend, model)
@@ -171,7 +103,7 @@ class Verifier:
 
     def _derive(self, w: Work, answer, backend: str, model: str) -> ItemResult:
         """The same image, the same question: re-judge the stored observation against this caption."""
-        old = _verdict_from_row(answer)
+        old = verdict_from_row(answer)
         if old.observation is not None:
             verdict = judge(old.observation, w.claims, list(self.spec.aspects), w.tags)
         else:
@@ -310,7 +242,7 @@ class Verifier:
 
         async def answer(w: Work) -> ItemResult | None:
             if backend.model != planned and (row := self._answered_under(w, backend)) is not None:
-                return _result_from_row(row, STORED)  # codex named another model: what it answered stands
+                return result_from_row(row, STORED)  # codex named another model: what it answered stands
             try:
                 image = await ahead.prepare(w.image, *self._prepare_args(w))
             except VerifierError as exc:

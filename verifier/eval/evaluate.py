@@ -28,10 +28,11 @@ from verifier.core.images import sha256_file, text_sha
 from verifier.core.observation import ABSENT, CANNOT, PRESENT, Observation
 from verifier.core.options import VerifyOptions, backend_identity, open_backend
 from verifier.core.prompting import OBSERVE
+from verifier.core.results import ItemResult
 from verifier.core.store import Store
 from verifier.core.tags import TAGS
 from verifier.core.verdict import TagClaims
-from verifier.core.verify import ItemResult, Verifier
+from verifier.core.verify import Verifier
 from verifier.core.works import Work
 from verifier.errors import VerifierError
 from verifier.eval.sample import Sample
