@@ -6,12 +6,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from captions.aspects import ASPECTS
 from captions.compose import caption_from_prompt
 from captions.dataset import iter_images
 from captions.errors import CaptionsError, SidecarError
 from captions.facts import Facts
 from captions.journal import Journal, read_caption, write_caption
-from captions.policy import ASPECTS, Policy
+from captions.policy import Policy
 from captions.sidecar import read_sidecar
 
 WRITTEN, UNCHANGED, DIFFERS, SKIPPED, INVALID = "written", "unchanged", "differs", "skipped", "invalid"

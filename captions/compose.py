@@ -11,9 +11,10 @@
 
 from __future__ import annotations
 
+from captions.aspects import ASPECTS
 from captions.caption import compose, render
 from captions.facts import Facts, facts_from_prompt, prompt_outfit
-from captions.policy import ASPECTS, RATINGS, Policy
+from captions.policy import RATINGS, Policy
 from captions.tags import is_score_tag, prompt_tags
 
 # Quality and meta words that generation prompts carry and training captions

@@ -13,10 +13,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from captions.aspects import ASPECTS
 from captions.caption import TagLine, TextLine, parse, render
 from captions.compose import nl_sentences
 from captions.facts import Facts, facts_from_caption, nl_facts, visible_outfit
-from captions.policy import ASPECTS, RATINGS, Policy
+from captions.policy import RATINGS, Policy
 from captions.tags import normalize_tag
 
 # The order compose writes aspect tags in; a tag with no old tag to replace

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 
+from captions.aspects import ASPECTS, Aspect
 from captions.caption import Caption, TextLine
-from captions.policy import ASPECTS, RATINGS, Aspect, Policy
+from captions.policy import RATINGS, Policy
 from captions.tags import prompt_tags
 
 

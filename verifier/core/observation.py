@@ -12,7 +12,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from captions.policy import Policy, squash
+from captions.aspects import squash
+from captions.policy import Policy
 
 CANNOT = "cannot determine"
 TAGS_KEY = "tags"  # the observation's tag answers (the tags audit)

@@ -24,10 +24,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from captions.aspects import squash
 from captions.dataset import caption_path, iter_images
 from captions.edit import set_facts
 from captions.journal import read_caption, write_caption
-from captions.policy import Policy, squash
+from captions.policy import Policy
 from verifier.core.images import sha256_file, text_sha
 from verifier.core.store import STATE_DIR, Store
 from verifier.core.tags import TAGS

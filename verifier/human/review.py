@@ -31,11 +31,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from captions.aspects import squash
 from captions.caption import parse
 from captions.dataset import IMAGE_EXTS, caption_path
 from captions.facts import facts_from_caption
 from captions.journal import read_caption
-from captions.policy import Policy, squash
+from captions.policy import Policy
 from verifier.core.images import sha256_file
 from verifier.core.report import read_report, refresh_latest_page, reports_dir
 from verifier.core.store import Store
