@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 
 from verifier.cli import (  # noqa: F401  (register)
+    cmd_apply,
     cmd_captions,
     cmd_eval,
     cmd_init,
