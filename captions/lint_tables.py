@@ -23,6 +23,7 @@ from captions.vocab import ARTIST, CHARACTER, COPYRIGHT, META, Vocabulary
 YEAR = re.compile(r"^year \d{4}$")
 # Anima's tag order, rank by rank (`Tables.rank`).
 ORDER = ("quality/rating", "subject", "character", "series", "artist", "general")
+LINES_KEPT = 65536  # tag lines whose order `Tables.line_order` remembers at once
 _SUBJECT = re.compile(r"^(\d\+?|multiple|no) ?(girls?|boys?|others?|humans)$")
 SUBJECT_WORDS = frozenset({"solo", "solo focus", "multiple girls", "multiple boys", "no humans"})
 TIME_WORDS = frozenset({"newest", "recent", "mid", "early", "old"})
@@ -77,6 +78,8 @@ class Tables:
                 found = (-1, -1, None)
             else:
                 found = (ranks[0], ranks[-1], line.tags[ranks.index(ranks[-1])])
+            if len(self._line_orders) >= LINES_KEPT:  # a tagger's one line per image never repeats: bounded
+                self._line_orders.clear()
             self._line_orders[key] = found
         return found
 
