@@ -246,3 +246,42 @@ def test_a_dead_worker_process_leaves_the_rest_to_threads(tmp_path):
     first, rest, still_processes = asyncio.run(go())
     assert first.size == (64, 96) and [r.size for r in rest] == [(64, 96)] * 2 and not still_processes
     assert (tmp_path / "reports" / "thumbs" / "a.jpg").exists()
+
+
+def test_a_worker_started_as_the_pool_broke_is_stopped_at_close(tmp_path):
+    """CPython 3.11's pool can start a worker while it marks itself broken (a submit racing its manager
+    thread) and never terminate it; one that then blocks for ever held the interpreter's exit for ever
+    (CI, once). Such a worker, registered in the broken pool's table as that start registers it, is
+    killed at close."""
+    import asyncio
+    import multiprocessing
+    import os
+    import signal
+    import time
+
+    from verifier.core.preparing import Preparer
+
+    path = tmp_path / "0.png"
+    Image.new("RGB", (64, 96)).save(path)
+    stray = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(600,), daemon=True)
+
+    async def go():
+        preparer = Preparer(images=64, workers=2)
+        try:
+            await preparer.prepare(path, 1024, "png", tmp_path / "reports", "a")
+            for pid in list(preparer._pool._processes):
+                os.kill(pid, signal.SIGKILL)
+            await preparer.prepare(path, 1024, "png", tmp_path / "reports", "b")  # broken: now in threads
+            assert not preparer.processes and len(preparer._broken) == 1
+            stray.start()
+            preparer._broken[0][stray.pid] = stray  # where the racing start puts its worker
+        finally:
+            preparer.close()
+
+    try:
+        asyncio.run(go())
+        stray.join(10)
+        assert stray.exitcode == -signal.SIGKILL
+    finally:
+        if stray.is_alive():
+            stray.kill()

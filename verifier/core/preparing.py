@@ -45,6 +45,7 @@ class Preparer:
         self.workers = workers or os.cpu_count() or 2
         self.processes = images >= PROCESSES_FROM and self.workers > 1
         self._pool: Executor
+        self._broken: list[dict] = []  # the worker table of each pool that broke (`_stop_broken`)
         if self.processes:
             method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
             context = multiprocessing.get_context(method)
@@ -75,8 +76,10 @@ class Preparer:
             done = await loop.run_in_executor(self._pool, worker.prepare_one, path, max_side, fmt, reports, sha)
         except BrokenProcessPool:  # a worker died (out of memory, killed): the run goes on, in threads
             if self.processes:
+                self._broken.append(self._pool._processes)  # before shutdown(), which forgets it
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool, self.processes = ThreadPoolExecutor(self.workers, "capcheck-prepare"), False
+                self._stop_broken()
             done = await loop.run_in_executor(self._pool, worker.prepare_one, path, max_side, fmt, reports, sha)
         if isinstance(done, str):
             raise VerifierError(path, done)
@@ -84,6 +87,24 @@ class Preparer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._stop_broken()
+
+    def _stop_broken(self) -> None:
+        """Kill whatever is left of a broken pool's workers.
+
+        When a worker dies, the pool's manager thread marks the pool broken and
+        terminates the other workers, but a submit racing it can start one more
+        that it never terminates (CPython 3.11 takes no lock there). If the
+        dead worker held a queue's lock (killed while sending its result), that
+        one blocks for ever, and so does the interpreter's exit, which joins the
+        manager thread, which joins the worker: CI hung that way once, after
+        every test had passed. The table is the pool's own (private, and the
+        only handle on its processes), read again at `close`, by when a racing
+        start has long registered there."""
+        for table in self._broken:
+            for process in list(table.values()):
+                if process.is_alive():
+                    process.kill()
 
 
 class Ahead:
