@@ -34,6 +34,13 @@ def normalized(values: list[str]) -> list[str]:
     return [normalize_tag(v) for v in values]
 
 
+def regexes(values: list[str]) -> list[str]:
+    """`values`, each checked to compile as a regular expression (a bad one is the policy's error)."""
+    for v in values:
+        re.compile(v)
+    return values
+
+
 class _Model(BaseModel):
     model_config = STRICT
 
@@ -49,12 +56,7 @@ class AspectValue(_Model):
 
     _norm = field_validator("tags", "keywords")(normalized)
 
-    @field_validator("nl_keywords")
-    @classmethod
-    def _regexes(cls, values: list[str]) -> list[str]:
-        for v in values:
-            re.compile(v)
-        return values
+    _regexes = field_validator("nl_keywords")(regexes)
 
     @cached_property
     def nl_regexes(self) -> tuple[re.Pattern[str], ...]:
@@ -120,13 +122,22 @@ class Aspect(_Model):
         """The highest-priority value among `hits`."""
         return next((name for name in self._ordered if name in hits), None)
 
+    @cached_property
+    def _silent(self) -> set[str]:
+        """Tags met that detect none of the values (most of a caption's tags, after its first few)."""
+        return set()
+
     def matching(self, tags: list[str]) -> list[str]:
         """Values with a tag or keyword among `tags`, in priority order. Called for
-        every aspect of every caption (lint, verify)."""
-        detected, hits = self._detected, set()
-        for tag in tags:
-            found = detected.get(tag)
-            hits |= found if found is not None else self._detects(tag)
+        every aspect of every caption (lint, verify): the tags known to detect
+        nothing are set aside in one set operation, and only the rest looked up."""
+        silent, hits = self._silent, set()
+        for tag in set(tags).difference(silent):
+            found = self._detects(tag)
+            if found:
+                hits |= found
+            else:
+                silent.add(tag)
         return [name for name in self._ordered if name in hits] if hits else []
 
     @cached_property
@@ -159,20 +170,6 @@ class Aspects(_Model):
     def items(self) -> list[tuple[str, Aspect]]:
         return [(name, a) for name in ASPECTS if (a := getattr(self, name)) is not None]
 
-    def found_in(self, aspect: str, tags: list[str]) -> set[str]:
-        """The values of `aspect` that any of `tags` detects (`detects`, for one aspect)."""
-        hits: set[str] = set()
-        silent = self._silent.setdefault(aspect, set())  # tags met that detect nothing in `aspect`
-        for tag in set(tags).difference(silent):  # most of a caption's tags, after its first few captions
-            said = False
-            for name, values in self.detects(tag):
-                if name == aspect:
-                    hits.update(values)
-                    said = True
-            if not said:
-                silent.add(tag)
-        return hits
-
     @cached_property
     def implied(self) -> frozenset[str]:
         """The aspects some value implies (`from behind` -> view: back): a caption's facts may
@@ -182,10 +179,6 @@ class Aspects(_Model):
     @cached_property
     def _detected(self) -> dict[str, tuple[tuple[str, frozenset[str]], ...]]:
         return {}  # on the aspects, not the policy: a policy copied with other aspects gets its own
-
-    @cached_property
-    def _silent(self) -> dict[str, set[str]]:
-        return {}  # aspect -> tags that detect none of its values (`found_in`); kept beside `_detected`
 
     def detects(self, tag: str) -> tuple[tuple[str, frozenset[str]], ...]:
         """(aspect, the values `tag` detects) for each aspect it detects any in: most tags detect none,

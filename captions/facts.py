@@ -149,8 +149,7 @@ def outfit_from_caption(caption: Caption, policy: Policy) -> str | None:
     all the facts are read after all."""
     spec = policy.aspect("outfit")
     if spec is not None:
-        hits = policy.aspects.found_in("outfit", caption.tags)
-        said = spec.first(hits) if hits else None
+        said = next(iter(spec.matching(caption.tags)), None)
         if said is None and (stated := next(_nl_facts(caption, policy, "outfit"), None)) is not None:
             said = stated.value
         if said is None:

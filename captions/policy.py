@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from captions.aspects import ASPECTS, STRICT, Aspect, Aspects, normalized
+from captions.aspects import ASPECTS, STRICT, Aspect, Aspects, normalized, regexes
 from captions.errors import PolicyError
 from captions.tags import normalize_tag
 from captions.yamlfile import read_yaml
@@ -100,12 +100,7 @@ class Policy(_Model):
             raise ValueError("trigger must not be empty (leave the key out for no trigger)")
         return v
 
-    @field_validator("dropped_patterns")
-    @classmethod
-    def _patterns(cls, values: list[str]) -> list[str]:
-        for v in values:
-            re.compile(v)
-        return values
+    _patterns = field_validator("dropped_patterns")(regexes)
 
     @model_validator(mode="after")
     def _cross_check(self) -> Policy:
