@@ -195,6 +195,10 @@ class Verifier:
             model = backend.model  # codex may have named another model than the one planned
         return Answered(sorted(done + asked, key=lambda r: r.image), requests, max_in_flight, pending, model)
 
+    # Preparing is CPU work (PNG decode, resize, JPEG): one worker per core, in processes for a
+    # run of any size (core/preparing.py: in threads the GIL kept one core idle). More workers only
+    # stretch every image's preparation, so the first requests leave later and the replies are read
+    # late (832x1216 PNGs at concurrency 32 on 2 cores: 19.8 s -> 12.8 s for 64 images).
     @contextmanager
     def _workers(self, n: int) -> Iterator[Preparer]:
         """The run's workers when it started them while hashing (`_warm`); else, for eval's `answer`
@@ -228,11 +232,6 @@ class Verifier:
                     retry=RetryPolicy(self.options.max_attempts, base=self.options.retry_base))
 
         planned = backend.model
-        # Preparing is CPU work (PNG decode, resize, JPEG): one worker per core, in processes for a
-        # run of any size (core/preparing.py: in threads the GIL kept one core idle). More workers only
-        # stretch every image's preparation, so the first requests leave later and the replies are read
-        # late (832x1216 PNGs at concurrency 32 on 2 cores: 19.8 s -> 12.8 s for 64 images).
-
         # codex without a model in its config: the first answer names the model; the others wait
         # for it, so what the store holds under that name is found instead of asked again
         named = asyncio.Event()
