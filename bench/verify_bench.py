@@ -23,7 +23,12 @@ its ratio to the bare client, its CPU per image and cores used (from the
 child's own rusage), its most requests in flight (as it prints them) and
 its peak RSS ("cmd rss MiB"; "workers MiB": the preparing workers' peak
 RSS summed, pages they share with the forkserver counted in each). CPU
-always includes the workers' (sampled from /proc). Last, where one image's CPU goes, stage by stage, each
+always includes the workers' (sampled from /proc). Under the row, the
+command's cores while its workers were preparing (from the sample before
+their first CPU to the one with their last: the CPU-bound phase, without
+the start-up or the wait for the last answers) beside the loopback
+server's in the same span: together they say whether a core stood idle.
+Last, where one image's CPU goes, stage by stage, each
 measured alone on one thread (hash, decode, resize, encode, thumbnail,
 request building, response parsing, store).
 """
@@ -42,6 +47,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
@@ -171,11 +177,36 @@ def _session_usage(sid: int, seen: dict[int, tuple[float, float]]) -> None:
         seen[int(stat.parent.name)] = (max(old[0], cpu), max(old[1], hwm))
 
 
-def run_sampled(argv: list[str]) -> tuple[str, str, float, float, float, float, float]:
-    """Run `argv` in its own session: (stdout, stderr, wall s, its CPU s, its workers' CPU s, its peak RSS
-    MiB, its workers' peak RSS MiB summed). The run's own figures come from wait4; the preparing workers
-    (the forkserver's children, not the run's) from /proc samples every 0.2 s."""
+@dataclass
+class Sampled:
+    """One child process's run, as `run_sampled` measured it."""
+    out: str
+    err: str
+    wall_s: float
+    own_cpu_s: float  # from wait4: the run's own process
+    workers_cpu_s: float  # the preparing workers', from /proc samples
+    rss_mib: float
+    workers_rss_mib: float
+    # every 0.2 s: (seconds since the start, CPU s so far of the session, of its workers, of the watched process)
+    timeline: list[tuple[float, float, float, float]]
+
+    def busy(self) -> tuple[float, float, float]:
+        """(seconds, the session's cores, the watched process's cores) from the sample before the
+        preparing workers' first CPU to the sample with their last: the run's CPU-bound phase, without
+        the start-up before it or the wait for the last answers after it."""
+        grew = [i for i in range(1, len(self.timeline)) if self.timeline[i][2] > self.timeline[i - 1][2]]
+        if not grew:
+            return 0.0, float("nan"), float("nan")
+        (t0, c0, _, w0), (t1, c1, _, w1) = self.timeline[grew[0] - 1], self.timeline[grew[-1]]
+        return t1 - t0, (c1 - c0) / (t1 - t0), (w1 - w0) / (t1 - t0)
+
+
+def run_sampled(argv: list[str], watch: int | None = None) -> Sampled:
+    """Run `argv` in its own session and measure it. The run's own CPU and RSS come from wait4; the
+    preparing workers' (the forkserver's children, not the run's) from /proc samples every 0.2 s, which
+    also make the timeline: the session's CPU, its workers', and that of `watch` (the loopback server)."""
     workers: dict[int, tuple[float, float]] = {}
+    timeline: list[tuple[float, float, float, float]] = []
     with tempfile.TemporaryFile("w+") as out_fh, tempfile.TemporaryFile("w+") as err_fh:
         t0 = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=out_fh, stderr=err_fh, text=True, cwd=ROOT, start_new_session=True)
@@ -184,6 +215,11 @@ def run_sampled(argv: list[str]) -> tuple[str, str, float, float, float, float, 
             if pid:
                 break
             _session_usage(proc.pid, workers)
+            own = _live_cpu(proc.pid)
+            if own is not None:
+                in_workers = sum(c for c, _ in workers.values())
+                watched = (_live_cpu(watch) or 0.0) if watch else 0.0
+                timeline.append((time.perf_counter() - t0, own + in_workers, in_workers, watched))
             time.sleep(0.2)
         else:
             _, _, usage = os.wait4(proc.pid, 0)
@@ -192,22 +228,31 @@ def run_sampled(argv: list[str]) -> tuple[str, str, float, float, float, float, 
         out_fh.seek(0)
         err_fh.seek(0)
         out, err = out_fh.read(), err_fh.read()
-    return (out, err, wall, usage.ru_utime + usage.ru_stime, sum(c for c, _ in workers.values()),
-            usage.ru_maxrss / 1024, sum(r for _, r in workers.values()))
+    return Sampled(out, err, wall, usage.ru_utime + usage.ru_stime, sum(c for c, _ in workers.values()),
+                   usage.ru_maxrss / 1024, sum(r for _, r in workers.values()), timeline)
 
 
-def command_case(root: Path, url: str, concurrency: int) -> dict:
-    """`capcheck verify` in its own process, start to exit, as a user runs it."""
+def _live_cpu(pid: int) -> float | None:
+    try:
+        return proc_cpu(pid)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def command_case(root: Path, url: str, concurrency: int, server: int) -> dict:
+    """`capcheck verify` in its own process, start to exit, as a user runs it (`server`: its pid, watched)."""
     script = Path(sys.executable).with_name("capcheck")  # the installed command; else the same by module
     command = [str(script)] if script.exists() else [sys.executable, "-m", "verifier.cli"]
     argv = [*command, "verify", str(root), "--policy", str(POLICY), "--model", "demo", "--base-url", url,
             "--concurrency", str(concurrency), "--aspects", ",".join(ASPECTS)]
-    out, err, wall, own_cpu, workers_cpu, rss, workers_rss = run_sampled(argv)
-    found = re.search(r"at most (\d+) in flight", out)
-    if "Traceback" in out + err or not found:
-        raise SystemExit(f"capcheck verify failed:\n{out}\n{err}")
-    return {"wall_s": wall, "cpu_s": own_cpu + workers_cpu, "max_in_flight": int(found.group(1)), "peak_rss_mib": rss,
-            "workers_rss_mib": workers_rss}
+    run = run_sampled(argv, watch=server)
+    found = re.search(r"at most (\d+) in flight", run.out)
+    if "Traceback" in run.out + run.err or not found:
+        raise SystemExit(f"capcheck verify failed:\n{run.out}\n{run.err}")
+    busy_s, busy_cores, busy_server = run.busy()
+    return {"wall_s": run.wall_s, "cpu_s": run.own_cpu_s + run.workers_cpu_s, "max_in_flight": int(found.group(1)),
+            "peak_rss_mib": run.rss_mib, "workers_rss_mib": run.workers_rss_mib, "busy_s": busy_s,
+            "busy_cores": busy_cores, "busy_server_cores": busy_server}
 
 
 def stages(repeat: int = 10) -> list[tuple[str, float]]:
@@ -282,12 +327,11 @@ def stages(repeat: int = 10) -> list[tuple[str, float]]:
 
 def child(kind: str, root: Path, url: str, concurrency: int) -> dict:
     """One client in its own process; its CPU (measured around the run) plus its preparing workers'."""
-    out, err, _, _, workers_cpu, _, workers_rss = run_sampled([sys.executable, __file__, "--child", kind,
-                                                               str(root), url, str(concurrency)])
-    if not out.strip():
-        raise SystemExit(f"{kind} failed:\n{err}")
-    result = json.loads(out.strip().splitlines()[-1])
-    return {**result, "cpu_s": result["cpu_s"] + workers_cpu, "workers_rss_mib": workers_rss}
+    run = run_sampled([sys.executable, __file__, "--child", kind, str(root), url, str(concurrency)])
+    if not run.out.strip():
+        raise SystemExit(f"{kind} failed:\n{run.err}")
+    result = json.loads(run.out.strip().splitlines()[-1])
+    return {**result, "cpu_s": result["cpu_s"] + run.workers_cpu_s, "workers_rss_mib": run.workers_rss_mib}
 
 
 def prep_cost(repeat: int = 20) -> float:
@@ -340,7 +384,7 @@ def main() -> None:
                 bare = child("bare", root, url, concurrency)
                 fresh = subset(master, Path(tmp) / f"cmd{concurrency}", n)  # no store, no thumbnails yet
                 server_cpu = proc_cpu(server.pid)
-                cmd = command_case(fresh, url, concurrency)
+                cmd = command_case(fresh, url, concurrency, server.pid)
                 server_cores = (proc_cpu(server.pid) - server_cpu) / cmd["wall_s"]  # the loopback server's share
                 if args.no_library:
                     r = {"wall_s": float("nan"), "cpu_s": float("nan"), "max_in_flight": 0, "peak_rss_mib": 0,
@@ -357,6 +401,10 @@ def main() -> None:
                       f"{bare['wall_s'] / cmd['wall_s']:>9.3f} {1000 * cmd['cpu_s'] / n:>14.1f} "
                       f"{cmd['cpu_s'] / cmd['wall_s']:>14.2f} {cmd['max_in_flight']:>13} "
                       f"{cmd['peak_rss_mib']:>11.0f} {cmd['workers_rss_mib']:>11.0f} {server_cores:>12.2f}", flush=True)
+                print(f"      cmd while its workers prepared ({cmd['busy_s']:.1f} s of the {cmd['wall_s']:.1f}): "
+                      f"capcheck {cmd['busy_cores']:.2f} cores + loopback server {cmd['busy_server_cores']:.2f} = "
+                      f"{cmd['busy_cores'] + cmd['busy_server_cores']:.2f} of the machine's {os.cpu_count()}",
+                      flush=True)
                 if concurrency == 32 and not args.no_library:
                     seen = server_stats(url)["requests"]
                     again = child("capcheck", root, url, concurrency)
