@@ -7,7 +7,9 @@ is a `StoreError` naming the file and what to do, never a fresh store laid
 over it: a 0-byte `capcheck.db` once silently started over, losing the
 undo history. Before a migration touches an existing store, SQLite's own
 backup API copies it to `capcheck.db.bak-v<N>-<time>`, a way back if the
-migration or the disk fails half way.
+migration or the disk fails half way. Migrations are SQL; one that cleans
+secrets out (`SCRUBS`) calls a Python function `migrate` registers, and
+cleans the backups too, which would otherwise keep what it removed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from verifier.core.urls import redact_text
 from verifier.errors import StoreError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -142,7 +145,20 @@ MIGRATIONS: list[str] = [
     ALTER TABLE journal ADD COLUMN deletes INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX journal_pending ON journal(state) WHERE state != 'done';
     """,
+    # 6: a store written before capcheck redacted `--base-url` (fd91255) holds its secrets
+    #    (`user:pass@`, `?key=`) in verify runs' args and in batches' URLs: they go, the rest of each
+    #    URL stays (a batch is looked up by its redacted URL, so an old one is found again).
+    #    `capcheck_redact` is `urls.redact_text`, registered by `migrate`; see `SCRUBS`.
+    """
+    UPDATE runs SET args = capcheck_redact(args) WHERE args LIKE '%://%';
+    UPDATE batches SET base_url = capcheck_redact(base_url) WHERE base_url LIKE '%://%';
+    """,
 ]
+# The migrations that clean secrets out. A store's backup is a copy of it as it was, secrets and all,
+# so after one of these the backups beside the store are cleaned the same way (`_scrub_backups`).
+# They run with SQLite's `secure_delete` on, which zeroes what a changed row frees (a shortened cell's
+# old bytes, an overflow page given back): Debian builds SQLite with it on, python.org's builds do not.
+SCRUBS = frozenset({6})
 
 
 def aside(path: Path) -> str:
@@ -206,6 +222,8 @@ def migrate(db: sqlite3.Connection, path: Path) -> Path | None:
     if version == len(MIGRATIONS):
         return None
     saved = backup(db, path, version) if version > 0 else None
+    _functions(db)
+    db.execute("PRAGMA secure_delete=ON")
     for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -216,7 +234,43 @@ def migrate(db: sqlite3.Connection, path: Path) -> Path | None:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+    db.execute("PRAGMA secure_delete=OFF")
+    if SCRUBS & set(range(version + 1, len(MIGRATIONS) + 1)):
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the WAL of a run that crashed may hold the old rows too
+        if version > 0:
+            _scrub_backups(path)
     return saved
+
+
+def _functions(db: sqlite3.Connection) -> None:
+    db.create_function("capcheck_redact", 1, redact_text, deterministic=True)
+
+
+def _scrub_backups(path: Path) -> None:
+    """Clean every backup beside the store as the scrub migrations cleaned the store, each kept at
+    its own schema version (still a way back). Best effort: a backup SQLite cannot open or write
+    (damaged, read-only) is left as it is, and the store, already migrated, opens all the same."""
+    for copy in sorted(path.parent.glob(f"{path.name}.bak-*")):
+        try:
+            db = sqlite3.connect(copy, isolation_level=None)
+        except sqlite3.Error:
+            continue
+        try:
+            _functions(db)
+            db.execute("PRAGMA secure_delete=ON")
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            db.execute("BEGIN IMMEDIATE")
+            for number in sorted(SCRUBS):
+                for statement in _statements(MIGRATIONS[number - 1]):
+                    table = statement.split()[1]  # UPDATE <table> SET ...
+                    if table in tables:
+                        db.execute(statement)
+            db.execute("COMMIT")
+        except sqlite3.Error:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+        finally:
+            db.close()
 
 
 def _statements(sql: str) -> list[str]:

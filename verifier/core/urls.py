@@ -8,6 +8,9 @@ stands alone (often a token), and every secret-looking query value become
 `***`; the rest is kept byte for byte, so a URL without credentials is
 unchanged and everything keyed by it stays reachable.
 
+`redact_text` does the same to every URL inside a text: a store written
+before capcheck redacted them is cleaned by a migration with it.
+
 `split_query` is for the SDK: openai appends `/chat/completions` to the
 base URL's text, so `…/v1?key=abc` became `/v1/?key=abcchat/completions`
 (seen on the wire); the query goes in `default_query` instead.
@@ -51,6 +54,19 @@ def redact_urls(urls: str | list[str] | None) -> str | list[str] | None:
     if isinstance(urls, list):
         return [redact_url(u) for u in urls]
     return redact_url(urls)
+
+
+# a URL inside stored text: a scheme, `://`, and what follows up to a space, a quote or a bracket
+# (JSON's string quotes end it; commas do not: a query may hold them)
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
+
+
+def redact_text(text: str | None) -> str | None:
+    """Every URL in `text` as `redact_url` shows it; the rest byte for byte. For stored text
+    written before capcheck redacted (a run's JSON args: one URL or a list of them)."""
+    if not text:
+        return text
+    return _URL_IN_TEXT.sub(lambda found: redact_url(found.group(0)), text)
 
 
 def split_query(url: str | None) -> tuple[str | None, dict[str, str]]:
