@@ -8,6 +8,8 @@ latency, 429 with Retry-After, 5xx, hanging past the client's timeout,
 dropped connections, fenced or chatty JSON, refusals (`stop` with an
 apology, `content_filter`, `message.refusal`, upper-case `SAFETY`), empty
 and unreadable answers. It counts requests and the most ever in flight.
+This module is the HTTP side; what a completion answers is
+`completions.py`, the faults and the counts `faults.py`.
 
     python -m verifier.demo.server --truth truth.json [--root DIR] [--policy P] [--latency 2]
 """
@@ -22,61 +24,15 @@ import select
 import socket
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from verifier.demo.batches import BatchDesk
+from verifier.demo.completions import complete, unpack
+from verifier.demo.faults import FAULTS, Faults, Stats
 from verifier.demo.model import DemoModel, Known
 from verifier.demo.responses import as_chat_request, sse_events
-
-FAULTS = ("429", "500", "503", "401", "quota", "no_model", "hang", "drop", "refuse_stop", "refuse_filter",
-          "refusal_field", "safety", "empty", "garbage", "length", "fenced", "chatty")
-APOLOGY = "I'm sorry, but I can't help with evaluating this image."
-
-
-@dataclass
-class Faults:
-    latency: float = 0.0  # seconds before every answer
-    jitter: float = 0.0  # plus uniform(0, jitter)
-    scripted: dict[str, list[str]] = field(default_factory=dict)  # image key -> fault per request ("ok": answer)
-    rate: float = 0.0  # chance of a random fault per request
-    kinds: tuple[str, ...] = ("429", "500", "hang", "drop")
-    retry_after: float = 1.0
-    hang: float = 30.0
-    style: str = "plain"  # answer formatting: plain | fenced | chatty
-    view_under_a: bool = False  # fixline: views under letter A, as the article's model wrote them
-    yes_sayer: bool = False  # the tags audit: call every asked tag present (a model that agrees with everything)
-    batches_only: bool = False  # no live endpoint: chat completions answer 404 (a `/v1/batches`-only server)
-    seed: int = 0
-    # a server that wants a credential in its URL: "user:pass" (basic auth) or "key=VALUE" (a query
-    # parameter); a request without it gets 401, so a test sees that capcheck really sent it
-    credential: str = ""
-
-
-class Stats:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.requests = 0
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.per_image: Counter[str] = Counter()  # requests per image key
-        self.answered: Counter[str] = Counter()  # 200 answers per image key
-        self.log: list[tuple[str, str, float]] = []  # (image key, fault or "ok", time.monotonic())
-
-    def reset(self) -> None:
-        with self.lock:
-            self.requests = self.max_in_flight = 0
-            self.per_image.clear()
-            self.answered.clear()
-            self.log.clear()
-
-    def snapshot(self) -> dict:
-        with self.lock:
-            return {"requests": self.requests, "max_in_flight": self.max_in_flight, "in_flight": self.in_flight,
-                    "per_image": dict(self.per_image), "answered": dict(self.answered)}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -190,22 +146,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-def _unpack(request: dict) -> tuple[str, bytes | None]:
-    """The prompt text and the image bytes of the last user message."""
-    texts, image = [], None
-    for message in request.get("messages", []):
-        content = message.get("content")
-        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
-        for part in parts:
-            if part.get("type") == "text":
-                texts.append(part.get("text", ""))
-            elif part.get("type") == "image_url":
-                url = (part.get("image_url") or {}).get("url", "")
-                if url.startswith("data:") and "," in url:
-                    image = base64.b64decode(url.split(",", 1)[1])
-    return "\n".join(texts), image
-
-
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # the default 5 makes a burst of 128 connects wait on SYN retries
@@ -227,7 +167,7 @@ class _Server(ThreadingHTTPServer):
 
     def take(self, request: dict) -> tuple[Known | None, str]:
         """Count a request for a completion; which image it is about and the fault it gets."""
-        _, image = _unpack(request)
+        _, image = unpack(request)
         known = self.model.identify(image) if image else None
         key = known.key if known else "?"
         fault = self.next_fault(key)
@@ -237,60 +177,8 @@ class _Server(ThreadingHTTPServer):
         return known, fault
 
     def complete(self, request: dict, known: Known | None, fault: str) -> tuple[int, dict, dict[str, str]]:
-        """(HTTP status, body, headers) for a chat completion request: the live
-        endpoint and a batch line get the same answer."""
-        if fault == "quota":
-            message = "You exceeded your current quota, please check your plan and billing details."
-            return 429, {"error": {"message": message, "type": "insufficient_quota", "code": "insufficient_quota"}}, {}
-        if fault == "no_model":
-            return 400, {"error": {"message": f"The requested model '{request.get('model')}' is not supported.",
-                                   "type": "invalid_request_error", "code": "model_not_supported"}}, {}
-        if fault in ("429", "500", "503", "401", "hang", "drop"):  # hang/drop: a batch line fails like a 500
-            status = int(fault) if fault[0].isdigit() else 500
-            headers = {"Retry-After": f"{self.faults.retry_after:g}"} if status == 429 else {}
-            return status, {"error": {"message": f"demo fault {fault}", "type": "demo"}}, headers
-        text, _ = _unpack(request)
-        key = known.key if known else "?"
-        content, refusal, finish = self._answer(request, text, known, fault)
-        with self.stats.lock:
-            if fault in ("ok", "fenced", "chatty"):
-                self.stats.answered[key] += 1
-            number = self.stats.requests
-        return 200, {
-            "id": f"demo-{number}", "object": "chat.completion", "created": int(time.time()),
-            "model": request.get("model", "capcheck-demo"),
-            "choices": [{"index": 0, "finish_reason": finish,
-                         "message": {"role": "assistant", "content": content, "refusal": refusal}}],
-            "usage": {"prompt_tokens": len(text) // 4 + 258, "completion_tokens": len(content or "") // 4 + 1,
-                      "total_tokens": len(text) // 4 + 259 + len(content or "") // 4},
-        }, {}
-
-    def _answer(self, request: dict, text: str, known: Known | None, fault: str) -> tuple[str | None, str | None, str]:
-        if fault == "refuse_stop":
-            return APOLOGY, None, "stop"
-        if fault == "refuse_filter":
-            return None, None, "content_filter"
-        if fault == "refusal_field":
-            return None, "I can't assist with that request.", "stop"
-        if fault == "safety":
-            return "", None, "SAFETY"
-        if fault == "empty":
-            return "", None, "stop"
-        if fault == "garbage":
-            return "The image shows a girl standing on a white background.", None, "stop"
-        schema = ((request.get("response_format") or {}).get("json_schema") or {}).get("schema")
-        if schema:
-            answer = json.dumps(self.model.answer_schema(known, schema, self.faults.yes_sayer))
-        else:
-            answer = self.model.fixline(known, text, self.faults.view_under_a)
-        if fault == "length":
-            return answer[: len(answer) // 2], None, "length"
-        style = fault if fault in ("fenced", "chatty") else self.faults.style
-        if style == "fenced":
-            answer = f"```json\n{answer}\n```" if schema else f"```\n{answer}\n```"
-        elif style == "chatty":
-            answer = f"Sure! Here is my answer:\n\n{answer}\n\nLet me know if you need anything else."
-        return answer, None, "stop"
+        """(HTTP status, body, headers) for a chat completion (completions.complete)."""
+        return complete(self.model, self.faults, self.stats, request, known, fault)
 
     def rng_uniform(self, high: float) -> float:
         if high <= 0:
