@@ -18,7 +18,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from verifier.core.urls import redact_text
+from verifier.core.urls import redact_args, redact_url
 from verifier.errors import StoreError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -146,18 +146,23 @@ MIGRATIONS: list[str] = [
     CREATE INDEX journal_pending ON journal(state) WHERE state != 'done';
     """,
     # 6: a store written before capcheck redacted `--base-url` (fd91255) holds its secrets
-    #    (`user:pass@`, `?key=`) in verify runs' args and in batches' URLs: they go, the rest of each
-    #    URL stays (a batch is looked up by its redacted URL, so an old one is found again).
-    #    `capcheck_redact` is `urls.redact_text`, registered by `migrate`; see `SCRUBS`.
+    #    (`user:pass@`, `?key=`) in verify runs' args and in batches' URLs: they go, the rest stays
+    #    (a batch is looked up by its redacted URL, so an old one is found again). The functions are
+    #    `urls.redact_args` and `urls.redact_url`, registered by `migrate`; the statements are `SCRUB`'s.
     """
-    UPDATE runs SET args = capcheck_redact(args) WHERE args LIKE '%://%';
-    UPDATE batches SET base_url = capcheck_redact(base_url) WHERE base_url LIKE '%://%';
+    UPDATE runs SET args = capcheck_redact_args(args) WHERE args LIKE '%://%';
+    UPDATE batches SET base_url = capcheck_redact_url(base_url) WHERE base_url LIKE '%://%';
     """,
 ]
 # The migrations that clean secrets out. A store's backup is a copy of it as it was, secrets and all,
-# so after one of these the backups beside the store are cleaned the same way (`_scrub_backups`).
+# so after one of these the backups beside the store are cleaned the same way (`_scrub_backups`), each
+# statement where its table exists (`batches` is from schema 4).
 # They run with SQLite's `secure_delete` on, which zeroes what a changed row frees (a shortened cell's
 # old bytes, an overflow page given back): Debian builds SQLite with it on, python.org's builds do not.
+SCRUB = {
+    "runs": "UPDATE runs SET args = capcheck_redact_args(args) WHERE args LIKE '%://%'",
+    "batches": "UPDATE batches SET base_url = capcheck_redact_url(base_url) WHERE base_url LIKE '%://%'",
+}
 SCRUBS = frozenset({6})
 
 
@@ -236,14 +241,28 @@ def migrate(db: sqlite3.Connection, path: Path) -> Path | None:
             raise
     db.execute("PRAGMA secure_delete=OFF")
     if SCRUBS & set(range(version + 1, len(MIGRATIONS) + 1)):
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the WAL of a run that crashed may hold the old rows too
+        _checkpoint(db)
         if version > 0:
             _scrub_backups(path)
     return saved
 
 
+def _checkpoint(db: sqlite3.Connection) -> None:
+    """Copy the cleaned pages over the old ones in the main file now, and empty the WAL (a run that
+    crashed may have left the old rows there too), if no other process is reading the store: one that
+    is (an older capcheck, a review page) would make this wait out the busy timeout with the open lock
+    held. Then SQLite's own next checkpoint does it, at the latest when the last connection closes."""
+    (timeout,) = db.execute("PRAGMA busy_timeout").fetchone()
+    db.execute("PRAGMA busy_timeout=0")
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        db.execute(f"PRAGMA busy_timeout={int(timeout)}")
+
+
 def _functions(db: sqlite3.Connection) -> None:
-    db.create_function("capcheck_redact", 1, redact_text, deterministic=True)
+    db.create_function("capcheck_redact_args", 1, redact_args, deterministic=True)
+    db.create_function("capcheck_redact_url", 1, redact_url, deterministic=True)
 
 
 def _scrub_backups(path: Path) -> None:
@@ -252,19 +271,20 @@ def _scrub_backups(path: Path) -> None:
     (damaged, read-only) is left as it is, and the store, already migrated, opens all the same."""
     for copy in sorted(path.parent.glob(f"{path.name}.bak-*")):
         try:
-            db = sqlite3.connect(copy, isolation_level=None)
-        except sqlite3.Error:
+            with open(copy, "rb") as fh:
+                if fh.read(len(SQLITE_HEADER)) != SQLITE_HEADER:  # SQLite would make an empty file a database
+                    continue
+            db = sqlite3.connect(copy, isolation_level=None, timeout=1)  # held by another process: leave it
+        except (OSError, sqlite3.Error):
             continue
         try:
             _functions(db)
             db.execute("PRAGMA secure_delete=ON")
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             db.execute("BEGIN IMMEDIATE")
-            for number in sorted(SCRUBS):
-                for statement in _statements(MIGRATIONS[number - 1]):
-                    table = statement.split()[1]  # UPDATE <table> SET ...
-                    if table in tables:
-                        db.execute(statement)
+            for table, statement in SCRUB.items():
+                if table in tables:
+                    db.execute(statement)
             db.execute("COMMIT")
         except sqlite3.Error:
             if db.in_transaction:

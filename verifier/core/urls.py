@@ -8,8 +8,8 @@ stands alone (often a token), and every secret-looking query value become
 `***`; the rest is kept byte for byte, so a URL without credentials is
 unchanged and everything keyed by it stays reachable.
 
-`redact_text` does the same to every URL inside a text: a store written
-before capcheck redacted them is cleaned by a migration with it.
+`redact_args` does the same to every URL in a run's stored arguments: a
+store written before capcheck redacted them is cleaned by a migration.
 
 `split_query` is for the SDK: openai appends `/chat/completions` to the
 base URL's text, so `…/v1?key=abc` became `/v1/?key=abcchat/completions`
@@ -18,6 +18,7 @@ base URL's text, so `…/v1?key=abc` became `/v1/?key=abcchat/completions`
 
 from __future__ import annotations
 
+import json
 import re
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -56,17 +57,42 @@ def redact_urls(urls: str | list[str] | None) -> str | list[str] | None:
     return redact_url(urls)
 
 
-# a URL inside stored text: a scheme, `://`, and what follows up to a space, a quote or a bracket
-# (JSON's string quotes end it; commas do not: a query may hold them)
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
-
-
-def redact_text(text: str | None) -> str | None:
-    """Every URL in `text` as `redact_url` shows it; the rest byte for byte. For stored text
-    written before capcheck redacted (a run's JSON args: one URL or a list of them)."""
+def redact_args(text: str | None) -> str | None:
+    """A run's stored arguments (JSON) with every URL in them as `redact_url` shows it; the text as
+    it was, byte for byte, when no URL in it holds a secret. For stores written before capcheck
+    redacted. Text that is not JSON is hidden whole if it holds anything like a URL: what it
+    was cannot be known, and a secret may be in it."""
     if not text:
         return text
-    return _URL_IN_TEXT.sub(lambda found: redact_url(found.group(0)), text)
+    try:
+        args = json.loads(text)
+    except ValueError:
+        return HIDDEN if "://" in text else text
+    cleaned = _redact_values(args)
+    if cleaned == args:
+        return text
+    return json.dumps(cleaned)  # json.loads kept the keys' order; capcheck wrote them with these defaults
+
+
+def _redact_values(value: object) -> object:
+    if isinstance(value, str):
+        return _redacted_if_secret(value) if "://" in value else value
+    if isinstance(value, list):
+        return [_redact_values(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redact_values(v) for k, v in value.items()}
+    return value
+
+
+def _redacted_if_secret(url: str) -> str:
+    """`redact_url(url)` where it hides something, else `url` untouched (`redact_url` also
+    normalises: `HTTP://` to `http://`, a bare `?` dropped)."""
+    shown = redact_url(url)
+    try:
+        plain = urlunsplit(urlsplit(url))
+    except ValueError:
+        return shown
+    return url if shown == plain else shown
 
 
 def split_query(url: str | None) -> tuple[str | None, dict[str, str]]:
