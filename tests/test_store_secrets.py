@@ -14,6 +14,7 @@ import pytest
 from verifier.core.migrations import MIGRATIONS, SCRUB, SCRUBS, _statements
 from verifier.core.store import DB_NAME, STATE_DIR, Store
 from verifier.core.urls import redact_args, redact_url
+from verifier.core.writer import writing
 
 VERIFY_URL = "http://alice:hunter2@gpu.local:8000/v1?key=SEKRIT-ONE&model=x"
 FLEET = ["http://tok-alone@a.local:8000/v1", "http://b.local:8000/v1"]
@@ -98,7 +99,7 @@ def test_an_old_store_and_its_backups_lose_the_secrets_and_keep_everything_else(
             assert [row["id"] for row in store.open_batches(redact_url(BATCH_URL), "openai", "m", "p")] == ["batch_1"]
     assert made is not None and made.name.startswith(f"{DB_NAME}.bak-v{version}-")
 
-    assert empty.read_bytes() == b""
+    assert empty.read_bytes() == b"" and store.notes == []
     for path in sorted(state.iterdir()):
         assert not leaks(path), f"{path.name} still holds {leaks(path)}"
     for path, schema in ((made, version), (older, 1)):  # each backup still a way back, at its own schema
@@ -111,7 +112,8 @@ def test_an_old_store_and_its_backups_lose_the_secrets_and_keep_everything_else(
 
 def test_a_backup_that_cannot_be_written_is_left_and_the_store_opens(tmp_path):
     """A backup another process holds locked (as a read-only file would refuse it, whoever runs the
-    tests: root writes read-only files): left as it is, and the store, already migrated, opens."""
+    tests: root writes read-only files): left as it is, said in one line, and the store, already
+    migrated, opens."""
     state = tmp_path / STATE_DIR
     state.mkdir()
     old_store(state / DB_NAME, 5)
@@ -119,11 +121,14 @@ def test_a_backup_that_cannot_be_written_is_left_and_the_store_opens(tmp_path):
     old_store(locked, 4)
     holder = sqlite3.connect(locked, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
+    notes: list[str] = []
     try:
         before = locked.read_bytes()
-        with Store(tmp_path) as store:
+        with writing(tmp_path, "build", notes.append) as store:  # a writer says what the opening found
             assert store.version == len(MIGRATIONS)
         assert locked.read_bytes() == before
+        assert notes == [f"{locked}: this backup may still hold the --base-url secrets an older capcheck stored, "
+                         "and it could not be cleaned (database is locked); delete it before sharing the dataset"]
     finally:
         holder.execute("ROLLBACK")
         holder.close()

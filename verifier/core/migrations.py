@@ -221,8 +221,9 @@ def backup(db: sqlite3.Connection, path: Path, version: int) -> Path:
     return dest
 
 
-def migrate(db: sqlite3.Connection, path: Path) -> Path | None:
-    """Bring the store to the newest schema, one transaction per migration; the backup made first, if any."""
+def migrate(db: sqlite3.Connection, path: Path, notes: list[str] | None = None) -> Path | None:
+    """Bring the store to the newest schema, one transaction per migration; the backup made first, if any.
+    What a person should hear of (a backup that could not be cleaned) is appended to `notes`."""
     version = check_schema(db, path)
     if version == len(MIGRATIONS):
         return None
@@ -243,7 +244,9 @@ def migrate(db: sqlite3.Connection, path: Path) -> Path | None:
     if SCRUBS & set(range(version + 1, len(MIGRATIONS) + 1)):
         _checkpoint(db)
         if version > 0:
-            _scrub_backups(path)
+            left = _scrub_backups(path)
+            if notes is not None:
+                notes.extend(left)
     return saved
 
 
@@ -265,17 +268,20 @@ def _functions(db: sqlite3.Connection) -> None:
     db.create_function("capcheck_redact_url", 1, redact_url, deterministic=True)
 
 
-def _scrub_backups(path: Path) -> None:
+def _scrub_backups(path: Path) -> list[str]:
     """Clean every backup beside the store as the scrub migrations cleaned the store, each kept at
-    its own schema version (still a way back). Best effort: a backup SQLite cannot open or write
-    (damaged, read-only) is left as it is, and the store, already migrated, opens all the same."""
+    its own schema version (still a way back). A backup SQLite cannot write (read-only, locked,
+    damaged) is left as it is, and the store, already migrated, opens all the same: one note each,
+    the returned lines. A file that is not a SQLite database at all is not a backup to clean."""
+    left = []
     for copy in sorted(path.parent.glob(f"{path.name}.bak-*")):
         try:
             with open(copy, "rb") as fh:
                 if fh.read(len(SQLITE_HEADER)) != SQLITE_HEADER:  # SQLite would make an empty file a database
                     continue
             db = sqlite3.connect(copy, isolation_level=None, timeout=1)  # held by another process: leave it
-        except (OSError, sqlite3.Error):
+        except (OSError, sqlite3.Error) as exc:
+            left.append(_left(copy, exc))
             continue
         try:
             _functions(db)
@@ -286,11 +292,19 @@ def _scrub_backups(path: Path) -> None:
                 if table in tables:
                     db.execute(statement)
             db.execute("COMMIT")
-        except sqlite3.Error:
+        except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
+            left.append(_left(copy, exc))
         finally:
             db.close()
+    return left
+
+
+def _left(copy: Path, exc: Exception) -> str:
+    why = getattr(exc, "strerror", None) or str(exc)
+    return (f"{copy}: this backup may still hold the --base-url secrets an older capcheck stored, and it "
+            f"could not be cleaned ({why}); delete it before sharing the dataset")
 
 
 def _statements(sql: str) -> list[str]:

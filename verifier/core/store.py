@@ -114,6 +114,7 @@ class Store:
         except OSError as exc:
             raise StoreError(state, f"cannot make the state folder: {exc.strerror or exc}") from None
         self.backup: Path | None = None  # the copy made before a migration, when one ran
+        self.notes: list[str] = []  # what the opening found a person should hear of (`writing` says it)
         with _opening(state):
             self._open()
         self.run_id: int | None = None
@@ -135,7 +136,7 @@ class Store:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             try:
-                self.backup = migrate(raw, self.path)
+                self.backup = migrate(raw, self.path, self.notes)
             except sqlite3.Error as exc:
                 raise store_error(self.path, exc) from None
         except BaseException:

@@ -23,9 +23,10 @@ from verifier.core.store import Store
 def writing(root: Path, command: str, on_note: Callable[[str], None]) -> Iterator[Store]:
     """The store of a command that writes the dataset: the dataset lock held
     (a second writer waits, then refuses), and what a crash left settled
-    first (`recover`), each thing it did said on `on_note`."""
+    first (`recover`), each thing it did said on `on_note`, after what the
+    store's opening had to say (`Store.notes`: a migration's)."""
     with DatasetLock(root, command, on_wait=on_note), Store(root) as store:
-        for note in recover(store):
+        for note in store.notes + recover(store):
             on_note(note)
         yield store
 
