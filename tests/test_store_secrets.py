@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from verifier.core.migrations import MIGRATIONS, SCRUB, SCRUBS, _statements
+from verifier.core.migrations import MIGRATIONS, _statements
+from verifier.core.scrub import SCRUB, SCRUBS
 from verifier.core.store import DB_NAME, STATE_DIR, Store
 from verifier.core.urls import redact_args, redact_url
 from verifier.core.writer import writing

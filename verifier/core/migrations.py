@@ -8,8 +8,8 @@ over it: a 0-byte `capcheck.db` once silently started over, losing the
 undo history. Before a migration touches an existing store, SQLite's own
 backup API copies it to `capcheck.db.bak-v<N>-<time>`, a way back if the
 migration or the disk fails half way. Migrations are SQL; one that cleans
-secrets out (`SCRUBS`) calls a Python function `migrate` registers, and
-cleans the backups too, which would otherwise keep what it removed.
+secrets out (`scrub.SCRUBS`) calls Python functions `migrate` registers,
+and cleans the backups too, which would otherwise keep what it removed.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ import sqlite3
 import time
 from pathlib import Path
 
-from verifier.core.urls import redact_args, redact_url
+from verifier.core.scrub import SCRUBS, SQLITE_HEADER, checkpoint, functions, scrub_backups
 from verifier.errors import StoreError
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 # Tables every version of the schema has (migrations 1-2); a file without them is not ours.
 CORE_TABLES = frozenset({"runs", "journal", "files", "verdicts"})
 
@@ -148,24 +147,12 @@ MIGRATIONS: list[str] = [
     # 6: a store written before capcheck redacted `--base-url` (fd91255) holds its secrets
     #    (`user:pass@`, `?key=`) in verify runs' args and in batches' URLs: they go, the rest stays
     #    (a batch is looked up by its redacted URL, so an old one is found again). The functions are
-    #    `urls.redact_args` and `urls.redact_url`, registered by `migrate`; the statements are `SCRUB`'s.
+    #    `urls.redact_args` and `urls.redact_url`, registered by `migrate`; the statements are `scrub.SCRUB`'s.
     """
     UPDATE runs SET args = capcheck_redact_args(args) WHERE args LIKE '%://%';
     UPDATE batches SET base_url = capcheck_redact_url(base_url) WHERE base_url LIKE '%://%';
     """,
 ]
-# The migrations that clean secrets out. A store's backup is a copy of it as it was, secrets and all,
-# so after one of these the backups beside the store are cleaned the same way (`_scrub_backups`), each
-# statement where its table exists (`batches` is from schema 4).
-# They run with SQLite's `secure_delete` on, which zeroes what a changed row frees (a shortened cell's
-# old bytes, an overflow page given back): Debian builds SQLite with it on, python.org's builds do not.
-SCRUB = {
-    "runs": "UPDATE runs SET args = capcheck_redact_args(args) WHERE args LIKE '%://%'",
-    "batches": "UPDATE batches SET base_url = capcheck_redact_url(base_url) WHERE base_url LIKE '%://%'",
-}
-SCRUBS = frozenset({6})
-
-
 def aside(path: Path) -> str:
     """What a person does with a store we refuse: the newest backup, if any, else move it aside."""
     backups = sorted(path.parent.glob(f"{path.name}.bak-*"), key=lambda p: p.stat().st_mtime)
@@ -228,7 +215,7 @@ def migrate(db: sqlite3.Connection, path: Path, notes: list[str] | None = None) 
     if version == len(MIGRATIONS):
         return None
     saved = backup(db, path, version) if version > 0 else None
-    _functions(db)
+    functions(db)
     db.execute("PRAGMA secure_delete=ON")
     for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
         db.execute("BEGIN IMMEDIATE")
@@ -242,69 +229,12 @@ def migrate(db: sqlite3.Connection, path: Path, notes: list[str] | None = None) 
             raise
     db.execute("PRAGMA secure_delete=OFF")
     if SCRUBS & set(range(version + 1, len(MIGRATIONS) + 1)):
-        _checkpoint(db)
+        checkpoint(db)
         if version > 0:
-            left = _scrub_backups(path)
+            left = scrub_backups(path)
             if notes is not None:
                 notes.extend(left)
     return saved
-
-
-def _checkpoint(db: sqlite3.Connection) -> None:
-    """Copy the cleaned pages over the old ones in the main file now, and empty the WAL (a run that
-    crashed may have left the old rows there too), if no other process is reading the store: one that
-    is (an older capcheck, a review page) would make this wait out the busy timeout with the open lock
-    held. Then SQLite's own next checkpoint does it, at the latest when the last connection closes."""
-    (timeout,) = db.execute("PRAGMA busy_timeout").fetchone()
-    db.execute("PRAGMA busy_timeout=0")
-    try:
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    finally:
-        db.execute(f"PRAGMA busy_timeout={int(timeout)}")
-
-
-def _functions(db: sqlite3.Connection) -> None:
-    db.create_function("capcheck_redact_args", 1, redact_args, deterministic=True)
-    db.create_function("capcheck_redact_url", 1, redact_url, deterministic=True)
-
-
-def _scrub_backups(path: Path) -> list[str]:
-    """Clean every backup beside the store as the scrub migrations cleaned the store, each kept at
-    its own schema version (still a way back). A backup SQLite cannot write (read-only, locked,
-    damaged) is left as it is, and the store, already migrated, opens all the same: one note each,
-    the returned lines. A file that is not a SQLite database at all is not a backup to clean."""
-    left = []
-    for copy in sorted(path.parent.glob(f"{path.name}.bak-*")):
-        try:
-            with open(copy, "rb") as fh:
-                if fh.read(len(SQLITE_HEADER)) != SQLITE_HEADER:  # SQLite would make an empty file a database
-                    continue
-            db = sqlite3.connect(copy, isolation_level=None, timeout=1)  # held by another process: leave it
-        except (OSError, sqlite3.Error) as exc:
-            left.append(_left(copy, exc))
-            continue
-        try:
-            _functions(db)
-            db.execute("PRAGMA secure_delete=ON")
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            db.execute("BEGIN IMMEDIATE")
-            for table, statement in SCRUB.items():
-                if table in tables:
-                    db.execute(statement)
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            left.append(_left(copy, exc))
-        finally:
-            db.close()
-    return left
-
-
-def _left(copy: Path, exc: Exception) -> str:
-    why = getattr(exc, "strerror", None) or str(exc)
-    return (f"{copy}: this backup may still hold the --base-url secrets an older capcheck stored, and it "
-            f"could not be cleaned ({why}); delete it before sharing the dataset")
 
 
 def _statements(sql: str) -> list[str]:
