@@ -153,6 +153,8 @@ MIGRATIONS: list[str] = [
     UPDATE batches SET base_url = capcheck_redact_url(base_url) WHERE base_url LIKE '%://%';
     """,
 ]
+
+
 def aside(path: Path) -> str:
     """What a person does with a store we refuse: the newest backup, if any, else move it aside."""
     backups = sorted(path.parent.glob(f"{path.name}.bak-*"), key=lambda p: p.stat().st_mtime)

@@ -5,8 +5,9 @@ which httpx sends from the URL) or `?key=…` (Gemini-style keys, proxies).
 `redact_url` is the one form capcheck ever prints, stores (the runs' args,
 the batches table) or puts in an error: the password, a user name that
 stands alone (often a token), and every secret-looking query value become
-`***`; the rest is kept byte for byte, so a URL without credentials is
-unchanged and everything keyed by it stays reachable.
+`***`; the rest is kept as `urlsplit` reads it (the scheme lower-cased, an
+empty `?` or `#` dropped: the same URL), so a URL without credentials
+comes back the same every time and everything keyed by it stays reachable.
 
 `redact_args` does the same to every URL in a run's stored arguments: a
 store written before capcheck redacted them is cleaned by a migration.
