@@ -3,10 +3,12 @@ the demo server's Responses-API endpoint on loopback, in a CODEX_HOME made
 here. The fake in tests/fakes stays only for what the real one cannot show."""
 
 import asyncio
+import gc
 import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -132,11 +134,16 @@ def test_unreachable_provider_stops_in_seconds_saying_what_codex_was_doing(cloth
         port = s.getsockname()[1]
     monkeypatch.setenv("CODEX_HOME", codex_home(tmp_path, f"http://127.0.0.1:{port}/v1"))
     monkeypatch.setenv(KEY_ENV, "loopback")
+    unraisable = []  # what a transport left open says when it is collected after its loop closed
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
     t0 = time.monotonic()
     with pytest.raises(BackendUnavailable) as exc:
         run(clothed47_dataset, keichan, timeout=4, concurrency=2)
     assert time.monotonic() - t0 < 20
     assert "waiting for network" in str(exc.value) and "is the server running?" in str(exc.value)  # stderr kept
+    # the other codex, stopped with the run (cancelled again while it was being reaped), left no pipe open
+    gc.collect()
+    assert [f"{u.exc_type.__name__}: {u.exc_value}" for u in unraisable] == []
 
 
 def test_timeout_keeps_what_codex_said(clothed47_dataset, keichan, model, tmp_path, monkeypatch):

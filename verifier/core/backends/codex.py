@@ -31,6 +31,8 @@ from verifier.core.backends import ItemFailed, Reply, Request, Retryable
 from verifier.core.backends.codex_output import CodexOutput
 from verifier.errors import BackendUnavailable
 
+REAP_WAIT = 5.0  # seconds a killed codex gets for its pipes to reach their end (milliseconds, measured)
+
 
 class CodexBackend:
     name = "codex"
@@ -137,8 +139,31 @@ def configured_model(environ: dict[str, str] | None = None) -> str | None:
 
 async def _reap(proc: asyncio.subprocess.Process) -> None:
     """Kill codex and all it started, and read its pipes to the end, so nothing
-    is left running or open when the event loop closes."""
+    is left running or open when the event loop closes (a pipe still open then
+    is an `Event loop is closed` error from its transport, collected later).
+
+    Codex's whole tree is one process group, and its pipes reach their end in
+    milliseconds once it is killed; a second cancellation while this waits
+    (the run stopping: the pool cancels the other requests, then asyncio.run
+    cancels what is left) waits for that too, at most REAP_WAIT s, and is
+    passed on after. Before, that second cancel left the pipes open."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(asyncio.shield(proc.communicate()), 5)
+    loop = asyncio.get_running_loop()
+    finishing = asyncio.ensure_future(proc.communicate())
+    deadline = loop.time() + REAP_WAIT
+    cancelled = False
+    while not finishing.done() and (left := deadline - loop.time()) > 0:
+        try:
+            await asyncio.wait_for(asyncio.shield(finishing), left)
+        except asyncio.CancelledError:
+            cancelled = True
+        except Exception:  # the pipes' own errors, or the wait's end: nothing more to do
+            break
+    if finishing.done():
+        with contextlib.suppress(BaseException):
+            finishing.exception()  # retrieved: not "never retrieved" at the loop's close
+    else:
+        finishing.cancel()
+    if cancelled:
+        raise asyncio.CancelledError
