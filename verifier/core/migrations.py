@@ -210,7 +210,7 @@ def backup(db: sqlite3.Connection, path: Path, version: int) -> Path:
     return dest
 
 
-def migrate(db: sqlite3.Connection, path: Path, notes: list[str] | None = None) -> Path | None:
+def migrate(db: sqlite3.Connection, path: Path, notes: list[str]) -> Path | None:
     """Bring the store to the newest schema, one transaction per migration; the backup made first, if any.
     What a person should hear of (a backup that could not be cleaned) is appended to `notes`."""
     version = check_schema(db, path)
@@ -230,12 +230,9 @@ def migrate(db: sqlite3.Connection, path: Path, notes: list[str] | None = None) 
             db.execute("ROLLBACK")
             raise
     db.execute("PRAGMA secure_delete=OFF")
-    if SCRUBS & set(range(version + 1, len(MIGRATIONS) + 1)):
+    if version > 0 and SCRUBS & set(range(version + 1, len(MIGRATIONS) + 1)):  # a new store has nothing to clean
         checkpoint(db)
-        if version > 0:
-            left = scrub_backups(path)
-            if notes is not None:
-                notes.extend(left)
+        notes.extend(scrub_backups(path))
     return saved
 
 
